@@ -1,0 +1,174 @@
+"""Blob: an N-D array pair (data, diff) on one device, the unit of storage in a Net."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+MAX_BLOB_AXES = 32
+
+
+class Blob:
+    """Caffe's Blob: ``data`` and ``diff`` tensors of one shape, zero-initialised.
+
+    Storage grows but never shrinks (Caffe's capacity rule): a reshape to a count that fits the
+    current capacity keeps the memory and its contents; a larger one allocates fresh zeros.
+    ``share_data``/``share_diff`` make two blobs use one storage, as Caffe's ShareData does.
+
+    A default ``Blob()`` has no shape and count 0, like Caffe's; ``Blob(())`` is a scalar.
+    """
+
+    def __init__(
+        self,
+        shape: Sequence[int] | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> None:
+        self.dtype = dtype
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self._shape: tuple[int, ...] = ()
+        self._count = 0
+        self._capacity = 0
+        self._data_mem = torch.zeros(0, dtype=dtype, device=self.device)
+        self._diff_mem = torch.zeros(0, dtype=dtype, device=self.device)
+        self._data_view: torch.Tensor | None = None
+        self._diff_view: torch.Tensor | None = None
+        if shape is not None:
+            self.reshape(shape)
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._shape
+
+    @property
+    def num_axes(self) -> int:
+        return len(self._shape)
+
+    def count(self, start: int = 0, end: int | None = None) -> int:
+        """Product of the dims in ``[start, end)``; ``count()`` is the element count."""
+        if start == 0 and end is None:
+            return self._count
+        end = self.num_axes if end is None else end
+        return math.prod(self._shape[start:end])
+
+    def canonical_axis(self, axis: int) -> int:
+        """Map an axis in ``[-num_axes, num_axes)`` to ``[0, num_axes)`` (CanonicalAxisIndex)."""
+        n = self.num_axes
+        if not -n <= axis < n:
+            raise ValueError(f"axis {axis} out of range for a {n}-D blob of shape {self._shape}")
+        return axis + n if axis < 0 else axis
+
+    def shape_at(self, axis: int) -> int:
+        return self._shape[self.canonical_axis(axis)]
+
+    def legacy_shape(self, index: int) -> int:
+        """Caffe's LegacyShape: dims indexed in ``-4..3`` on blobs of at most 4 axes; missing ones are 1."""
+        if self.num_axes > 4:
+            raise ValueError(f"legacy accessors need a blob of at most 4 axes, got shape {self._shape}")
+        if index >= self.num_axes or index < -self.num_axes:
+            return 1
+        return self._shape[index]
+
+    @property
+    def num(self) -> int:
+        return self.legacy_shape(0)
+
+    @property
+    def channels(self) -> int:
+        return self.legacy_shape(1)
+
+    @property
+    def height(self) -> int:
+        return self.legacy_shape(2)
+
+    @property
+    def width(self) -> int:
+        return self.legacy_shape(3)
+
+    def shape_string(self) -> str:
+        return " ".join(str(d) for d in self._shape) + f" ({self._count})"
+
+    def reshape(self, *shape: int | Sequence[int]) -> None:
+        """Reshape to ``shape`` (a sequence, or dims as arguments), keeping memory that fits."""
+        dims = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
+        dims = tuple(int(d) for d in dims)  # type: ignore[arg-type]
+        if len(dims) > MAX_BLOB_AXES:
+            raise ValueError(f"a blob has at most {MAX_BLOB_AXES} axes, got {len(dims)}")
+        if any(d < 0 for d in dims):
+            raise ValueError(f"negative dimension in blob shape {dims}")
+        self._shape = dims
+        self._count = math.prod(dims)
+        if self._count > self._capacity:
+            self._capacity = self._count
+            self._data_mem = torch.zeros(self._count, dtype=self.dtype, device=self.device)
+            self._diff_mem = torch.zeros(self._count, dtype=self.dtype, device=self.device)
+        self._data_view = self._diff_view = None
+
+    def reshape_like(self, other: Blob) -> None:
+        self.reshape(other.shape)
+
+    # ------------------------------------------------------------------- data
+    @property
+    def data(self) -> torch.Tensor:
+        if self._data_view is None:
+            self._data_view = self._data_mem[: self._count].view(self._shape)
+        return self._data_view
+
+    @property
+    def diff(self) -> torch.Tensor:
+        if self._diff_view is None:
+            self._diff_view = self._diff_mem[: self._count].view(self._shape)
+        return self._diff_view
+
+    def share_data(self, other: Blob) -> None:
+        """Use ``other``'s data storage (counts must match), like Caffe's ShareData."""
+        self._check_same_count(other)
+        self._data_mem = other._data_mem
+        self._data_view = None
+
+    def share_diff(self, other: Blob) -> None:
+        self._check_same_count(other)
+        self._diff_mem = other._diff_mem
+        self._diff_view = None
+
+    def _check_same_count(self, other: Blob) -> None:
+        if other.count() != self._count:
+            raise ValueError(
+                f"cannot share storage between blobs of {self._count} and {other.count()} elements"
+            )
+
+    def copy_from(self, source: Blob, copy_diff: bool = False, reshape: bool = False) -> None:
+        """Copy ``source``'s data (or diff) into this blob; shapes must match unless ``reshape``."""
+        if source.shape != self._shape:
+            if not reshape:
+                raise ValueError(
+                    f"trying to copy blobs of different shapes: {source.shape} -> {self._shape}"
+                )
+            self.reshape_like(source)
+        if copy_diff:
+            self.diff.copy_(source.diff)
+        else:
+            self.data.copy_(source.data)
+
+    def update(self) -> None:
+        """``data -= diff`` (Blob::Update), the last step of every solver iteration."""
+        self.data.sub_(self.diff)
+
+    def asum_data(self) -> float:
+        return float(self.data.abs().sum())
+
+    def asum_diff(self) -> float:
+        return float(self.diff.abs().sum())
+
+    def sumsq_data(self) -> float:
+        return float((self.data * self.data).sum())
+
+    def sumsq_diff(self) -> float:
+        return float((self.diff * self.diff).sum())
+
+    def __repr__(self) -> str:
+        return f"Blob(shape={self._shape}, dtype={self.dtype}, device={self.device})"

@@ -1,0 +1,37 @@
+"""Where new nets put their tensors: Caffe's CPU/GPU mode and device id (``set_mode_gpu``...).
+
+The mode is a process-wide default, as in pycaffe; a Net can always be given its own ``device``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_state = {"mode": "cpu", "device_id": 0}
+
+
+def set_mode_cpu() -> None:
+    _state["mode"] = "cpu"
+
+
+def set_mode_gpu() -> None:
+    """Put new nets on CUDA device ``device_id``; raises if PyTorch sees no CUDA device."""
+    if not torch.cuda.is_available():
+        raise RuntimeError("set_mode_gpu: no CUDA device is available to PyTorch on this machine")
+    _state["mode"] = "gpu"
+
+
+def set_device(device_id: int) -> None:
+    if device_id < 0:
+        raise ValueError(f"device id must be >= 0, got {device_id}")
+    _state["device_id"] = int(device_id)
+
+
+def mode() -> str:
+    return str(_state["mode"])
+
+
+def default_device() -> torch.device:
+    if _state["mode"] == "gpu":
+        return torch.device("cuda", int(_state["device_id"]))
+    return torch.device("cpu")

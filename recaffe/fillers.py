@@ -1,0 +1,116 @@
+"""Caffe's weight fillers, drawing from Caffe's random stream so seeded nets match Caffe bit for bit.
+
+Values are computed in float32 on the CPU exactly as Caffe's ``filler.hpp`` does (on CUDA too:
+Caffe's GPU build drew from cuRAND instead, so GPU-initialised Caffe weights are not reproducible
+anywhere), then copied into the blob on its device and dtype.
+
+Fan rules (Xavier, MSRA): ``fan_in = count / shape[0]``, ``fan_out = count / shape[1]`` (``count``
+for 1-D blobs), integer division; ``variance_norm`` picks fan_in (default), fan_out or their mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from recaffe.blob import Blob
+from recaffe.proto import caffe_pb2
+from recaffe.registry import FILLERS
+from recaffe.rng import CaffeRNG
+
+F32 = np.float32
+FillerFn = Callable[[Blob, caffe_pb2.FillerParameter, CaffeRNG], np.ndarray]
+
+
+def fill(blob: Blob, param: caffe_pb2.FillerParameter, rng: CaffeRNG) -> None:
+    """Fill ``blob.data`` with the filler ``param.type`` (Caffe's GetFiller + Fill)."""
+    if blob.count() == 0:
+        raise ValueError(f"cannot fill an empty blob of shape {blob.shape} ({param.type} filler)")
+    if param.type != "gaussian" and param.sparse != -1:
+        raise ValueError(f"the {param.type!r} filler does not support sparse ({param.sparse})")
+    values = FILLERS.get(param.type)(blob, param, rng)
+    blob.data.copy_(torch.from_numpy(values.reshape(blob.shape)))
+
+
+@FILLERS.register("constant")
+def constant(blob: Blob, param: caffe_pb2.FillerParameter, rng: CaffeRNG) -> np.ndarray:
+    """Every element = ``value`` (no draws)."""
+    return np.full(blob.count(), F32(param.value), dtype=F32)
+
+
+@FILLERS.register("uniform")
+def uniform(blob: Blob, param: caffe_pb2.FillerParameter, rng: CaffeRNG) -> np.ndarray:
+    """U[min, max]."""
+    return rng.uniform(blob.count(), param.min, param.max)
+
+
+@FILLERS.register("gaussian")
+def gaussian(blob: Blob, param: caffe_pb2.FillerParameter, rng: CaffeRNG) -> np.ndarray:
+    """N(mean, std); with ``sparse >= 0`` each value is kept with probability sparse/shape[0].
+
+    The mask multiplies as float x int, so masked negatives become -0.0 as in Caffe.
+    """
+    values = rng.gaussian(blob.count(), param.mean, param.std)
+    if param.sparse < -1:
+        raise ValueError(f"gaussian filler: sparse must be >= -1, got {param.sparse}")
+    if param.sparse >= 0:
+        if blob.num_axes < 1:
+            raise ValueError("gaussian filler: sparse needs a blob with at least one axis")
+        p = F32(F32(param.sparse) / F32(blob.shape[0]))
+        values = values * rng.bernoulli_float(blob.count(), float(p)).astype(F32)
+    return values
+
+
+@FILLERS.register("positive_unitball")
+def positive_unitball(blob: Blob, param: caffe_pb2.FillerParameter, rng: CaffeRNG) -> np.ndarray:
+    """U[0, 1], then each of the shape[0] rows divided by its (sequential float32) sum."""
+    values = rng.uniform(blob.count(), 0.0, 1.0).reshape(blob.shape[0], -1)
+    sums = np.cumsum(values, axis=1, dtype=F32)[:, -1:]  # cumsum adds in index order, like Caffe
+    return values / sums
+
+
+def _fan(blob: Blob, param: caffe_pb2.FillerParameter) -> np.float32:
+    count = blob.count()
+    fan_in = count // blob.shape[0]
+    fan_out = count // blob.shape[1] if blob.num_axes > 1 else count
+    norm = caffe_pb2.FillerParameter
+    if param.variance_norm == norm.AVERAGE:
+        return F32(fan_in + fan_out) / F32(2)
+    if param.variance_norm == norm.FAN_OUT:
+        return F32(fan_out)
+    return F32(fan_in)
+
+
+@FILLERS.register("xavier")
+def xavier(blob: Blob, param: caffe_pb2.FillerParameter, rng: CaffeRNG) -> np.ndarray:
+    """U[-s, s] with s = sqrt(3 / n), n the fan chosen by ``variance_norm``."""
+    scale = np.sqrt(F32(3) / _fan(blob, param))
+    return rng.uniform(blob.count(), -scale, scale)
+
+
+@FILLERS.register("msra")
+def msra(blob: Blob, param: caffe_pb2.FillerParameter, rng: CaffeRNG) -> np.ndarray:
+    """N(0, sqrt(2 / n)), n the fan chosen by ``variance_norm``."""
+    std = np.sqrt(F32(2) / _fan(blob, param))
+    return rng.gaussian(blob.count(), 0.0, std)
+
+
+@FILLERS.register("bilinear")
+def bilinear(blob: Blob, param: caffe_pb2.FillerParameter, rng: CaffeRNG) -> np.ndarray:
+    """Bilinear upsampling kernel, the same (K, K) in every slice of a 4-D, square blob.
+
+    ``f = ceil(K/2)``, ``c = (K-1)/(2f)``; ``w(x, y) = (1 - |x/f - c|)(1 - |y/f - c|)``.
+    """
+    if blob.num_axes != 4:
+        raise ValueError(f"bilinear filler needs a 4-D blob, got shape {blob.shape}")
+    height, width = blob.shape[2], blob.shape[3]
+    if height != width:
+        raise ValueError(f"bilinear filler needs a square kernel, got {height}x{width}")
+    f = -(-width // 2)
+    c = F32((width - 1) / (2.0 * f))
+    index = np.arange(blob.count())
+    x = (index % width).astype(F32)
+    y = ((index // width) % height).astype(F32)
+    return (F32(1) - np.abs(x / F32(f) - c)) * (F32(1) - np.abs(y / F32(f) - c))

@@ -1,0 +1,1 @@
+"""Reading and writing Caffe's files: prototxt, caffemodel, binaryproto, HDF5, solverstate."""

@@ -1,0 +1,98 @@
+"""Text and binary protobuf files (prototxt, caffemodel, solverstate), read through protobuf itself.
+
+Errors name the file; text-format errors also carry protobuf's line and column.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TypeVar
+
+from google.protobuf import message, text_format
+
+from recaffe.proto import caffe_pb2
+
+M = TypeVar("M", bound=message.Message)
+PathLike = str | os.PathLike[str]
+
+
+class ProtoFileError(ValueError):
+    """A Caffe file could not be read or parsed; the message names the file."""
+
+
+def read_bytes(path: PathLike) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ProtoFileError(f"cannot open {os.fspath(path)!r}: {e.strerror}") from e
+
+
+def parse_text(text: str, msg: M, source: str = "<string>") -> M:
+    """Parse protobuf text format into ``msg``; errors read ``source:line:column: problem``."""
+    try:
+        text_format.Parse(text, msg, allow_unknown_extension=False)
+    except text_format.ParseError as e:
+        where = f"{e.GetLine()}:{e.GetColumn()}" if e.GetLine() is not None else "?"
+        detail = str(e).split(" : ", 1)[-1] if ":" in str(e) else str(e)
+        raise ProtoFileError(
+            f"{source}:{where}: cannot parse as {msg.DESCRIPTOR.name}: {detail}"
+        ) from e
+    return msg
+
+
+def read_text(path: PathLike, msg: M) -> M:
+    data = read_bytes(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ProtoFileError(
+            f"{os.fspath(path)!r} is not a text {msg.DESCRIPTOR.name} (is it a binary file?)"
+        ) from e
+    return parse_text(text, msg, os.fspath(path))
+
+
+def read_binary(path: PathLike, msg: M) -> M:
+    data = read_bytes(path)
+    try:
+        msg.ParseFromString(data)
+    except message.DecodeError as e:
+        raise ProtoFileError(
+            f"{os.fspath(path)!r} is not a binary {msg.DESCRIPTOR.name} ({e})"
+        ) from e
+    return msg
+
+
+def write_text(path: PathLike, msg: message.Message) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text_format.MessageToString(msg))
+
+
+def write_binary(path: PathLike, msg: message.Message) -> None:
+    with open(path, "wb") as f:
+        f.write(msg.SerializeToString())
+
+
+def to_text(msg: message.Message) -> str:
+    return text_format.MessageToString(msg)
+
+
+def read_net_param(path: PathLike) -> caffe_pb2.NetParameter:
+    """A net definition from a text prototxt, upgraded from legacy formats as Caffe does."""
+    from recaffe.io import upgrade
+
+    return upgrade.upgrade_net(read_text(path, caffe_pb2.NetParameter()), os.fspath(path))
+
+
+def read_net_weights(path: PathLike) -> caffe_pb2.NetParameter:
+    """A binary NetParameter (``.caffemodel``), upgraded from legacy formats as Caffe does."""
+    from recaffe.io import upgrade
+
+    return upgrade.upgrade_net(read_binary(path, caffe_pb2.NetParameter()), os.fspath(path))
+
+
+def read_solver_param(path: PathLike) -> caffe_pb2.SolverParameter:
+    """A solver definition from a text prototxt, upgraded (solver_type -> type) as Caffe does."""
+    from recaffe.io import upgrade
+
+    return upgrade.upgrade_solver(read_text(path, caffe_pb2.SolverParameter()), os.fspath(path))

@@ -1,0 +1,89 @@
+"""Net weights in HDF5 (Caffe's ``ToHDF5``/``CopyTrainedLayersFromHDF5``): ``/data/<layer>/<i>``.
+
+Only owner parameters are written (shared ones are omitted); ``/diff/<layer>/<i>`` holds every
+param's diff when asked. Loading matches layers by name (the last layer of a repeated name wins,
+as in Caffe) and lets a shared, non-owner param be absent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from recaffe.net import Net
+
+log = logging.getLogger(__name__)
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_hdf5(path: str | os.PathLike[str]) -> bool:
+    """True iff ``path`` starts with the HDF5 signature (at offset 0; Caffe also uses H5Fis_hdf5)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == _HDF5_SIGNATURE
+    except OSError:
+        return False
+
+
+def _h5py():  # type: ignore[no-untyped-def]
+    import h5py
+
+    return h5py
+
+
+def save_hdf5_weights(net: Net, path: str | os.PathLike[str], write_diff: bool = False) -> None:
+    with _h5py().File(path, "w") as f:
+        data = f.create_group("data")
+        diff = f.create_group("diff") if write_diff else None
+        for layer_id, (name, layer) in enumerate(zip(net.layer_names, net.layers)):
+            layer_data = data.require_group(name)
+            layer_diff = diff.require_group(name) if diff is not None else None
+            for param_id, blob in enumerate(layer.blobs):
+                net_param_id = net.param_id_vecs[layer_id][param_id]
+                if net.param_owners[net_param_id] == -1:
+                    layer_data.create_dataset(str(param_id), data=blob.data.detach().cpu().numpy())
+                if layer_diff is not None:
+                    layer_diff.create_dataset(str(param_id), data=blob.diff.detach().cpu().numpy())
+
+
+def load_hdf5_weights(net: Net, path: str | os.PathLike[str]) -> None:
+    h5py = _h5py()
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise ValueError(f"cannot open HDF5 weights {os.fspath(path)!r}: {e}") from e
+    with f:
+        if "data" not in f:
+            raise ValueError(f"{os.fspath(path)!r} has no /data group: not a Caffe HDF5 weights file")
+        for name, group in f["data"].items():
+            if not net.has_layer(name):
+                log.info("Ignoring source layer %s", name)
+                continue
+            layer_id = net.layer_index(name)
+            _load_layer(net, layer_id, group, os.fspath(path))
+
+
+def _load_layer(net: Net, layer_id: int, group, path: str) -> None:  # type: ignore[no-untyped-def]
+    layer = net.layers[layer_id]
+    if len(group) > len(layer.blobs):
+        raise ValueError(f"{path}: incompatible number of blobs for layer {layer.name!r} "
+                         f"({len(group)} in the file, {len(layer.blobs)} in the net)")
+    for j, blob in enumerate(layer.blobs):
+        if str(j) not in group:
+            if net.param_owners[net.param_id_vecs[layer_id][j]] != -1:
+                continue  # a shared param: its owner carries the values
+            raise ValueError(f"{path}: incompatible number of blobs for layer {layer.name!r} "
+                             f"(param {j} missing)")
+        values = np.asarray(group[str(j)])
+        if values.dtype.kind not in "fiu":
+            raise ValueError(f"{path}: dataset {layer.name}/{j} is not numeric ({values.dtype})")
+        if tuple(values.shape) != blob.shape:
+            raise ValueError(f"{path}: param {j} of layer {layer.name!r} has shape {values.shape}, "
+                             f"the net expects {blob.shape}")
+        blob.data.copy_(torch.from_numpy(values.astype(np.float64)).to(blob.dtype))

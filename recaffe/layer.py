@@ -1,0 +1,191 @@
+"""Layer: the abstract base every registered layer type derives from."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar, final
+
+import torch
+
+from recaffe import fillers, rng
+from recaffe.blob import Blob
+from recaffe.io import blobproto
+from recaffe.proto import caffe_pb2
+
+Blobs = Sequence[Blob]
+
+
+class LayerError(ValueError):
+    """A layer's parameters or inputs are invalid; the message names the layer."""
+
+
+class Layer:
+    """Caffe's Layer: set up from a LayerParameter, then forward and backward over blobs.
+
+    A subclass implements the hooks ``layer_setup`` (optional), ``reshape``, ``forward`` and
+    ``backward``, and declares its blob counts with class attributes. The wrappers ``setup``,
+    ``run_forward`` and ``run_backward`` are final: they check blob counts, reshape before every
+    forward as Caffe does, and compute the weighted loss ``Σ top.data · top.diff`` over the tops
+    that carry a loss weight (the weight lives in the top's diff, written once at setup).
+
+    Backward contract: assign bottom diffs, accumulate param diffs, honour ``propagate_down`` and
+    ``param_propagate_down``.
+    """
+
+    type: ClassVar[str] = ""
+    exact_num_bottom_blobs: ClassVar[int] = -1
+    min_bottom_blobs: ClassVar[int] = -1
+    max_bottom_blobs: ClassVar[int] = -1
+    exact_num_top_blobs: ClassVar[int] = -1
+    min_top_blobs: ClassVar[int] = -1
+    max_top_blobs: ClassVar[int] = -1
+    equal_num_bottom_top_blobs: ClassVar[bool] = False
+    auto_top_blobs: ClassVar[bool] = False
+    supports_in_place: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        param: caffe_pb2.LayerParameter,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> None:
+        self.param = caffe_pb2.LayerParameter()
+        self.param.CopyFrom(param)
+        self.phase: int = self.param.phase
+        self.dtype = dtype
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        # Weights embedded in the LayerParameter (prototxt or caffemodel) replace the fillers.
+        self.blobs: list[Blob] = [
+            blobproto.blob_from_proto(b, dtype=dtype, device=self.device) for b in self.param.blobs
+        ]
+        del self.param.blobs[:]  # keep one copy of the weights, not two
+        self.param_propagate_down: list[bool] = []
+        self.loss_weights: list[float] = []
+
+    # ------------------------------------------------------------- identity
+    @property
+    def name(self) -> str:
+        return self.param.name
+
+    def describe(self) -> str:
+        """``layer 'name' (Type)``: how error messages name this layer."""
+        return f"layer {self.name!r} ({self.type})"
+
+    def error(self, message: str) -> LayerError:
+        return LayerError(f"{self.describe()}: {message}")
+
+    # ---------------------------------------------------------------- hooks
+    def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
+        """Read and validate parameters, create ``self.blobs``. Runs once."""
+
+    def reshape(self, bottom: Blobs, top: Blobs) -> None:
+        raise NotImplementedError
+
+    def forward(self, bottom: Blobs, top: Blobs) -> None:
+        raise NotImplementedError
+
+    def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
+        if any(propagate_down):
+            raise self.error("this layer type cannot propagate gradients to its bottoms")
+
+    def allow_force_backward(self, bottom_index: int) -> bool:
+        return True
+
+    # -------------------------------------------------------------- wrappers
+    @final
+    def setup(self, bottom: Blobs, top: Blobs) -> None:
+        self.check_blob_counts(bottom, top)
+        if not self.supports_in_place and any(t is b for t in top for b in bottom):
+            raise self.error("in-place computation is not supported; give the top its own name")
+        with torch.no_grad():
+            self.layer_setup(bottom, top)
+            self.reshape(bottom, top)
+            self.set_loss_weights(top)
+
+    @final
+    def run_forward(self, bottom: Blobs, top: Blobs) -> torch.Tensor | float:
+        """Reshape, forward, and return the weighted loss of this layer's tops."""
+        with torch.no_grad():
+            self.reshape(bottom, top)
+            self.forward(bottom, top)
+            loss: torch.Tensor | float = 0.0
+            for weight, blob in zip(self.loss_weights, top):
+                if weight:
+                    loss = loss + torch.dot(blob.data.reshape(-1), blob.diff.reshape(-1))
+            return loss
+
+    @final
+    def run_backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
+        with torch.no_grad():
+            self.backward(top, propagate_down, bottom)
+
+    # -------------------------------------------------------------- helpers
+    def check_blob_counts(self, bottom: Blobs, top: Blobs) -> None:
+        nb, nt = len(bottom), len(top)
+        checks = [
+            (self.exact_num_bottom_blobs >= 0 and nb != self.exact_num_bottom_blobs,
+             f"takes {self.exact_num_bottom_blobs} bottom blob(s) as input, got {nb}"),
+            (self.min_bottom_blobs >= 0 and nb < self.min_bottom_blobs,
+             f"takes at least {self.min_bottom_blobs} bottom blob(s) as input, got {nb}"),
+            (self.max_bottom_blobs >= 0 and nb > self.max_bottom_blobs,
+             f"takes at most {self.max_bottom_blobs} bottom blob(s) as input, got {nb}"),
+            (self.exact_num_top_blobs >= 0 and nt != self.exact_num_top_blobs,
+             f"produces {self.exact_num_top_blobs} top blob(s) as output, got {nt}"),
+            (self.min_top_blobs >= 0 and nt < self.min_top_blobs,
+             f"produces at least {self.min_top_blobs} top blob(s) as output, got {nt}"),
+            (self.max_top_blobs >= 0 and nt > self.max_top_blobs,
+             f"produces at most {self.max_top_blobs} top blob(s) as output, got {nt}"),
+            (self.equal_num_bottom_top_blobs and nb != nt,
+             f"produces one top blob per bottom blob, got {nb} bottoms and {nt} tops"),
+        ]
+        for failed, message in checks:
+            if failed:
+                raise self.error(message)
+
+    def set_loss_weights(self, top: Blobs) -> None:
+        weights = list(self.param.loss_weight)
+        if not weights:
+            return
+        if len(weights) != len(top):
+            raise self.error(
+                f"loss_weight must be unspecified or given once per top blob "
+                f"({len(top)} tops, {len(weights)} loss_weight values)"
+            )
+        for i, (weight, blob) in enumerate(zip(weights, top)):
+            if weight:
+                self.set_loss(i, weight)
+                blob.diff.fill_(weight)
+
+    def loss(self, top_index: int) -> float:
+        return self.loss_weights[top_index] if top_index < len(self.loss_weights) else 0.0
+
+    def set_loss(self, top_index: int, value: float) -> None:
+        if len(self.loss_weights) <= top_index:
+            self.loss_weights.extend([0.0] * (top_index + 1 - len(self.loss_weights)))
+        self.loss_weights[top_index] = value
+
+    def set_param_propagate_down(self, param_index: int, value: bool) -> None:
+        if len(self.param_propagate_down) <= param_index:
+            self.param_propagate_down.extend([True] * (param_index + 1 - len(self.param_propagate_down)))
+        self.param_propagate_down[param_index] = value
+
+    def new_blob(
+        self, shape: Sequence[int], filler: caffe_pb2.FillerParameter | None = None
+    ) -> Blob:
+        """A blob on this layer's device, filled by ``filler`` (default: constant 0)."""
+        blob = Blob(shape, dtype=self.dtype, device=self.device)
+        if filler is not None:
+            fillers.fill(blob, filler, rng.get_rng())
+        return blob
+
+    def to_proto(self, write_diff: bool = False) -> caffe_pb2.LayerParameter:
+        """This layer's LayerParameter with its current blobs (Layer::ToProto)."""
+        out = caffe_pb2.LayerParameter()
+        out.CopyFrom(self.param)
+        for blob in self.blobs:
+            blobproto.blob_to_proto(blob, write_diff, out.blobs.add())
+        return out
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"

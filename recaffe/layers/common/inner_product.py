@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from typing import final
+
+import torch
+
+from recaffe.layer import Blobs, Layer
+from recaffe.registry import LAYERS
+
+
+@LAYERS.register("InnerProduct")
+@final
+class InnerProductLayer(Layer):
+    """Fully connected layer: top = bottom · Wᵀ + b.
+
+    Backward: dW += top.diffᵀ · x ;  db += Σ_rows top.diff ;  bottom.diff = top.diff · W
+    Params (inner_product_param): num_output, bias_term=true, weight_filler and bias_filler
+        (default constant 0), axis=1, transpose=false (W stored as (K, N) instead of (N, K)).
+    Bottoms: x with the axes from ``axis`` on flattened to K; M = the product of the others.
+    Tops: shape[:axis] + (num_output,).
+    In place: no.
+    """
+
+    exact_num_bottom_blobs = 1
+    exact_num_top_blobs = 1
+
+    def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
+        p = self.param.inner_product_param
+        if p.num_output <= 0:
+            raise self.error(f"inner_product_param.num_output must be > 0, got {p.num_output}")
+        self.axis = bottom[0].canonical_axis(p.axis)
+        self.k = bottom[0].count(self.axis)
+        n = p.num_output
+        if not self.blobs:
+            self.blobs = [self.new_blob((self.k, n) if p.transpose else (n, self.k), p.weight_filler)]
+            if p.bias_term:
+                self.blobs.append(self.new_blob((n,), p.bias_filler))
+        expected = (self.k, n) if p.transpose else (n, self.k)
+        if self.blobs[0].shape != expected:
+            raise self.error(f"weight blob has shape {self.blobs[0].shape}, expected {expected}")
+        self.param_propagate_down = [True] * len(self.blobs)
+
+    def reshape(self, bottom: Blobs, top: Blobs) -> None:
+        axis = bottom[0].canonical_axis(self.param.inner_product_param.axis)
+        if bottom[0].count(axis) != self.k:
+            raise self.error(
+                f"input size {bottom[0].count(axis)} (shape {bottom[0].shape} from axis {axis}) "
+                f"does not match the weights' {self.k}"
+            )
+        self.m = bottom[0].count(0, axis)
+        top[0].reshape((*bottom[0].shape[:axis], self.param.inner_product_param.num_output))
+
+    def _weight(self) -> torch.Tensor:
+        """W as (N, K) whatever its storage."""
+        w = self.blobs[0].data
+        return w.t() if self.param.inner_product_param.transpose else w
+
+    def forward(self, bottom: Blobs, top: Blobs) -> None:
+        x = bottom[0].data.reshape(self.m, self.k)  # (M, K)
+        y = top[0].data.view(self.m, -1)  # (M, N)
+        torch.matmul(x, self._weight().t(), out=y)
+        if len(self.blobs) > 1:
+            y.add_(self.blobs[1].data)
+
+    def backward(self, top: Blobs, propagate_down: list[bool], bottom: Blobs) -> None:
+        dy = top[0].diff.reshape(self.m, -1)  # (M, N)
+        if self.param_propagate_down[0]:
+            x = bottom[0].data.reshape(self.m, self.k)  # (M, K)
+            dw = self.blobs[0].diff
+            if self.param.inner_product_param.transpose:
+                dw.addmm_(x.t(), dy)  # (K, N)
+            else:
+                dw.addmm_(dy.t(), x)  # (N, K)
+        if len(self.blobs) > 1 and self.param_propagate_down[1]:
+            self.blobs[1].diff.add_(dy.sum(0))
+        if propagate_down[0]:
+            torch.matmul(dy, self._weight(), out=bottom[0].diff.view(self.m, self.k))

@@ -1,0 +1,3 @@
+"""Element-wise (neuron) layers."""
+
+from recaffe.layers.neuron import relu  # noqa: F401

@@ -1,0 +1,3 @@
+"""Structural layers: split, concat, slice, reshape, reductions and friends."""
+
+from recaffe.layers.utility import split  # noqa: F401

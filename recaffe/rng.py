@@ -1,0 +1,410 @@
+"""Caffe's CPU random numbers, bit for bit: boost::mt19937 and Boost 1.74's distributions.
+
+Caffe draws every random number on the CPU from one ``boost::mt19937`` per thread, seeded by
+``Caffe::set_random_seed`` (pycaffe ``caffe.set_random_seed``, solver ``random_seed``). This
+module reproduces that engine and the distributions Caffe uses on it, so a net built after
+``set_random_seed(s)`` gets the same initial weights, dropout masks and crops as Caffe did:
+
+* ``rand()``: one raw 32-bit word (``caffe_rng_rand``).
+* ``uniform(n, a, b)``: ``boost::uniform_real`` on ``[a, nextafter(b))`` in float32.
+* ``gaussian(n, mu, sigma)``: ``boost::normal_distribution`` (128-layer ziggurat) in float32.
+* ``bernoulli_float`` / ``bernoulli_double``: ``boost::bernoulli_distribution<T>``.
+* ``uniform_int(k)`` and ``shuffle``: ``boost::uniform_int`` and ``caffe::shuffle``.
+
+Every draw reads words from one buffered stream; vectorised code may look ahead (``peek``) and
+then consume exactly what Caffe's scalar code would have (``advance``).
+
+Unseeded, the engine is seeded from ``os.urandom`` like Caffe's ``cluster_seedgen``, and the seed
+is logged so the run can be repeated.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import logging
+import math
+import os
+import threading
+from collections.abc import MutableSequence
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+F32 = np.float32
+TWO_M24 = F32(2.0**-24)
+TWO_M32 = F32(2.0**-32)
+
+
+# --------------------------------------------------------------------------- float32 expf
+@functools.cache
+def _glibc_expf() -> Any:
+    name = ctypes.util.find_library("m")
+    try:
+        libm = ctypes.CDLL(name) if name else None
+    except OSError:
+        libm = None
+    if libm is None or not hasattr(libm, "expf"):
+        return None
+    fn = libm.expf
+    fn.argtypes, fn.restype = [ctypes.c_float], ctypes.c_float
+    return fn
+
+
+def expf(x: np.float32) -> np.float32:
+    """C's float ``expf`` (glibc's when present; Boost's wedge test calls it)."""
+    fn = _glibc_expf()
+    return F32(fn(float(x))) if fn is not None else F32(math.exp(float(x)))
+
+
+# ------------------------------------------------------------------------- ziggurat tables
+@functools.cache
+def _ziggurat_tables() -> dict[str, np.ndarray]:
+    """Boost's normal (128 layers) and exponential (256 layers) ziggurat tables, as doubles.
+
+    Built from their defining recurrences at 50 digits and rounded to double, which gives
+    exactly the constants compiled into Boost.
+    """
+    import mpmath as mp
+
+    with mp.workdps(50):
+        def normal(r: Any) -> tuple[list[Any], list[Any], Any]:
+            f = lambda x: mp.exp(-x * x / 2)  # noqa: E731
+            v = r * f(r) + mp.sqrt(mp.pi / 2) * mp.erfc(r / mp.sqrt(2))
+            xs, ys = [v / f(r), r], [mp.mpf(0), f(r)]
+            for i in range(1, 127):
+                ys.append(ys[i] + v / xs[i])
+                xs.append(mp.sqrt(-2 * mp.log(ys[i + 1])))
+            return xs, ys, v
+
+        def exponential(r: Any) -> tuple[list[Any], list[Any], Any]:
+            v = (r + 1) * mp.exp(-r)
+            xs, ys = [r + 1, r], [mp.mpf(0), mp.exp(-r)]
+            for i in range(1, 255):
+                ys.append(ys[i] + v / xs[i])
+                xs.append(-mp.log(ys[i + 1]))
+            return xs, ys, v
+
+        def closing(build: Any, last: int) -> Any:
+            def residual(r: Any) -> Any:
+                xs, ys, v = build(r)
+                return ys[last] + v / xs[last] - 1
+            return residual
+
+        r_norm = mp.findroot(closing(normal, 127), mp.mpf("3.44261985589665212"))
+        r_exp = mp.findroot(closing(exponential, 255), mp.mpf("7.69711747013104972"))
+        nx, ny, _ = normal(r_norm)
+        ex, ey, _ = exponential(r_exp)
+        to = lambda xs, end: np.array([float(x) for x in xs] + [end], dtype=np.float64)  # noqa: E731
+        return {"X": to(nx, 0.0), "Y": to(ny, 1.0), "EX": to(ex, 0.0), "EY": to(ey, 1.0)}
+
+
+@functools.cache
+def _normal_f32() -> dict[str, np.ndarray]:
+    t = _ziggurat_tables()
+    x, y = t["X"], t["Y"]
+    return {
+        "X": x,
+        "Xf": x.astype(F32),
+        "Yf": y.astype(F32),
+        "DX": (x[:-1] - x[1:]).astype(F32),   # f32(X[i] - X[i+1]), difference in double
+        "DY": (y[1:] - y[:-1]).astype(F32),   # f32(Y[i+1] - Y[i])
+        "convex": x[:-1] >= 1.0,
+        "EXf": t["EX"].astype(F32),
+        "EYf": t["EY"].astype(F32),
+        "EDX": (t["EX"][:-1] - t["EX"][1:]).astype(F32),
+        "EDY": (t["EY"][1:] - t["EY"][:-1]).astype(F32),
+    }
+
+
+def _mantissa(words: np.ndarray) -> np.ndarray:
+    """f32(W >> 8) * 2^-24: the 24-bit fraction both ziggurats take from a word."""
+    return (words >> np.uint32(8)).astype(F32) * TWO_M24
+
+
+def _unit01(words: np.ndarray) -> np.ndarray:
+    """Boost's uniform01 on float: f32(W) * 2^-32 (1.0 means reject and redraw)."""
+    return words.astype(F32) * TWO_M32
+
+
+# ------------------------------------------------------------------------------ the engine
+class CaffeRNG:
+    """One Caffe random stream: ``boost::mt19937(seed)`` plus Boost's distributions."""
+
+    _BLOCK = 4096
+    _NORMAL_BLOCK = 1 << 15
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed) % 2**32
+        self._engine = np.random.RandomState(self.seed)  # same raw words as boost::mt19937
+        self._buffer = np.empty(0, dtype=np.uint32)
+        self._pos = 0
+
+    # ---------------------------------------------------------------- raw words
+    def peek(self, n: int) -> np.ndarray:
+        """The next ``n`` words, without consuming them."""
+        have = len(self._buffer) - self._pos
+        if have < n:
+            more = self._engine.randint(0, 2**32, size=max(n - have, self._BLOCK), dtype=np.uint32)
+            self._buffer = np.concatenate([self._buffer[self._pos :], more])
+            self._pos = 0
+        return self._buffer[self._pos : self._pos + n]
+
+    def advance(self, n: int) -> None:
+        self.peek(n)
+        self._pos += n
+
+    def take(self, n: int) -> np.ndarray:
+        words = self.peek(n).copy()
+        self._pos += n
+        return words
+
+    def rand(self) -> int:
+        """``caffe_rng_rand()``: one raw word."""
+        return int(self.take(1)[0])
+
+    def _word(self) -> np.uint32:
+        return self.take(1)[0]
+
+    # ----------------------------------------------------------------- uniform
+    def uniform(self, n: int, a: float, b: float) -> np.ndarray:
+        """``caffe_rng_uniform<float>(n, a, b)``: values in ``[a, b]`` (b' = nextafter(b) excluded)."""
+        a32, b32 = F32(a), F32(b)
+        if a32 > b32:
+            raise ValueError(f"uniform range needs min <= max, got [{a}, {b}]")
+        hi = b32 if b32 == np.finfo(F32).max else np.nextafter(b32, F32(np.inf))
+        if F32(hi / F32(2)) - F32(a32 / F32(2)) > np.finfo(F32).max / F32(2):
+            return F32(2) * self._uniform_core(n, F32(a32 / F32(2)), F32(hi / F32(2)))
+        return self._uniform_core(n, a32, hi)
+
+    def _uniform_core(self, n: int, a: np.float32, hi: np.float32) -> np.ndarray:
+        span = F32(hi - a)
+        out = np.empty(n, dtype=F32)
+        done = 0
+        while done < n:
+            words = self.peek(n - done)
+            values = (words.astype(F32) * TWO_M32) * span + a
+            ok = values < hi
+            kept = values[ok]
+            take = min(len(kept), n - done)
+            out[done : done + take] = kept[:take]
+            done += take
+            # consume the words up to and including the last value used (rejections included)
+            self.advance(int(np.flatnonzero(ok)[take - 1]) + 1 if take else len(words))
+        return out
+
+    # -------------------------------------------------------------- bernoulli
+    def bernoulli_float(self, n: int, p: float) -> np.ndarray:
+        """``bernoulli_distribution<float>(p)`` as int32 0/1 (the sparse Gaussian filler's mask)."""
+        if F32(p) == 0:
+            return np.zeros(n, dtype=np.int32)
+        threshold = F32(p) * F32(2.0**32)  # p * f32(4294967295) == p * 2^32
+        return (self.take(n).astype(F32) <= threshold).astype(np.int32)
+
+    def bernoulli_double(self, n: int, p: float) -> np.ndarray:
+        """``bernoulli_distribution<double>(p)`` as uint8 0/1 (Dropout's mask; ``p`` keep rate)."""
+        if p == 0:
+            return np.zeros(n, dtype=np.uint8)
+        return (self.take(n).astype(np.float64) <= p * 4294967295.0).astype(np.uint8)
+
+    # ---------------------------------------------------------------- integers
+    def uniform_int(self, k: int) -> int:
+        """``boost::uniform_int<>(0, k)`` (used by ``caffe::shuffle``)."""
+        if k == 0:
+            return 0
+        bucket = (2**32 - 1) // (k + 1)
+        if (2**32 - 1) % (k + 1) == k:
+            bucket += 1
+        while True:
+            q = self.rand() // bucket
+            if q <= k:
+                return q
+
+    def shuffle(self, items: MutableSequence[Any]) -> None:
+        """``caffe::shuffle``: Fisher-Yates from the end, ``j = uniform_int(0, i)``."""
+        for i in range(len(items) - 1, 0, -1):
+            j = self.uniform_int(i)
+            items[i], items[j] = items[j], items[i]
+
+    # ------------------------------------------------------------------ normal
+    def gaussian(self, n: int, mu: float, sigma: float) -> np.ndarray:
+        """``caffe_rng_gaussian<float>(n, mu, sigma)``: f32(f32(Z·sigma) + mu), Z from the ziggurat."""
+        if not sigma > 0:
+            raise ValueError(f"gaussian needs sigma > 0, got {sigma}")
+        z = np.empty(n, dtype=F32)
+        done = 0
+        while done < n:
+            done += self._normal_block(z, done)
+        return z * F32(sigma) + F32(mu)
+
+    def _normal_block(self, out: np.ndarray, start: int) -> int:
+        """Fill ``out[start:]`` from one block of words; returns how many values were written.
+
+        Each word position is classified: fast (1 word, accepted), wedge (2 words: the word and a
+        uniform01 word), simple tail (3 words: the word and two fast exponentials, accepted) or
+        complex (anything rarer: computed by the scalar path). A walk over the non-fast positions
+        marks the words consumed as lookahead, so values come out in exactly Boost's order.
+        """
+        t = _normal_f32()
+        need = len(out) - start
+        words = self.peek(min(need + need // 16 + 8, self._NORMAL_BLOCK))
+        size = len(words)
+        sign = np.where(words & np.uint32(1), F32(1), F32(-1))
+        layer = ((words >> np.uint32(1)) & np.uint32(127)).astype(np.intp)
+        x = _mantissa(words) * t["Xf"][layer]
+        fast = x.astype(np.float64) < t["X"][layer + 1]
+        value = x * sign
+        special = np.flatnonzero(~fast)
+        consumed = np.ones(size, dtype=np.intp)
+        accepted = fast.copy()
+        complex_ = np.zeros(size, dtype=bool)
+        self._classify_wedges(words, layer, x, sign, special, value, consumed, accepted, complex_)
+        self._classify_tails(words, layer, sign, special, value, consumed, accepted, complex_)
+
+        visited = np.ones(size, dtype=bool)
+        stop = size
+        skip_until = 0
+        for k in special.tolist():
+            if k < skip_until:
+                visited[k] = False
+                continue
+            if complex_[k] or k + consumed[k] > size:
+                stop = k
+                break
+            skip_until = k + int(consumed[k])
+            visited[k + 1 : skip_until] = False
+        emit = np.flatnonzero(visited[:stop] & accepted[:stop])
+        if len(emit) >= need:
+            last = emit[need - 1]
+            out[start:] = value[emit[:need]]
+            self.advance(int(last + consumed[last]))
+            return need
+        out[start : start + len(emit)] = value[emit]
+        self.advance(stop)
+        if stop < size:  # a complex attempt starts here: run it in scalar code
+            out[start + len(emit)] = self._normal_scalar()
+            return len(emit) + 1
+        return len(emit)
+
+    @staticmethod
+    def _classify_wedges(words, layer, x, sign, special, value, consumed, accepted, complex_) -> None:  # type: ignore[no-untyped-def]
+        t = _normal_f32()
+        wedges = special[layer[special] != 0]
+        k = wedges[wedges + 1 < len(words)]
+        complex_[wedges[wedges + 1 >= len(words)]] = True
+        i, xk = layer[k], x[k]
+        y01 = _unit01(words[k + 1])
+        y = t["Yf"][i] + y01 * t["DY"][i]
+        gap = t["Xf"][i] - xk
+        a = t["DX"][i] * y01 - gap
+        b = y - (t["Yf"][i] + (gap * t["Yf"][i]) * t["Xf"][i])
+        convex = t["convex"][i]
+        ub, lb = np.where(convex, a, b), np.where(convex, b, a)
+        ok = (ub < 0) & (lb < 0)
+        for j in np.flatnonzero((ub < 0) & ~(lb < 0)).tolist():  # the rare exact density test
+            ok[j] = y[j] < expf(-(F32(xk[j] * xk[j]) / F32(2)))
+        consumed[k] = 2
+        accepted[k] = ok
+        complex_[k[y01 >= 1]] = True  # uniform01 rejected its word: rare, scalar path
+        value[k] = xk * sign[k]
+
+    @staticmethod
+    def _classify_tails(words, layer, sign, special, value, consumed, accepted, complex_) -> None:  # type: ignore[no-untyped-def]
+        t = _normal_f32()
+        tails = special[layer[special] == 0]
+        k = tails[tails + 2 < len(words)]
+        complex_[tails[tails + 2 >= len(words)]] = True
+        e1, e2 = words[k + 1], words[k + 2]
+        j1, j2 = (e1 & np.uint32(0xFF)).astype(np.intp), (e2 & np.uint32(0xFF)).astype(np.intp)
+        x1, x2 = _mantissa(e1) * t["EXf"][j1], _mantissa(e2) * t["EXf"][j2]
+        simple = (x1 < t["EXf"][j1 + 1]) & (x2 < t["EXf"][j2 + 1])
+        ts = t["Xf"][1]
+        ex = x1 / ts
+        ok = simple & (F32(2) * x2 > ex * ex)
+        consumed[k] = 3
+        accepted[k] = ok
+        complex_[k[~ok]] = True
+        value[k] = (ex + ts) * sign[k]
+
+    def _normal_scalar(self) -> np.float32:
+        """One ziggurat normal, read word by word (the reference path)."""
+        t = _normal_f32()
+        while True:
+            w = self._word()
+            sign = F32(1) if w & 1 else F32(-1)
+            i = int((w >> 1) & 127)
+            x = F32(F32(w >> 8) * TWO_M24) * t["Xf"][i]
+            if float(x) < t["X"][i + 1]:
+                return x * sign
+            if i == 0:
+                return self._normal_tail() * sign
+            y01 = self._uniform01()
+            y = t["Yf"][i] + y01 * t["DY"][i]
+            gap = t["Xf"][i] - x
+            a = t["DX"][i] * y01 - gap
+            b = y - (t["Yf"][i] + (gap * t["Yf"][i]) * t["Xf"][i])
+            ub, lb = (a, b) if t["convex"][i] else (b, a)
+            if ub < 0 and (lb < 0 or y < expf(-(F32(x * x) / F32(2)))):
+                return x * sign
+
+    def _normal_tail(self) -> np.float32:
+        ts = _normal_f32()["Xf"][1]
+        while True:
+            ex = self._exponential() / ts
+            ey = self._exponential()
+            if F32(2) * ey > ex * ex:
+                return ex + ts
+
+    def _uniform01(self) -> np.float32:
+        while True:
+            v = F32(self._word()) * TWO_M32
+            if v < 1:
+                return v
+
+    def _exponential(self) -> np.float32:
+        """Boost's unit exponential ziggurat (256 layers), in float."""
+        t = _normal_f32()
+        shift = F32(0)
+        while True:
+            w = self._word()
+            j = int(w & 0xFF)
+            x = F32(F32(w >> 8) * TWO_M24) * t["EXf"][j]
+            if x < t["EXf"][j + 1]:
+                return shift + x
+            if j == 0:
+                shift = shift + t["EXf"][1]
+                continue
+            y01 = self._uniform01()
+            y = t["EYf"][j] + y01 * t["EDY"][j]
+            ub = t["EDX"][j] * y01 - (t["EXf"][j] - x)
+            lb = y - (t["EYf"][j + 1] + (t["EXf"][j + 1] - x) * t["EYf"][j + 1])
+            if ub < 0 and (lb < 0 or y < expf(-x)):
+                return x + shift
+
+
+# ------------------------------------------------------------------- the per-thread stream
+_local = threading.local()
+
+
+def _fresh_seed() -> int:
+    """Caffe's cluster_seedgen: 8 bytes of /dev/urandom, of which the engine keeps 32 bits."""
+    return int.from_bytes(os.urandom(8), "little") % 2**32
+
+
+def get_rng() -> CaffeRNG:
+    """This thread's Caffe random stream, created (and its seed logged) on first use."""
+    rng = getattr(_local, "rng", None)
+    if rng is None:
+        seed = _fresh_seed()
+        log.info("No random seed set; seeding the random stream with %d "
+                 "(pass it to set_random_seed to repeat this run)", seed)
+        rng = _local.rng = CaffeRNG(seed)
+    return rng
+
+
+def set_random_seed(seed: int) -> None:
+    """``Caffe::set_random_seed``: restart this thread's stream as ``mt19937(seed mod 2^32)``."""
+    _local.rng = CaffeRNG(seed)

@@ -1,0 +1,33 @@
+"""Shared fixtures: paths to the golden data and to ../shared (skipped cleanly where absent)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+import torch
+
+import recaffe  # noqa: F401  (registers every layer type)
+
+TESTS = pathlib.Path(__file__).resolve().parent
+GOLDEN = TESTS / "golden"
+SHARED = TESTS.parent.parent / "shared"
+
+torch.set_num_threads(max(1, torch.get_num_threads()))
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+@pytest.fixture
+def golden() -> pathlib.Path:
+    return GOLDEN
+
+
+@pytest.fixture
+def caffe_models() -> pathlib.Path:
+    path = SHARED / "caffe-models"
+    if not path.is_dir():
+        pytest.skip("../shared/caffe-models is not present")
+    return path

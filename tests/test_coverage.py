@@ -1,0 +1,38 @@
+"""Every registered unit has a test: layers through the LayerCase harness (or a named test file)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import tests.layers
+from recaffe.registry import LAYERS
+from recaffe.testing.layer_case import LayerCase
+from tests.conftest import TESTS
+
+# Types whose behaviour the harness cannot drive (they read files or produce data); each maps to
+# the test module that covers it, which must exist and mention the type.
+TESTED_ELSEWHERE: dict[str, str] = {
+    "Input": "tests/test_net.py",
+}
+
+
+def all_layer_cases() -> list[type[LayerCase]]:
+    for info in pkgutil.walk_packages(tests.layers.__path__, "tests.layers."):
+        importlib.import_module(info.name)
+    found, todo = [], list(LayerCase.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return [cls for cls in found if cls.layer_type]
+
+
+def test_every_layer_type_has_a_test() -> None:
+    covered = {cls.layer_type for cls in all_layer_cases()}
+    for layer_type, path in TESTED_ELSEWHERE.items():
+        text = (TESTS.parent / path).read_text()
+        assert layer_type in text, f"{path} does not test {layer_type}"
+        covered.add(layer_type)
+    missing = sorted(set(LAYERS.names()) - covered)
+    assert not missing, f"registered layer types without a test: {missing}"
