@@ -7,7 +7,8 @@ import torch
 
 from recaffe.io import blobproto, prototxt
 from recaffe.layer import Blobs
-from recaffe.layers.loss.base import LOG_THRESHOLD, SoftmaxLossLayer, ignore_label
+from recaffe.layers.loss.base import LOG_THRESHOLD, ignore_label
+from recaffe.layers.loss.softmax_base import SoftmaxLossLayer
 from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
 

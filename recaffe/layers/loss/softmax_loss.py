@@ -6,7 +6,8 @@ from typing import final
 import torch
 
 from recaffe.layer import Blobs
-from recaffe.layers.loss.base import FLT_MIN, SoftmaxLossLayer, ignore_label
+from recaffe.layers.loss.base import FLT_MIN, ignore_label
+from recaffe.layers.loss.softmax_base import SoftmaxLossLayer
 from recaffe.registry import LAYERS
 
 
