@@ -58,6 +58,8 @@ class InfogainLossLayer(SoftmaxLossLayer):
             raise self.error(f"H must be {self.channels}x{self.channels}, got {count} values")
 
     def allow_force_backward(self, bottom_index: int) -> bool:
+        # NOTE: Caffe lets force_backward reach H (bottom 2) and then aborts in Backward; here
+        # H simply gets no gradient.
         return bottom_index == 0
 
     def _h(self, bottom: Blobs) -> torch.Tensor:
