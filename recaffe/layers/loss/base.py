@@ -1,18 +1,55 @@
-"""LossLayer: the base of loss layers (scalar top, default loss_weight 1, no gradient to labels)."""
+"""LossLayer: the base of loss layers (scalar top, default loss_weight 1, no gradient to labels).
+
+Also the label reading shared by the classification losses and Accuracy.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import torch
+
+from recaffe.blob import Blob
 from recaffe.layer import Blobs, Layer
 from recaffe.proto import caffe_pb2
 
 Normalization = caffe_pb2.LossParameter.NormalizationMode
+
+FLT_MIN = torch.finfo(torch.float32).tiny  # SoftmaxWithLoss's floor under log(p)
+LOG_THRESHOLD = 1e-20  # Caffe's kLOG_THRESHOLD: the floor of the other log-losses
+
+
+def ignore_label(param: caffe_pb2.LossParameter | caffe_pb2.AccuracyParameter) -> int | None:
+    """The ``ignore_label`` field, or None when it is unset."""
+    return param.ignore_label if param.HasField("ignore_label") else None
+
+
+def read_labels(
+    layer: Layer, labels: torch.Tensor, num_classes: int, ignore: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class labels as Caffe reads them: float values truncated to int (``static_cast<int>``).
+
+    Returns ``(index, valid)``: ``index`` holds the labels with ignored ones replaced by 0 (safe
+    for gathers), ``valid`` is False where the label equals ``ignore``. A label outside
+    ``[0, num_classes)`` that is not ignored raises (Caffe only DCHECKs, then reads out of bounds).
+    """
+    index = labels.long()
+    valid = index != ignore if ignore is not None else torch.ones_like(index, dtype=torch.bool)
+    bad = valid & ((index < 0) | (index >= num_classes))
+    if bool(bad.any()):
+        value = float(labels[bad].reshape(-1)[0])
+        hint = "" if ignore is None else f" and is not ignore_label {ignore}"
+        raise layer.error(f"label {value:g} is outside [0, {num_classes}){hint}")
+    return torch.where(valid, index, 0), valid
 
 
 class LossLayer(Layer):
     """Two bottoms (predictions, targets) sharing the batch axis, one 0-axis scalar top.
 
     The top is created automatically when omitted, and gets ``loss_weight: 1`` unless the
-    prototxt gives weights. ``force_backward`` never reaches bottom 1 (the labels).
+    prototxt gives weights (so a loss layer with two tops must give both). ``force_backward``
+    never reaches bottom 1 (the labels). Backward scales by ``top[0].diff`` (the loss weight
+    Caffe keeps there) over the normalizer.
     """
 
     exact_num_bottom_blobs = 2
@@ -24,7 +61,12 @@ class LossLayer(Layer):
             self.param.loss_weight.append(1.0)
 
     def reshape(self, bottom: Blobs, top: Blobs) -> None:
-        if bottom[0].shape[:1] != bottom[1].shape[:1]:
+        if not (bottom[0].num_axes and bottom[1].num_axes):
+            raise self.error(
+                f"the data and label blobs need a first axis (shapes {bottom[0].shape} and "
+                f"{bottom[1].shape})"
+            )
+        if bottom[0].shape[0] != bottom[1].shape[0]:
             raise self.error(
                 f"the data and label blobs must have the same first dimension "
                 f"({bottom[0].shape} vs {bottom[1].shape})"
@@ -33,6 +75,16 @@ class LossLayer(Layer):
 
     def allow_force_backward(self, bottom_index: int) -> bool:
         return bottom_index != 1
+
+    def check_no_label_gradient(self, propagate_down: Sequence[bool]) -> None:
+        """Caffe aborts when asked for the gradient of the labels; so do we, with a message."""
+        if propagate_down[1]:
+            raise self.error("cannot backpropagate to the label input (bottom 1)")
+
+    @staticmethod
+    def loss_scale(top: Blob, normalizer: float) -> torch.Tensor:
+        """The backward scale: the loss weight held in ``top.diff`` over the normalizer."""
+        return top.diff / normalizer
 
     def normalization_mode(self, default: int = caffe_pb2.LossParameter.VALID) -> int:
         """``loss_param.normalization``, else the deprecated ``normalize`` (true: VALID, false:
@@ -59,3 +111,4 @@ class LossLayer(Layer):
         else:
             raise ValueError(f"unknown loss normalization mode {mode}")
         return float(max(1, value))
+

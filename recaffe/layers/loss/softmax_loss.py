@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import final
+
+import torch
+
+from recaffe.layer import Blobs
+from recaffe.layers.loss.base import FLT_MIN, ignore_label
+from recaffe.layers.loss.softmax_base import SoftmaxLossLayer
+from recaffe.registry import LAYERS
+
+
+@LAYERS.register("SoftmaxWithLoss")
+@final
+class SoftmaxWithLossLayer(SoftmaxLossLayer):
+    """Multinomial logistic loss of the softmax of class scores.
+
+    Forward: p = softmax(x) along ``softmax_param.axis``;
+        loss = −Σ_valid log(max(p[label], FLT_MIN)) / normalizer
+    Backward: dx = (p − onehot(label)) · top.diff / normalizer, zero at ignored positions.
+    Params: softmax_param.axis=1; loss_param.ignore_label (unset), normalization=VALID (the
+        deprecated ``normalize``: true VALID, false BATCH_SIZE).
+    Bottoms: x (outer, C, inner) around the axis; labels with outer·inner values in [0, C)
+        (float, truncated to int).
+    Tops: loss (); optionally prob, shaped like x (shares the internal probabilities; give
+        ``loss_weight`` for both tops).
+    In place: no.
+    """
+
+    def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
+        super().layer_setup(bottom, top)
+        self.ignore = ignore_label(self.param.loss_param)
+        self.mode = self.normalization_mode()
+
+    def softmax_axis(self) -> int:
+        return self.param.softmax_param.axis
+
+    def forward(self, bottom: Blobs, top: Blobs) -> None:
+        prob = self.compute_prob(bottom, top)  # (outer, C, inner)
+        label, valid = self.labels(bottom, self.ignore)  # (outer, inner)
+        p = prob.gather(1, label.unsqueeze(1)).squeeze(1)
+        loss = -torch.where(valid, p.clamp(min=FLT_MIN).log(), 0).sum()
+        top[0].data.copy_(loss / self.normalizer(self.mode, self.outer, self.inner, int(valid.sum())))
+
+    def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
+        self.check_no_label_gradient(propagate_down)
+        if propagate_down[0]:
+            label, valid = self.labels(bottom, self.ignore)
+            mask = valid.unsqueeze(1)  # (outer, 1, inner)
+            dx = bottom[0].diff.view(self.outer, self.channels, self.inner)
+            dx.copy_(self.prob_view())
+            dx.scatter_add_(1, label.unsqueeze(1), -mask.to(dx.dtype))
+            dx.masked_fill_(~mask, 0)
+            normalizer = self.normalizer(self.mode, self.outer, self.inner, int(valid.sum()))
+            dx.mul_(self.loss_scale(top[0], normalizer))

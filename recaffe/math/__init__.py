@@ -1,0 +1,1 @@
+"""Math shared by two or more layers."""
