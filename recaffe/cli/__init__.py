@@ -1,0 +1,1 @@
+"""The ``recaffe`` / ``caffe`` command line: one module per subcommand group."""
