@@ -1,0 +1,1 @@
+"""Helpers shared by two or more layers (no layer-specific code)."""
