@@ -18,6 +18,7 @@ class MVNLayer(Layer):
     NOTE: eps is added to the standard deviation, not to the variance.
     Backward: normalize_variance dx = (dy − mean(dy) − mean(dy ⊙ y) ⊙ y) / (std + eps);
         otherwise dx = dy − mean(dy). Means run over H·W, or C·H·W with across_channels.
+    NOTE: that is Caffe's formula, the true gradient only in the limit eps → 0.
     Params (mvn_param): normalize_variance=true, across_channels=false, eps=1e-9.
     Bottoms: x (N, C, H, W), at most 4 axes (missing trailing axes count as 1).
     Tops: y, shaped (N, C, H, W) through the legacy 4-D accessors (a (N, C) bottom gives (N, C, 1, 1)).
