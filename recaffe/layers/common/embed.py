@@ -70,6 +70,6 @@ class EmbedLayer(Layer):
             raise self.error("cannot backpropagate to the input indices; set propagate_down: false")
         dy = top[0].diff.view(-1, self.param.embed_param.num_output)  # (M, N)
         if self.param_propagate_down[0]:
-            self.blobs[0].diff.index_add_(0, self._indices(bottom), dy)
+            self.blobs[0].diff.index_add_(0, self.index, dy)  # the indices checked in forward
         if self.param.embed_param.bias_term and self.param_propagate_down[1]:
             self.blobs[1].diff.add_(dy.sum(dim=0))

@@ -76,16 +76,13 @@ class BatchNormLayer(Layer):
             mean, var = self.blobs[0].data * factor, self.blobs[1].data * factor
             torch.sub(x, mean.view(1, -1, 1), out=y)
         else:
-            mean = x.mean(dim=(0, 2))
+            var, mean = torch.var_mean(x, dim=(0, 2), correction=0)  # biased, as in Caffe
             torch.sub(x, mean.view(1, -1, 1), out=y)
-            var = y.square().mean(dim=(0, 2))
             self._update_statistics(mean, var, bottom[0].count() // self.channels)
         self.std = (var + self.param.batch_norm_param.eps).sqrt_()  # (C,)
         y.div_(self.std.view(1, -1, 1))
         if not self.use_global_stats:
-            if self.x_norm is None or self.x_norm.shape != y.shape:
-                self.x_norm = torch.empty_like(y)
-            self.x_norm.copy_(y)
+            self.x_norm = y.clone()  # later in-place layers may overwrite y
 
     def _update_statistics(self, mean: torch.Tensor, var: torch.Tensor, m: int) -> None:
         maf = self.param.batch_norm_param.moving_average_fraction

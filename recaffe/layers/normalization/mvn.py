@@ -40,10 +40,13 @@ class MVNLayer(Layer):
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         p = self.param.mvn_param
         x, y = bottom[0].data.view(self.rows, -1), top[0].data.view(self.rows, -1)  # (rows, dim)
-        torch.sub(x, x.mean(dim=1, keepdim=True), out=y)
-        if p.normalize_variance:
-            self.std = y.square().mean(dim=1, keepdim=True).sqrt_().add_(p.eps)  # (rows, 1)
-            y.div_(self.std)
+        if not p.normalize_variance:
+            torch.sub(x, x.mean(dim=1, keepdim=True), out=y)
+            return
+        var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)  # (rows, 1) each
+        torch.sub(x, mean, out=y)
+        self.std = var.sqrt_().add_(p.eps)
+        y.div_(self.std)
 
     def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
         if not propagate_down[0]:

@@ -62,16 +62,16 @@ class ScaleLayer(Layer):
         if not has_bias:
             self.blobs.append(self.bias_layer.blobs[0])
 
+    def _scale(self, bottom: Blobs) -> Blob:
+        return bottom[1] if len(bottom) > 1 else self.blobs[0]
+
     def reshape(self, bottom: Blobs, top: Blobs) -> None:
-        scale = bottom[1] if len(bottom) > 1 else self.blobs[0]
-        self.dims = broadcast.broadcast_dims(self, bottom[0], scale, self.param.scale_param.axis)
+        axis = self.param.scale_param.axis
+        self.dims = broadcast.broadcast_dims(self, bottom[0], self._scale(bottom), axis)
         if top[0] is not bottom[0]:
             top[0].reshape_like(bottom[0])
         if self.bias_layer is not None:
             self.bias_layer.reshape(top[:1], top)
-
-    def _scale(self, bottom: Blobs) -> Blob:
-        return bottom[1] if len(bottom) > 1 else self.blobs[0]
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         outer, dim, inner = self.dims
