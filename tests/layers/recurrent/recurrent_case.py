@@ -164,6 +164,19 @@ class RecurrentCase(LayerCase):
         with pytest.raises(LayerError, match="x_static"):
             LAYERS.get(self.layer_type)(param).setup(bottom, [Blob()])
 
+    def test_embedded_weights_are_used(self) -> None:
+        """Weights in the LayerParameter replace the fillers' (Caffe would discard them)."""
+        layer, _ = self.make(snippets()[0], (T, N, 2))
+        again = LAYERS.get(self.layer_type)(layer.to_proto(), dtype=torch.float64)
+        again.setup([Blob((T, N, 2)), Blob((T, N))], [Blob()])
+        assert all(torch.equal(a.data, b.data) for a, b in zip(again.blobs, layer.blobs))
+        param = layer.to_proto()
+        param.blobs[0].Clear()
+        param.blobs[0].shape.dim.extend([2, 2])
+        param.blobs[0].data.extend([0.0] * 4)
+        with pytest.raises(LayerError, match="parameter blob 0 has shape"):
+            LAYERS.get(self.layer_type)(param).setup([Blob((T, N, 2)), Blob((T, N))], [Blob()])
+
     def expected_draws(self, shapes_per_step: list[tuple[int, ...]], static: bool) -> list[torch.Tensor]:
         """The values Caffe's unrolled net draws: input transform, then T copies per step."""
         width = shapes_per_step[0][0]
