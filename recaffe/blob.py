@@ -131,14 +131,18 @@ class Blob:
     @property
     def data(self) -> torch.Tensor:
         if self._data_view is None:
-            self._data_view = self._data_mem[: self._count].view(self._shape)
+            self._data_view = self._data_mem[: self._count].view(self._view_shape())
         return self._data_view
 
     @property
     def diff(self) -> torch.Tensor:
         if self._diff_view is None:
-            self._diff_view = self._diff_mem.get()[: self._count].view(self._shape)
+            self._diff_view = self._diff_mem.get()[: self._count].view(self._view_shape())
         return self._diff_view
+
+    def _view_shape(self) -> tuple[int, ...]:
+        # a default Blob() has no shape yet and no elements: present it as an empty vector
+        return self._shape if self._count or self._shape else (0,)
 
     @property
     def has_diff(self) -> bool:
