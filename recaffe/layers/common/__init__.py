@@ -1,3 +1,6 @@
 """Common layers: inner product, dropout, embed."""
 
-from recaffe.layers.common import inner_product  # noqa: F401
+from recaffe.layers.common import (
+    dropout,  # noqa: F401
+    inner_product,  # noqa: F401
+)

@@ -1,3 +1,6 @@
 """Layers that produce data: Input (the net's inputs) and the data-reading layers."""
 
-from recaffe.layers.data import input  # noqa: F401
+from recaffe.layers.data import (
+    dummy_data,  # noqa: F401
+    input,  # noqa: F401
+)
