@@ -41,7 +41,7 @@ class DropoutLayer(NeuronLayer):
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         x, y = bottom[0].data, top[0].data
         if self.phase != caffe_pb2.TRAIN:
-            if y.data_ptr() != x.data_ptr():
+            if top[0] is not bottom[0]:
                 y.copy_(x)
             return
         words = rng.get_rng().bernoulli_double(x.numel(), self.keep)
@@ -53,7 +53,7 @@ class DropoutLayer(NeuronLayer):
             return
         dy, dx = top[0].diff, bottom[0].diff
         if self.phase != caffe_pb2.TRAIN:
-            if dx.data_ptr() != dy.data_ptr():
+            if top[0] is not bottom[0]:
                 dx.copy_(dy)
             return
         torch.mul(dy, self.mask, out=dx).mul_(self.scale)

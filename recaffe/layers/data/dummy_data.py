@@ -36,8 +36,10 @@ class DummyDataLayer(Layer):
             raise self.error(f"dummy_data_param.data_filler must be given 0, 1 or {n} (one per top) "
                              f"times, got {len(p.data_filler)}")
         self.fillers = list(p.data_filler) or [caffe_pb2.FillerParameter(type="constant", value=0)]
-        for filler in self.fillers:
-            FILLERS.get(filler.type)  # an unknown type fails at setup, as in Caffe
+        for filler in self.fillers:  # an unknown type fails at setup, as in Caffe
+            if filler.type not in FILLERS:
+                raise self.error(f"unknown data_filler type {filler.type!r} "
+                                 f"(known types: {', '.join(FILLERS.names())})")
         for i, blob in enumerate(top):
             blob.reshape(self._shape(i, n))
         for i, blob in enumerate(top):

@@ -37,10 +37,10 @@ class ExpLayer(NeuronLayer):
         if not math.isfinite(log_base):
             raise self.error(f"exp_param.base {p.base} gives log(base) = {log_base}")
         self.inner_scale = float(log_base * scale)
-        if shift == 0:
-            self.outer_scale = 1.0
-        else:
-            self.outer_scale = float(F32(math.exp(shift) if natural else float(base) ** float(shift)))
+        # base^shift in double (inf rather than an exception when it overflows), kept as float32
+        shift64 = torch.tensor(float(shift), dtype=torch.float64)
+        outer = shift64.exp() if natural else torch.pow(float(base), shift64)
+        self.outer_scale = 1.0 if shift == 0 else float(outer.float())
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         y = top[0].data

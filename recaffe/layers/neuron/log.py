@@ -5,10 +5,10 @@ from collections.abc import Sequence
 from typing import final
 
 import numpy as np
-import torch
 
 from recaffe.layer import Blobs
 from recaffe.layers.neuron.base import NeuronLayer
+from recaffe.math.affine import scale_shift
 from recaffe.registry import LAYERS
 
 F32 = np.float32
@@ -40,20 +40,15 @@ class LogLayer(NeuronLayer):
         self.base_scale = float(F32(1) / log_base)
         self.backward_scale = float(F32(p.scale) / log_base)
 
-    def _affine(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """out = shift + scale · x (Caffe's order: scale first, then shift)."""
-        out = torch.mul(x, self.scale, out=out) if self.scale != 1 else out.copy_(x)
-        return out.add_(self.shift) if self.shift != 0 else out
-
     def forward(self, bottom: Blobs, top: Blobs) -> None:
-        y = self._affine(bottom[0].data, top[0].data).log_()
+        y = scale_shift(bottom[0].data, self.scale, self.shift, top[0].data).log_()
         if self.base_scale != 1:
             y.mul_(self.base_scale)
 
     def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
         if not propagate_down[0]:
             return
-        dx = self._affine(bottom[0].data, bottom[0].diff).reciprocal_()
+        dx = scale_shift(bottom[0].data, self.scale, self.shift, bottom[0].diff).reciprocal_()
         if self.backward_scale != 1:
             dx.mul_(self.backward_scale)
         dx.mul_(top[0].diff)

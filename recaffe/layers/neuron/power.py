@@ -8,9 +8,13 @@ import torch
 
 from recaffe.layer import Blobs
 from recaffe.layers.neuron.base import NeuronLayer
+from recaffe.math.affine import scale_shift
 from recaffe.registry import LAYERS
 
-F32 = np.float32
+
+def f32(value: float) -> float:
+    """Round to float32, as Caffe's float members hold their products."""
+    return float(np.float32(value))
 
 
 @LAYERS.register("Power")
@@ -31,24 +35,19 @@ class PowerLayer(NeuronLayer):
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
         p = self.param.power_param
-        self.power, self.scale, self.shift = F32(p.power), F32(p.scale), F32(p.shift)
-        self.diff_scale = F32(self.power * self.scale)
-
-    def _affine(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """out = shift + scale · x (Caffe's order: scale first, then shift)."""
-        out = torch.mul(x, float(self.scale), out=out) if self.scale != 1 else out.copy_(x)
-        return out.add_(float(self.shift)) if self.shift != 0 else out
+        self.power, self.scale, self.shift = p.power, p.scale, p.shift  # float32 values
+        self.diff_scale = f32(self.power * self.scale)
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         y = top[0].data
         if self.diff_scale == 0:
             # shift^power in double, as C's pow (no exception for 0^-1 or (-2)^0.5); 0th power is 1
-            value = torch.tensor(float(self.shift), dtype=torch.float64).pow(float(self.power))
+            value = torch.tensor(self.shift, dtype=torch.float64).pow(self.power)
             y.fill_(1.0 if self.power == 0 else float(value))
             return
-        self._affine(bottom[0].data, y)
+        scale_shift(bottom[0].data, self.scale, self.shift, y)
         if self.power != 1:
-            y.pow_(float(self.power))
+            y.pow_(self.power)
 
     def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
         if not propagate_down[0]:
@@ -58,15 +57,15 @@ class PowerLayer(NeuronLayer):
             dx.zero_()
             return
         if self.power == 1:
-            dx.fill_(float(self.diff_scale))
+            dx.fill_(self.diff_scale)
         elif self.power == 2:
-            torch.mul(x, float(F32(self.diff_scale * self.scale)), out=dx)
+            torch.mul(x, f32(self.diff_scale * self.scale), out=dx)
             if self.shift != 0:
-                dx.add_(float(F32(self.diff_scale * self.shift)))
+                dx.add_(f32(self.diff_scale * self.shift))
         elif self.shift == 0:
-            torch.div(top[0].data, x, out=dx).mul_(float(self.power))
+            torch.div(top[0].data, x, out=dx).mul_(self.power)
         else:
-            torch.div(top[0].data, self._affine(x, dx), out=dx)
+            torch.div(top[0].data, scale_shift(x, self.scale, self.shift, dx), out=dx)
             if self.diff_scale != 1:
-                dx.mul_(float(self.diff_scale))
+                dx.mul_(self.diff_scale)
         dx.mul_(top[0].diff)

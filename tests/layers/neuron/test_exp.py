@@ -48,6 +48,11 @@ def test_base_must_be_positive_unless_minus_one(base: float) -> None:
         run_forward("Exp", f"exp_param {{ base: {base} }}", torch.ones(3))
 
 
+def test_overflowing_shift_gives_inf_as_in_c() -> None:
+    _, _, top = run_forward("Exp", "exp_param { shift: 100 }", torch.tensor([0.0, -80.0]))
+    assert top.data.tolist() == [float("inf"), float("inf")]  # e^100 overflows float: no error
+
+
 def test_infinite_base_is_refused() -> None:
     with pytest.raises(LayerError, match="log\\(base\\) = inf"):
         run_forward("Exp", "exp_param { base: inf }", torch.ones(3))

@@ -1,0 +1,1 @@
+"""Math shared by two or more layers (no layer-specific code here)."""
