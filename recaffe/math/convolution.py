@@ -49,7 +49,7 @@ def _conv_weight_grad(x: torch.Tensor, dy: torch.Tensor, weight: torch.Tensor, g
                       groups: int) -> torch.Tensor:
     """Σ_n dy · im2col(x)ᵀ, shaped like ``weight``."""
     n = x.shape[0]
-    cols = im2col_nd(x, g).flatten(2)  # (N, Ci·K, L)
+    cols = im2col_nd(x, g).reshape(n, groups * weight[0].numel(), -1)  # (N, Ci·K, L)
     cols = cols.reshape(n, groups, -1, cols.shape[2])  # (N, g, Ci/g·K, L)
     grad = dy.reshape(n, groups, -1, cols.shape[3]) @ cols.transpose(2, 3)  # (N, g, Co/g, Ci/g·K)
     return grad.sum(0).reshape(weight.shape)
@@ -59,7 +59,7 @@ def convolution(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
                 groups: int, transposed: bool) -> torch.Tensor:
     """Caffe's Convolution (or, ``transposed``, Deconvolution) forward."""
     if _native(x.shape[2:], g, transposed):
-        return torch.ops.aten.convolution(x, weight, bias, *_aten_args(g, transposed, groups))
+        return torch.convolution(x, weight, bias, *_aten_args(g, transposed, groups))
     if transposed:
         y = _conv_data_grad(x, weight, g.deconv_out(x.shape[2:]), g, groups)
     else:

@@ -82,7 +82,9 @@ def _divisor(n: int, o: int, k: int, s: int, p: int, like: torch.Tensor) -> torc
     return (start + k).clamp(max=n + p) - start
 
 
-def _ave_divisor(w: PoolWindow, in_hw: tuple[int, int], out_hw: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+def _ave_divisor(
+    w: PoolWindow, in_hw: tuple[int, int], out_hw: tuple[int, int], like: torch.Tensor
+) -> torch.Tensor:
     dh, dw = (_divisor(*args, like) for args in zip(in_hw, out_hw, w.kernel, w.stride, w.pad))
     return dh[:, None] * dw[None, :]  # (PH, PW)
 

@@ -24,7 +24,9 @@ def _per_axis(layer: Layer, name: str, values: Sequence[int], nd: int, default: 
     return [values[0] if len(values) == 1 else values[i] for i in range(nd)]
 
 
-def _field(layer: Layer, p: caffe_pb2.ConvolutionParameter, name: str, nd: int, default: int | None) -> list[int]:
+def _field(
+    layer: Layer, p: caffe_pb2.ConvolutionParameter, name: str, nd: int, default: int | None
+) -> list[int]:
     """``name`` from the repeated form, or from the 2-D-only ``name_h``/``name_w`` pair."""
     short = "kernel" if name == "kernel_size" else name
     if p.HasField(f"{short}_h") or p.HasField(f"{short}_w"):
@@ -76,7 +78,9 @@ class BaseConvolutionLayer(Layer):
         if self.channels % p.group or p.num_output % p.group:
             raise self.error(f"input channels ({self.channels}) and num_output ({p.num_output}) "
                              f"must both be multiples of group ({p.group})")
-        conv_out, conv_in = (self.channels, p.num_output) if self.transposed else (p.num_output, self.channels)
+        # Deconvolution is the transpose of a convolution from its top to its bottom.
+        channels = (self.channels, p.num_output)
+        conv_out, conv_in = channels if self.transposed else channels[::-1]
         weight_shape = (conv_out, conv_in // p.group, *self.geometry.kernel)
         bias_shape = (p.num_output,)
         if not self.blobs:

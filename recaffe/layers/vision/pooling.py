@@ -134,8 +134,7 @@ class PoolingLayer(Layer):
         if pool == P.AVE:
             bottom[0].diff.copy_(pooling.ave_pool_backward(dy, self.window, in_hw))
             return
+        index = self.rand_idx
         if pool == P.MAX:
             index = top[1].data.long() if len(top) > 1 else self.max_idx
-        else:
-            index = self.rand_idx
         bottom[0].diff.copy_(pooling.scatter_to_index(dy, index, in_hw))
