@@ -50,7 +50,8 @@ def _pad_for(x: torch.Tensor, out: list[int], kernel, stride, pad, dilation) -> 
     return F.pad(x, pads)
 
 
-def naive_conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, geometry, group: int) -> torch.Tensor:
+def naive_conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, geometry,
+               group: int) -> torch.Tensor:
     """Caffe's convolution of (N, C, *S) by (Co, C/g, *k): Σ over kernel offsets of shifted inputs."""
     kernel, stride, pad, dilation = geometry
     n, nd = x.shape[0], x.dim() - 2
@@ -65,7 +66,8 @@ def naive_conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, geometr
     return y if b is None else y + b.view(1, -1, *[1] * nd)
 
 
-def naive_deconv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, geometry, group: int) -> torch.Tensor:
+def naive_deconv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, geometry,
+                 group: int) -> torch.Tensor:
     """Caffe's deconvolution of (N, Ci, *S) by (Ci, Co/g, *k): each input scatters W·x."""
     kernel, stride, pad, dilation = geometry
     n, nd = x.shape[0], x.dim() - 2
