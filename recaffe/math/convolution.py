@@ -3,8 +3,8 @@
 Inputs are (N, C, *spatial). Weights are (C_out, C_in/g, *k) for convolution and
 (C_in, C_out/g, *k) for the transposed form, as in Caffe and torch. With 1 to 3 spatial axes and
 windows that fit the padded input, torch's native kernels run; otherwise (0 or > 3 spatial axes,
-or Caffe's truncated output size where the last window overhangs the padding) the same arithmetic
-runs as im2col + batched matmul.
+Caffe's truncated output size where the last window overhangs the padding, or dilation 0) the same
+arithmetic runs as im2col + batched matmul.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ Grads = tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]
 
 def _native(spatial: torch.Size, g: Geometry, transposed: bool) -> bool:
     # A transposed convolution's windows always fit its (larger) output.
-    return 1 <= len(spatial) <= 3 and (transposed or g.whole_windows(spatial))
+    return 1 <= len(spatial) <= 3 and (all(g.dilation) if transposed else g.torch_compatible(spatial))
 
 
 def _aten_args(g: Geometry, transposed: bool, groups: int) -> tuple:

@@ -44,9 +44,10 @@ class Geometry:
         return tuple(s * (n - 1) + e - 2 * p
                      for n, p, e, s in zip(spatial, self.pad, self.extent, self.stride))
 
-    def whole_windows(self, spatial: Sequence[int]) -> bool:
-        """True when every window fits the padded input, the case torch's own kernels accept."""
-        return all(n + 2 * p >= e for n, p, e in zip(spatial, self.pad, self.extent))
+    def torch_compatible(self, spatial: Sequence[int]) -> bool:
+        """True when torch's own kernels accept the geometry: every window fits the padded input
+        and no dilation is 0 (Caffe accepts both)."""
+        return all(self.dilation) and all(n + 2 * p >= e for n, p, e in zip(spatial, self.pad, self.extent))
 
 
 def _window_index(
@@ -78,7 +79,7 @@ def im2col_nd(x: torch.Tensor, g: Geometry) -> torch.Tensor:
     """(N, C, *spatial) → (N, C·Πk, *out) with ``out = g.conv_out(spatial)``."""
     n, c, spatial = x.shape[0], x.shape[1], x.shape[2:]
     out = g.conv_out(spatial)
-    if len(spatial) == 2 and g.whole_windows(spatial):
+    if len(spatial) == 2 and g.torch_compatible(spatial):
         cols = F.unfold(x, g.kernel, g.dilation, g.pad, g.stride)  # (N, C·K, L)
         return cols.view(n, -1, *out)
     index, _, pads = _window_index(spatial, out, g, x.device)
@@ -90,7 +91,7 @@ def col2im_nd(cols: torch.Tensor, spatial: Sequence[int], g: Geometry) -> torch.
     """(N, C·Πk, *out) → (N, C, *spatial): the adjoint of im2col (overlaps are summed)."""
     n, out = cols.shape[0], cols.shape[2:]
     c = cols.shape[1] // math.prod(g.kernel)
-    if len(spatial) == 2 and g.whole_windows(spatial):
+    if len(spatial) == 2 and g.torch_compatible(spatial):
         return F.fold(cols.reshape(n, cols.shape[1], -1), tuple(spatial), g.kernel, g.dilation,
                       g.pad, g.stride)
     index, padded, pads = _window_index(spatial, out, g, cols.device)

@@ -48,6 +48,7 @@ class TestConvolution(ConvCase):
              "dilation: 1 dilation: 2"),
         # W: (4 − 5) / 3 truncates to 0, so one window that overhangs the input (zeros).
         conv("num_output: 2 kernel_size: 5 stride: 3"),
+        conv("num_output: 2 kernel_size: 2 dilation: 0"),  # Caffe allows it: all taps coincide
     ]
 
 
