@@ -121,7 +121,7 @@ class PoolingLayer(Layer):
         top[0].data.copy_(y)
 
     def _uniform(self, top: Blob) -> torch.Tensor | None:
-        """TRAIN: one U[0, 1) draw per top element from Caffe's random stream; TEST: None."""
+        """TRAIN: one uniform [0, 1] draw per top element from Caffe's random stream; TEST: None."""
         if self.phase != caffe_pb2.TRAIN:
             return None
         draws = torch.from_numpy(rng.get_rng().uniform(top.count(), 0.0, 1.0))

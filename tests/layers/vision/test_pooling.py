@@ -136,6 +136,13 @@ def test_ave_padded_values() -> None:
                                                         [8 / 9, 4 / 3, 8 / 9]]))
 
 
+def test_ave_pad_close_to_kernel() -> None:
+    """pad 2 with kernel 3 (beyond torch's pad <= kernel/2): the divisor counts padding cells
+    inside H + pad, so every window divides by 9 whatever it covers of the image."""
+    (top,) = run("pool: AVE kernel_size: 3 stride: 2 pad: 2", torch.ones(1, 1, 3, 3))
+    torch.testing.assert_close(top[0, 0], torch.tensor([[1, 3, 1], [3, 9, 3], [1, 3, 1]]) / 9.0)
+
+
 def test_ave_ceil_window_over_the_edge() -> None:
     """Without pad, a ceil-mode window that hangs over the edge divides by its clipped size."""
     x = torch.arange(16.0).view(1, 1, 4, 4)
