@@ -139,7 +139,9 @@ _V0_TYPED_FIELDS: dict[str, dict[str, tuple[str, str]]] = {
     "hdf5_output_param": {"hdf5_output": ("hdf5_output_param", "")},
 }
 # V0 fields that move into transform_param whatever the layer type.
-_V0_TRANSFORM_FIELDS = {"scale": "scale", "meanfile": "mean_file", "cropsize": "crop_size", "mirror": "mirror"}
+_V0_TRANSFORM_FIELDS = {
+    "scale": "scale", "meanfile": "mean_file", "cropsize": "crop_size", "mirror": "mirror",
+}
 
 # NetNeedsDataUpgrade / UpgradeNetDataTransformation: V1 data layers and their typed param.
 _V1_DATA_PARAMS = {V1.DATA: _DATA, V1.IMAGE_DATA: _IMAGES, V1.WINDOW_DATA: _WINDOW}

@@ -147,9 +147,11 @@ def test_padding_into_net_input_blob() -> None:
 @pytest.mark.parametrize(("text", "message"), [
     (V0_DATA + V0_PAD + """layers { layer { name: "r" type: "relu" } bottom: "pad1" top: "r" }""",
      "padding layer 'pad1' feeding layer 'r': padding can only feed a conv or pool layer, not 'relu'"),
-    (V0_DATA + V0_PAD + """layers { layer { name: "c" type: "conv" } bottom: "pad1" bottom: "label" top: "c" }""",
+    (V0_DATA + V0_PAD
+     + """layers { layer { name: "c" type: "conv" } bottom: "pad1" bottom: "label" top: "c" }""",
      "the padded layer must take a single bottom, got 2"),
-    (V0_DATA + """layers { layer { name: "pad1" type: "padding" } bottom: "data" bottom: "label" top: "pad1" }"""
+    (V0_DATA
+     + """layers { layer { name: "pad1" type: "padding" } bottom: "data" bottom: "label" top: "pad1" }"""
      + v0_conv("conv1", "pad1"), "the padding layer must have one bottom and one top, got 2 and 1"),
     (v0_conv("conv1", "nowhere"), "unknown bottom blob 'nowhere' of V0 layer 'conv1'"),
 ])
@@ -195,7 +197,8 @@ layers { layer { name: "pool_ave" type: "pool" pool: AVE kernelsize: 2 stride: 2
          bottom: "conv1" top: "pool_ave" }
 layers { layer { name: "pool_stoch" type: "pool" pool: STOCHASTIC kernelsize: 3 stride: 1 }
          bottom: "conv1" top: "pool_stoch" }
-layers { layer { name: "cat" type: "concat" concat_dim: 1 } bottom: "pool_ave" bottom: "pool_stoch" top: "cat" }
+layers { layer { name: "cat" type: "concat" concat_dim: 1 } bottom: "pool_ave" bottom: "pool_stoch"
+         top: "cat" }
 layers { layer { name: "lrn" type: "lrn" local_size: 3 alpha: 0.5 beta: 0.25 k: 2 } bottom: "cat" top: "lrn" }
 layers { layer { name: "fc" type: "innerproduct" num_output: 7 biasterm: false
                  weight_filler { type: "xavier" } bias_filler { type: "constant" value: 2 }
@@ -245,7 +248,8 @@ layers { name: "pool_stoch" type: POOLING bottom: "conv1" top: "pool_stoch"
          pooling_param { pool: STOCHASTIC kernel_size: 3 stride: 1 } }
 layers { name: "cat" type: CONCAT bottom: "pool_ave" bottom: "pool_stoch" top: "cat"
          concat_param { concat_dim: 1 } }
-layers { name: "lrn" type: LRN bottom: "cat" top: "lrn" lrn_param { local_size: 3 alpha: 0.5 beta: 0.25 k: 2 } }
+layers { name: "lrn" type: LRN bottom: "cat" top: "lrn"
+         lrn_param { local_size: 3 alpha: 0.5 beta: 0.25 k: 2 } }
 layers { name: "fc" type: INNER_PRODUCT bottom: "lrn" top: "fc" blobs_lr: 3 weight_decay: 4
          inner_product_param { num_output: 7 bias_term: false weight_filler { type: "xavier" }
                                bias_filler { type: "constant" value: 2 } } }
@@ -283,7 +287,8 @@ def test_v0_field_for_the_wrong_type_is_dropped_with_a_warning(caplog: pytest.Lo
     with caplog.at_level(logging.WARNING, logger="recaffe.io.legacy"):
         assert not legacy.upgrade_v0_net(param, "old.prototxt")
     assert_same(param, net("""layers { name: "r" type: RELU }"""))
-    assert "old.prototxt: V0 layer 'r': parameter num_output does not apply to layer type 'relu'" in caplog.text
+    assert ("old.prototxt: V0 layer 'r': parameter num_output does not apply to layer type 'relu'"
+            in caplog.text)
     assert "parameter kernelsize does not apply" in caplog.text
 
 
@@ -332,7 +337,8 @@ def test_data_transformation_leaves_other_layers_alone() -> None:
 
 
 def test_data_transformation_through_upgrade_net() -> None:
-    param = net("""layers { name: "d" type: DATA top: "x" data_param { source: "s" batch_size: 2 crop_size: 3 } }""")
+    param = net("""layers { name: "d" type: DATA top: "x"
+                            data_param { source: "s" batch_size: 2 crop_size: 3 } }""")
     upgrade.upgrade_net(param)
     assert_same(param, net("""layer { name: "d" type: "Data" top: "x"
         transform_param { crop_size: 3 } data_param { source: "s" batch_size: 2 } }"""))
@@ -374,12 +380,14 @@ layers { name: "data" type: DATA transform_param { scale: 0.5 mirror: true }
 layers { name: "drop" type: DROPOUT dropout_param { dropout_ratio: 0.125 } }
 layers { name: "dummy" type: DUMMY_DATA
          dummy_data_param { data_filler { type: "constant" value: 1 } shape { dim: 2 } num: 1 } }
-layers { name: "elt" type: ELTWISE eltwise_param { operation: MAX coeff: 1 coeff: -1 stable_prod_grad: false } }
+layers { name: "elt" type: ELTWISE
+         eltwise_param { operation: MAX coeff: 1 coeff: -1 stable_prod_grad: false } }
 layers { name: "exp" type: EXP exp_param { base: 2 scale: 0.5 shift: 1 } }
 layers { name: "h5" type: HDF5_DATA hdf5_data_param { source: "list.txt" batch_size: 3 shuffle: true } }
 layers { name: "h5out" type: HDF5_OUTPUT hdf5_output_param { file_name: "out.h5" } }
 layers { name: "hinge" type: HINGE_LOSS hinge_loss_param { norm: L2 } }
-layers { name: "img" type: IMAGE_DATA image_data_param { source: "list.txt" is_color: false root_folder: "/r/" } }
+layers { name: "img" type: IMAGE_DATA
+         image_data_param { source: "list.txt" is_color: false root_folder: "/r/" } }
 layers { name: "info" type: INFOGAIN_LOSS infogain_loss_param { source: "H.binaryproto" axis: 2 } }
 layers { name: "lrn" type: LRN lrn_param { local_size: 3 norm_region: WITHIN_CHANNEL } }
 layers { name: "mem" type: MEMORY_DATA memory_data_param { batch_size: 2 channels: 3 height: 4 width: 5 } }
@@ -392,7 +400,8 @@ layers { name: "soft" type: SOFTMAX softmax_param { axis: 2 } }
 layers { name: "slice" type: SLICE slice_param { axis: 1 slice_point: 2 slice_point: 5 } }
 layers { name: "tanh" type: TANH tanh_param { engine: CAFFE } }
 layers { name: "thr" type: THRESHOLD threshold_param { threshold: 0.5 } }
-layers { name: "win" type: WINDOW_DATA window_data_param { source: "w.txt" cache_images: true root_folder: "/w/" } }
+layers { name: "win" type: WINDOW_DATA
+         window_data_param { source: "w.txt" cache_images: true root_folder: "/w/" } }
 layers { name: "abs" type: ABSVAL }
 layers { name: "sce" type: SIGMOID_CROSS_ENTROPY_LOSS }
 layers { name: "silence" type: SILENCE bottom: "l" }
@@ -426,12 +435,14 @@ layer { name: "data" type: "Data" transform_param { scale: 0.5 mirror: true }
 layer { name: "drop" type: "Dropout" dropout_param { dropout_ratio: 0.125 } }
 layer { name: "dummy" type: "DummyData"
         dummy_data_param { data_filler { type: "constant" value: 1 } shape { dim: 2 } num: 1 } }
-layer { name: "elt" type: "Eltwise" eltwise_param { operation: MAX coeff: 1 coeff: -1 stable_prod_grad: false } }
+layer { name: "elt" type: "Eltwise"
+        eltwise_param { operation: MAX coeff: 1 coeff: -1 stable_prod_grad: false } }
 layer { name: "exp" type: "Exp" exp_param { base: 2 scale: 0.5 shift: 1 } }
 layer { name: "h5" type: "HDF5Data" hdf5_data_param { source: "list.txt" batch_size: 3 shuffle: true } }
 layer { name: "h5out" type: "HDF5Output" hdf5_output_param { file_name: "out.h5" } }
 layer { name: "hinge" type: "HingeLoss" hinge_loss_param { norm: L2 } }
-layer { name: "img" type: "ImageData" image_data_param { source: "list.txt" is_color: false root_folder: "/r/" } }
+layer { name: "img" type: "ImageData"
+        image_data_param { source: "list.txt" is_color: false root_folder: "/r/" } }
 layer { name: "info" type: "InfogainLoss" infogain_loss_param { source: "H.binaryproto" axis: 2 } }
 layer { name: "lrn" type: "LRN" lrn_param { local_size: 3 norm_region: WITHIN_CHANNEL } }
 layer { name: "mem" type: "MemoryData" memory_data_param { batch_size: 2 channels: 3 height: 4 width: 5 } }
@@ -444,7 +455,8 @@ layer { name: "soft" type: "Softmax" softmax_param { axis: 2 } }
 layer { name: "slice" type: "Slice" slice_param { axis: 1 slice_point: 2 slice_point: 5 } }
 layer { name: "tanh" type: "TanH" tanh_param { engine: CAFFE } }
 layer { name: "thr" type: "Threshold" threshold_param { threshold: 0.5 } }
-layer { name: "win" type: "WindowData" window_data_param { source: "w.txt" cache_images: true root_folder: "/w/" } }
+layer { name: "win" type: "WindowData"
+        window_data_param { source: "w.txt" cache_images: true root_folder: "/w/" } }
 layer { name: "abs" type: "AbsVal" }
 layer { name: "sce" type: "SigmoidCrossEntropyLoss" }
 layer { name: "silence" type: "Silence" bottom: "l" }
@@ -588,10 +600,12 @@ def test_input_dim_becomes_an_input_layer_in_front() -> None:
 
 
 def test_input_shape_becomes_an_input_layer() -> None:
-    param = net("""input: "a" input_shape { dim: 2 dim: 9 } layer { name: "r" type: "ReLU" bottom: "a" top: "r" }
+    param = net("""input: "a" input_shape { dim: 2 dim: 9 }
+                   layer { name: "r" type: "ReLU" bottom: "a" top: "r" }
                    layer { name: "s" type: "ReLU" bottom: "r" top: "s" }""")
     upgrade.upgrade_net(param)
-    assert_same(param, net("""layer { name: "input" type: "Input" top: "a" input_param { shape { dim: 2 dim: 9 } } }
+    assert_same(param, net("""layer { name: "input" type: "Input" top: "a"
+                                      input_param { shape { dim: 2 dim: 9 } } }
                                layer { name: "r" type: "ReLU" bottom: "a" top: "r" }
                                layer { name: "s" type: "ReLU" bottom: "r" top: "s" }"""))
 
@@ -643,7 +657,8 @@ def test_batch_norm_with_three_params_gets_zero_multipliers() -> None:
 V1_RUNNABLE = """
 name: "v1_mlp"
 input: "x" input_dim: 4 input_dim: 3 input_dim: 1 input_dim: 1
-layers { name: "ip1" type: INNER_PRODUCT bottom: "x" top: "h" blobs_lr: 1 blobs_lr: 2 weight_decay: 1 weight_decay: 0
+layers { name: "ip1" type: INNER_PRODUCT bottom: "x" top: "h" blobs_lr: 1 blobs_lr: 2 weight_decay:
+         1 weight_decay: 0
          inner_product_param { num_output: 5 weight_filler { type: "gaussian" std: 0.5 }
                                bias_filler { type: "constant" value: 0.25 } } }
 layers { name: "relu" type: RELU bottom: "h" top: "h" relu_param { negative_slope: 0.1 } }
