@@ -65,27 +65,44 @@ def load_into_blob(blob: Blob, proto: caffe_pb2.BlobProto, reshape: bool = False
 
 
 def array_to_proto(
-    data: np.ndarray, diff: np.ndarray | None = None, out: caffe_pb2.BlobProto | None = None
+    data: np.ndarray | torch.Tensor,
+    diff: np.ndarray | torch.Tensor | None = None,
+    out: caffe_pb2.BlobProto | None = None,
 ) -> caffe_pb2.BlobProto:
-    """A BlobProto with ``shape.dim`` and float (or double for float64 input) values."""
+    """A BlobProto with ``shape.dim`` and float values (double for float64 input), as Blob::ToProto."""
     proto = caffe_pb2.BlobProto() if out is None else out
     proto.Clear()
     proto.shape.dim.extend(int(d) for d in data.shape)
-    double = data.dtype == np.float64
-    (proto.double_data if double else proto.data).extend(_flat_list(data, double))
+    double = data.dtype in (np.float64, torch.float64)
+    extend_values(proto.double_data if double else proto.data, data, double)
     if diff is not None:
-        (proto.double_diff if double else proto.diff).extend(_flat_list(diff, double))
+        extend_values(proto.double_diff if double else proto.diff, diff, double)
     return proto
 
 
-def _flat_list(values: np.ndarray, double: bool) -> list[float]:
-    return np.ascontiguousarray(values, dtype=np.float64 if double else np.float32).reshape(-1).tolist()
+# Values cross into protobuf as Python floats (its only fast input); converting a slice at a
+# time keeps that temporary list small instead of one Python float per weight at once.
+_HOST_CHUNK = 1 << 22  # elements brought to host memory at a time (for device tensors)
+_LIST_CHUNK = 1 << 14  # elements per temporary Python list
+
+
+def extend_values(field, values: np.ndarray | torch.Tensor, double: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """Append ``values`` (any shape, flattened) to a repeated float or double field."""
+    if isinstance(values, torch.Tensor):
+        flat = values.detach().reshape(-1)
+        dtype = torch.float64 if double else torch.float32
+        to_host = lambda part: part.to(device="cpu", dtype=dtype).numpy()  # noqa: E731
+    else:
+        flat = np.asarray(values, dtype=np.float64 if double else np.float32).reshape(-1)
+        to_host = lambda part: part  # noqa: E731
+    for start in range(0, flat.shape[0], _HOST_CHUNK):
+        host = to_host(flat[start : start + _HOST_CHUNK])
+        for i in range(0, host.shape[0], _LIST_CHUNK):
+            field.extend(host[i : i + _LIST_CHUNK].tolist())
 
 
 def blob_to_proto(
     blob: Blob, write_diff: bool = False, out: caffe_pb2.BlobProto | None = None
 ) -> caffe_pb2.BlobProto:
     """Caffe's Blob::ToProto: ``shape`` plus data (and diff when asked)."""
-    data = blob.data.detach().cpu().numpy()
-    diff = blob.diff.detach().cpu().numpy() if write_diff else None
-    return array_to_proto(data, diff, out)
+    return array_to_proto(blob.data, blob.diff if write_diff else None, out)
