@@ -515,14 +515,9 @@ class Net:
         with open(path, "wb") as f:
             f.write(caffe_pb2.NetParameter(name=self.name).SerializeToString())
             for layer in self.layers:
-                built = caffe_pb2.NetParameter()
-                layer.to_proto(write_diff, out=built.layer.add())
-                # repeated fields grow by doubling inside the message's arena; a copy is sized
-                # exactly, and dropping the original frees the slack before serialising
-                compact = caffe_pb2.NetParameter()
-                compact.CopyFrom(built)
-                del built
-                f.write(compact.SerializeToString())
+                holder = caffe_pb2.NetParameter()
+                layer.to_proto(write_diff, out=holder.layer.add())
+                f.write(holder.SerializeToString())
 
     def save_hdf5(self, path: str | os.PathLike[str], write_diff: bool = False) -> None:
         weights.save_hdf5_weights(self, path, write_diff)

@@ -43,5 +43,5 @@ def write_mean(path: str | os.PathLike[str], mean: np.ndarray) -> None:
         raise ValueError(f"a mean image has shape (C, H, W) or (1, C, H, W), got {np.shape(mean)}")
     channels, height, width = array.shape
     proto = caffe_pb2.BlobProto(num=1, channels=channels, height=height, width=width)
-    blobproto.extend_values(proto.data, array)
+    blobproto.append_values(proto, "data", array)
     prototxt.write_binary(path, proto)

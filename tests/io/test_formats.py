@@ -338,14 +338,48 @@ def test_array_to_proto_float_and_double() -> None:
     assert list(brain.data) == [1.5, -2.25]
 
 
-def test_chunked_conversion_keeps_every_value(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(blobproto, "_LIST_CHUNK", 3)
-    monkeypatch.setattr(blobproto, "_HOST_CHUNK", 7)
-    values = torch.randn(4, 5, dtype=torch.float64)
-    proto = blobproto.array_to_proto(values)
-    assert list(proto.double_data) == values.reshape(-1).tolist()
-    proto = blobproto.array_to_proto(values.numpy().astype(np.float32).T)  # not contiguous
-    np.testing.assert_array_equal(np.array(proto.data).reshape(5, 4), values.numpy().astype(np.float32).T)
+def test_value_fields_are_packed_floats_and_doubles() -> None:
+    # append_values relies on it: a packed float/double field is a bytes field on the wire
+    fields = caffe_pb2.BlobProto.DESCRIPTOR.fields_by_name
+    for name, kind in (("data", "TYPE_FLOAT"), ("diff", "TYPE_FLOAT"),
+                       ("double_data", "TYPE_DOUBLE"), ("double_diff", "TYPE_DOUBLE")):
+        assert fields[name].GetOptions().packed and fields[name].is_repeated
+        assert fields[name].type == getattr(fields[name], kind)
+
+
+SPECIAL = [0.0, -0.0, 1.0, -2.5, np.inf, -np.inf, 1e-45, 3.4028235e38, 1e-310, np.pi]
+
+
+@pytest.mark.parametrize("field", ["data", "diff", "double_data", "double_diff"])
+def test_append_values_is_byte_identical_to_protobufs_own_path(field: str) -> None:
+    dtype = np.float64 if field.startswith("double") else np.float32
+    noise = np.random.default_rng(1).standard_normal(1000)
+    values = np.concatenate([np.array(SPECIAL, dtype), noise.astype(dtype)])
+    reference = caffe_pb2.BlobProto(shape=caffe_pb2.BlobShape(dim=[1]))
+    getattr(reference, field).extend(values.tolist())
+    getattr(reference, field).extend(values[:3].tolist())
+    fast = caffe_pb2.BlobProto(shape=caffe_pb2.BlobShape(dim=[1]))
+    blobproto.append_values(fast, field, values)
+    blobproto.append_values(fast, field, values[:3])  # appends
+    assert fast.SerializeToString() == reference.SerializeToString()
+    nan = caffe_pb2.BlobProto()
+    blobproto.append_values(nan, field, np.array([np.nan], dtype))
+    assert np.isnan(getattr(nan, field)[0])
+
+
+def test_append_values_takes_any_layout_and_dtype() -> None:
+    values = np.arange(12, dtype=np.float32).reshape(3, 4) / 3
+    fortran, big_endian = values.T.copy().T, values.astype(">f4")
+    for variant in (fortran, big_endian, torch.from_numpy(values), values.astype(np.float64)):
+        proto = caffe_pb2.BlobProto()
+        blobproto.append_values(proto, "data", variant)
+        assert list(proto.data) == values.reshape(-1).tolist()
+    transposed = caffe_pb2.BlobProto()
+    blobproto.append_values(transposed, "data", values.T)  # not contiguous: flattened in its own order
+    assert list(transposed.data) == values.T.reshape(-1).tolist()
+    empty = caffe_pb2.BlobProto()
+    blobproto.append_values(empty, "data", np.zeros((0, 3), np.float32))
+    assert not empty.ListFields()
 
 
 # ================================================================ mean files
