@@ -219,6 +219,19 @@ def test_copy_shape_mismatch_names_layer_and_shapes(tmp_path: pathlib.Path) -> N
         small_net(seed=2).copy_trained_layers_from(tmp_path / "w.caffemodel")
 
 
+def test_copy_goes_to_the_first_layer_of_a_repeated_name() -> None:
+    twice = small_net_param()
+    twice.layer[3].name = "ip1"  # two layers named ip1, with different weight shapes
+    twice.layer[3].inner_product_param.num_output = 4
+    twice.layer[3].inner_product_param.weight_filler.std = 0.5
+    target = small_net(seed=2, param=twice)
+    second = [b.data.clone() for b in target.layers[3].blobs]
+    weights = small_net(seed=1).to_proto()
+    target.copy_trained_layers_from(weights)
+    assert torch.equal(target.layers[1].blobs[0].data, small_net(seed=1).layer_params["ip1"][0].data)
+    assert all(torch.equal(b.data, s) for b, s in zip(target.layers[3].blobs, second))
+
+
 def test_copy_blob_count_mismatch() -> None:
     weights = small_net(seed=1).to_proto()
     del weights.layer[1].blobs[1]
