@@ -35,10 +35,7 @@ _LEVELDB_OPTIONS = {"block_size": 65536, "write_buffer_size": 268435456, "max_op
 
 def backend_name(backend: int | str) -> str:
     """``"lmdb"`` or ``"leveldb"`` from a ``DataParameter.DB`` value or a tool's ``-backend`` string."""
-    if isinstance(backend, str):
-        name = backend.lower()
-    else:
-        name = caffe_pb2.DataParameter.DB.Name(backend).lower()
+    name = (backend if isinstance(backend, str) else caffe_pb2.DataParameter.DB.Name(backend)).lower()
     if name not in ("lmdb", "leveldb"):
         raise DataError(f"unknown database backend {backend!r} (use lmdb or leveldb)")
     return name

@@ -11,10 +11,10 @@ Caffe reads images with ``cv::imread``/``cv::imdecode`` and resizes them with ``
   ``(4899 R + 9617 G + 1868 B + 8192) >> 14``. OpenCV's PNG reader asks libpng for the conversion,
   whose rounding can differ by one grey level.
 * Resizing: ``resize_linear`` re-implements OpenCV's ``INTER_LINEAR`` for 8-bit images (half-pixel
-  centres, clamped borders, 11-bit fixed-point weights, no antialiasing) rather than Pillow's
-  antialiased filter. It uses the rounding of OpenCV's SIMD row loop everywhere; OpenCV's scalar
-  tail (the last few pixels of a row) and its switch to area averaging for exact 2x downscales
-  can differ by one grey level.
+  centres, clamped borders, 11-bit fixed-point weights, the rounding of OpenCV's SIMD loops, no
+  antialiasing) rather than Pillow's antialiased filter. Checked against OpenCV (opencv-python
+  5.0) on random sizes: identical except in output rows whose vertical weights are (1, 0) (the
+  clamped first/last rows of an upscale), where OpenCV's result can be one grey level lower.
 * Encoding (``-encoded`` with a re-encode): Pillow writes different (still valid) PNG/JPEG bytes
   than ``cv::imencode``; JPEGs use OpenCV's default quality, 95.
 """

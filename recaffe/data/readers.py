@@ -97,7 +97,8 @@ def read_image_list(source: str) -> list[tuple[str, int]]:
                 raise ValueError
             lines.append((path, int(label)))
         except ValueError:
-            raise DataError(f"{source}:{number}: expected '<image path> <integer label>', got {line!r}") from None
+            raise DataError(
+                f"{source}:{number}: expected '<image path> <integer label>', got {line!r}") from None
     if not lines:
         raise DataError(f"the image list {source!r} is empty")
     return lines

@@ -1,3 +1,11 @@
 """Layers that produce data: Input (the net's inputs) and the data-reading layers."""
 
-from recaffe.layers.data import data, hdf5_data, input  # noqa: F401
+from recaffe.layers.data import (  # noqa: F401
+    data,
+    hdf5_data,
+    hdf5_output,
+    image_data,
+    input,
+    memory_data,
+    window_data,
+)
