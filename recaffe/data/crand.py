@@ -60,8 +60,12 @@ PROCESS_RAND = GlibcRandom(1)
 """The process-wide ``rand()`` stream (Caffe never seeds it)."""
 
 
-def random_shuffle(items: MutableSequence[Any], rng: GlibcRandom = PROCESS_RAND) -> None:
-    """libstdc++ ``std::random_shuffle(first, last)``: for i = 1..n-1 swap i with rand() % (i+1)."""
+def random_shuffle(items: MutableSequence[Any], rng: GlibcRandom | None = None) -> None:
+    """libstdc++ ``std::random_shuffle(first, last)``: for i = 1..n-1 swap i with rand() % (i+1).
+
+    ``rng`` defaults to the process-wide stream (looked up at call time).
+    """
+    rng = PROCESS_RAND if rng is None else rng
     for i in range(1, len(items)):
         j = rng.rand() % (i + 1)
         if i != j:

@@ -20,6 +20,7 @@ LevelDB needs the optional ``plyvel`` package (``pip install recaffe[leveldb]``)
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -132,12 +133,41 @@ class Database:
         raise NotImplementedError
 
 
+class _SharedEnvironments:
+    """Read-only LMDB environments shared by path: py-lmdb opens a path only once per process,
+    while Caffe lets any number of layers (a train and a test net, say) read one database."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[str, tuple[Any, int]] = {}
+
+    def acquire(self, path: str) -> Any:
+        key = os.path.realpath(path)
+        with self._lock:
+            env, users = self._open.get(key) or (lmdb.open(path, readonly=True, lock=False, readahead=False), 0)
+            self._open[key] = (env, users + 1)
+            return env
+
+    def release(self, path: str) -> None:
+        key = os.path.realpath(path)
+        with self._lock:
+            env, users = self._open.pop(key)
+            if users > 1:
+                self._open[key] = (env, users - 1)
+            else:
+                env.close()
+
+
+_READERS = _SharedEnvironments()
+
+
 class _LMDB(Database):
     def __init__(self, path: str, mode: str, where: str) -> None:
         super().__init__(where)
+        self._path, self._shared = path, mode == "read"
         try:
-            if mode == "read":
-                self._env = lmdb.open(path, readonly=True, lock=False, readahead=False)
+            if self._shared:
+                self._env = _READERS.acquire(path)
             else:
                 if mode == "new":
                     os.mkdir(path, 0o744)
@@ -163,10 +193,16 @@ class _LMDB(Database):
                 self._env.set_mapsize(self._env.info()["map_size"] * 2)
 
     def close(self) -> None:
+        if self._env is None:
+            return
         if self._txn is not None:
             self._txn.abort()
             self._txn = None
-        self._env.close()
+        if self._shared:
+            _READERS.release(self._path)
+        else:
+            self._env.close()
+        self._env = None
 
 
 class _LevelDB(Database):

@@ -84,7 +84,7 @@ class DataTransformer:
             else:
                 h_off, w_off = (h - out_h) // 2, (w - out_w) // 2
         window = (slice(None), slice(h_off, h_off + out_h), slice(w_off, w_off + out_w))
-        out = values[window].astype(self.dtype)
+        out = np.array(values[window], dtype=self.dtype, order="C")
         if self.mean is not None:
             if self.mean.shape != (c, h, w):
                 raise DataError(f"the mean_file {self.param.mean_file!r} has shape {self.mean.shape} "

@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from recaffe.blob import Blob
 from recaffe.data import db
+from recaffe.io import prototxt
+from recaffe.layer import Layer
 from recaffe.proto import caffe_pb2
+from recaffe.registry import LAYERS
 
 BACKENDS = ["lmdb", "leveldb"]
 
@@ -58,3 +62,20 @@ def read_all(path: str, backend: str = "lmdb") -> list[tuple[bytes, bytes]]:
             out.append((cursor.key(), cursor.value()))
             cursor.next()
     return out
+
+
+def build_layer(layer_type: str, snippet: str, phase: int = caffe_pb2.TRAIN, tops: int = 2,
+                top_names: tuple[str, ...] = ("data", "label")) -> tuple[Layer, list[Blob]]:
+    """A set-up layer of ``layer_type`` with ``snippet`` as its other fields, and its top blobs."""
+    names = "".join(f' top: "{name}"' for name in top_names[:tops])
+    param = prototxt.parse_text(f'name: "d" type: "{layer_type}"{names} {snippet}', caffe_pb2.LayerParameter())
+    param.phase = phase
+    layer = LAYERS.get(layer_type)(param)
+    top = [Blob() for _ in range(tops)]
+    layer.setup([], top)
+    return layer, top
+
+
+def forward(layer: Layer, top: list[Blob]) -> list[np.ndarray]:
+    layer.run_forward([], top)
+    return [blob.data.numpy().copy() for blob in top]

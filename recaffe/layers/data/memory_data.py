@@ -20,12 +20,12 @@ log = logging.getLogger(__name__)
 class MemoryDataLayer(BaseDataLayer):
     """Batches from arrays held in memory, cycling through them.
 
-    ``reset(data, labels, n)`` serves the first ``n`` items of ``data`` (viewed as (n, C, H, W),
-    shared, not copied, and not transformed) with ``labels``; ``n`` must be a multiple of the batch
-    size. ``add_datum_vector(datums)`` and ``add_mat_vector(images, labels)`` transform each item
-    with the DataTransformer first (in the calling thread). Each forward serves the next batch and
-    wraps to the start after ``n`` items. ``set_batch_size`` changes the batch size between data
-    sets. Backward: none.
+    ``reset(data, labels, n)`` serves the first ``n`` items of ``data`` viewed as (n, C, H, W),
+    not transformed, and shared (not copied) when C-contiguous in the net's dtype; ``n`` must be a
+    multiple of the batch size. ``add_datum_vector(datums)`` and ``add_mat_vector(images, labels)``
+    transform each item with the DataTransformer first (in the calling thread). Each forward
+    serves the next batch and wraps to the start after ``n`` items. ``set_batch_size`` changes
+    the batch size between data sets. Backward: none.
     Params (memory_data_param): batch_size, channels, height, width (all required, positive).
         transform_param: applied by add_datum_vector / add_mat_vector only.
     Random draws at setup (main stream): the InitRand word, when mirror or TRAIN crop is set.
@@ -113,12 +113,12 @@ class MemoryDataLayer(BaseDataLayer):
     def _rows(self, values: np.ndarray | torch.Tensor, n: int, shape: tuple[int, ...],
               what: str) -> torch.Tensor:
         if isinstance(values, torch.Tensor):
-            tensor = values.detach()
-        else:
-            array = np.asarray(values, dtype=self.numpy_dtype)
+            tensor = values.detach().contiguous()
+        else:  # shared when already C-contiguous in the net's dtype, as pycaffe requires
+            array = np.ascontiguousarray(values, dtype=self.numpy_dtype)
             tensor = torch.from_numpy(array if array.flags.writeable else array.copy())
         needed = n * int(np.prod(shape, dtype=np.int64))
-        if tensor.numel() < needed or not tensor.is_contiguous():
-            raise self.error(f"{what} must be contiguous with at least {needed} values "
-                             f"({n} items of shape {shape}), got shape {tuple(tensor.shape)}")
+        if tensor.numel() < needed:
+            raise self.error(f"{what} must hold at least {needed} values ({n} items of shape {shape}), "
+                             f"got shape {tuple(tensor.shape)}")
         return tensor.reshape(-1)[:needed].reshape(n, *shape)
