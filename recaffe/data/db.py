@@ -144,7 +144,9 @@ class _SharedEnvironments:
     def acquire(self, path: str) -> Any:
         key = os.path.realpath(path)
         with self._lock:
-            env, users = self._open.get(key) or (lmdb.open(path, readonly=True, lock=False, readahead=False), 0)
+            if key not in self._open:
+                self._open[key] = (lmdb.open(path, readonly=True, lock=False, readahead=False), 0)
+            env, users = self._open[key]
             self._open[key] = (env, users + 1)
             return env
 
@@ -240,3 +242,31 @@ def _looks_like_lmdb(path: str) -> bool:
 
 def _looks_like_leveldb(path: str) -> bool:
     return os.path.isfile(os.path.join(path, "CURRENT"))
+
+
+class Writer:
+    """Puts records into a database, committing every ``COMMIT_EVERY`` records (as Caffe's tools do).
+
+    Use as a context manager: leaving the block normally commits the rest and closes the database.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], backend: int | str, mode: str = "new") -> None:
+        self.database = open_db(path, backend, mode)
+        self._txn = self.database.transaction()
+        self.count = 0
+
+    def put(self, key: str | bytes, value: bytes) -> None:
+        self._txn.put(key, value)
+        self.count += 1
+        if self.count % COMMIT_EVERY == 0:
+            self._txn.commit()
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        try:
+            if exc_type is None:
+                self._txn.commit()
+        finally:
+            self.database.close()

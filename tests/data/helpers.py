@@ -68,7 +68,8 @@ def build_layer(layer_type: str, snippet: str, phase: int = caffe_pb2.TRAIN, top
                 top_names: tuple[str, ...] = ("data", "label")) -> tuple[Layer, list[Blob]]:
     """A set-up layer of ``layer_type`` with ``snippet`` as its other fields, and its top blobs."""
     names = "".join(f' top: "{name}"' for name in top_names[:tops])
-    param = prototxt.parse_text(f'name: "d" type: "{layer_type}"{names} {snippet}', caffe_pb2.LayerParameter())
+    text = f'name: "d" type: "{layer_type}"{names} {snippet}'
+    param = prototxt.parse_text(text, caffe_pb2.LayerParameter())
     param.phase = phase
     layer = LAYERS.get(layer_type)(param)
     top = [Blob() for _ in range(tops)]

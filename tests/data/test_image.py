@@ -18,7 +18,8 @@ def test_resize_matches_opencv_values() -> None:
             [[159, 125, 147], [88, 125, 162], [102, 139, 105]]]
     np.testing.assert_array_equal(image.resize_linear(img, 3, 3), want)
     gray = (np.arange(6 * 7).reshape(6, 7, 1) * 53 % 256).astype(np.uint8)
-    want = [[39, 113, 124, 121, 80], [173, 94, 104, 178, 99], [115, 138, 213, 95, 118], [96, 119, 193, 75, 98]]
+    want = [[39, 113, 124, 121, 80], [173, 94, 104, 178, 99],
+            [115, 138, 213, 95, 118], [96, 119, 193, 75, 98]]
     np.testing.assert_array_equal(image.resize_linear(gray, 4, 5)[:, :, 0], want)
 
 
@@ -41,7 +42,8 @@ def test_read_image_colour_gray_and_resize(tmp_path) -> None:
     gray = image.read_image(path, is_color=False)
     assert gray.shape == (4, 6, 1) and gray[0, 0, 0] == (10 * 4899 + 20 * 9617 + 30 * 1868 + 8192) >> 14
     assert image.read_image(path, 2, 3).shape == (2, 3, 3)
-    assert image.read_image(write_png(tmp_path / "g.png", rgb[..., 0]), is_color=True)[0, 0].tolist() == [10] * 3
+    gray_file = write_png(tmp_path / "g.png", rgb[..., 0])
+    assert image.read_image(gray_file, is_color=True)[0, 0].tolist() == [10] * 3
 
 
 def test_native_decoding_keeps_channels(tmp_path) -> None:

@@ -111,7 +111,8 @@ def test_mean_value_and_mean_values() -> None:
 
 
 def write_mean(tmp_path, values: np.ndarray) -> str:
-    proto = caffe_pb2.BlobProto(num=1, channels=values.shape[0], height=values.shape[1], width=values.shape[2])
+    c, h, w = values.shape
+    proto = caffe_pb2.BlobProto(num=1, channels=c, height=h, width=w)
     proto.data.extend(values.reshape(-1).tolist())
     path = str(tmp_path / "mean.binaryproto")
     prototxt.write_binary(path, proto)

@@ -30,7 +30,8 @@ def test_read(tmp_path, backend) -> None:
     for _ in range(7):
         data, label = forward(layer, top)
         np.testing.assert_array_equal(label, np.arange(5))
-        np.testing.assert_array_equal(data, np.broadcast_to(3.0 * np.arange(5)[:, None, None, None], data.shape))
+        want = np.broadcast_to(3.0 * np.arange(5)[:, None, None, None], data.shape)
+        np.testing.assert_array_equal(data, want)
 
 
 def test_wraps_around_and_one_top_means_no_labels(tmp_path) -> None:
@@ -59,8 +60,8 @@ def test_reshape_follows_each_batch(tmp_path, backend) -> None:
 def test_read_crop(tmp_path, phase) -> None:
     source = fill_db(tmp_path / "db", unique_pixels=True)
     rng.set_random_seed(1701)
-    layer, top = build_layer("Data", data_param(source, "lmdb") + " transform_param { scale: 3 crop_size: 1 }",
-                             phase)
+    transform = " transform_param { scale: 3 crop_size: 1 }"
+    layer, top = build_layer("Data", data_param(source, "lmdb") + transform, phase)
     assert top[0].shape == (5, 2, 1, 1)
     for _ in range(2):
         data, label = forward(layer, top)
@@ -70,7 +71,8 @@ def test_read_crop(tmp_path, phase) -> None:
 
 
 def crop_sequence(source: str, forwards: int = 2) -> list[np.ndarray]:
-    layer, top = build_layer("Data", data_param(source, "lmdb") + " transform_param { crop_size: 1 mirror: true }")
+    transform = " transform_param { crop_size: 1 mirror: true }"
+    layer, top = build_layer("Data", data_param(source, "lmdb") + transform)
     return [forward(layer, top)[0] for _ in range(forwards)]
 
 
@@ -151,7 +153,8 @@ def test_corrupt_records(tmp_path) -> None:
     good = make_datum(0, (1, 2, 2), 1)
     short = caffe_pb2.Datum(channels=1, height=2, width=2, data=b"\x01\x02\x03")
     source = write_db(tmp_path / "bad_first", {"a": b"\x08", "b": good})
-    with pytest.raises(LayerError, match=r"layer 'd' \(Data\): record 'a' of the LMDB database .* not a valid Datum"):
+    message = r"layer 'd' \(Data\): record 'a' of the LMDB database .* not a valid Datum"
+    with pytest.raises(LayerError, match=message):
         build_layer("Data", data_param(source, "lmdb", 1))
     source = write_db(tmp_path / "short", {"a": good, "b": short})
     layer, top = build_layer("Data", data_param(source, "lmdb", 1))

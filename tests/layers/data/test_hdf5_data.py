@@ -31,8 +31,8 @@ def sample(tmp_path, monkeypatch) -> str:
 
 
 def hdf5_layer(source: str, extra: str = "", tops: int = 3, batch_size: int = 5):
-    return build_layer("HDF5Data", f'hdf5_data_param {{ source: "{source}" batch_size: {batch_size} {extra} }}',
-                       tops=tops, top_names=("data", "label", "label2"))
+    snippet = f'hdf5_data_param {{ source: "{source}" batch_size: {batch_size} {extra} }}'
+    return build_layer("HDF5Data", snippet, tops=tops, top_names=("data", "label", "label2"))
 
 
 def test_read(sample) -> None:

@@ -15,8 +15,8 @@ from recaffe.registry import LAYERS
 
 
 def output_layer(file_name: str, bottom: list[Blob]):
-    param = prototxt.parse_text(f'name: "out" type: "HDF5Output" hdf5_output_param {{ file_name: "{file_name}" }}',
-                                caffe_pb2.LayerParameter())
+    text = f'name: "out" type: "HDF5Output" hdf5_output_param {{ file_name: "{file_name}" }}'
+    param = prototxt.parse_text(text, caffe_pb2.LayerParameter())
     layer = LAYERS.get("HDF5Output")(param)
     layer.setup(bottom, [])
     return layer

@@ -30,8 +30,8 @@ def images(tmp_path) -> dict[str, str]:
 
 
 def image_layer(source: str, extra: str = "", batch_size: int = 5, transform: str = ""):
-    return build_layer("ImageData", f'image_data_param {{ source: "{source}" batch_size: {batch_size} {extra} }} '
-                                    f"transform_param {{ {transform} }}")
+    snippet = f'image_data_param {{ source: "{source}" batch_size: {batch_size} {extra} }} '
+    return build_layer("ImageData", snippet + f"transform_param {{ {transform} }}")
 
 
 def test_read(images) -> None:
@@ -78,8 +78,8 @@ def test_space_in_file_names_and_gray_read_as_colour(images) -> None:
 
 def test_root_folder_gray_and_rand_skip(images) -> None:
     rng.set_random_seed(8)
-    layer, top = image_layer(images["rooted"], f'root_folder: "{images["root"]}" is_color: false rand_skip: 3',
-                             batch_size=1)
+    options = f'root_folder: "{images["root"]}" is_color: false rand_skip: 3'
+    layer, top = image_layer(images["rooted"], options, batch_size=1)
     skip = rng.CaffeRNG(8).take(1)[0] % 3
     data, label = forward(layer, top)
     assert data.shape[1] == 1 and label[0] == skip
@@ -110,5 +110,6 @@ def test_errors(images, tmp_path) -> None:
     (tmp_path / "missing.txt").write_text(f"{tmp_path / 'cat.png'} 0\n{tmp_path / 'gone.png'} 1\n")
     layer, top = image_layer(str(tmp_path / "missing.txt"), batch_size=1)
     forward(layer, top)
-    with pytest.raises(LayerError, match=r"layer 'd' \(ImageData\): could not open or find the image '.*gone.png'"):
+    message = r"layer 'd' \(ImageData\): could not open or find the image '.*gone.png'"
+    with pytest.raises(LayerError, match=message):
         forward(layer, top)

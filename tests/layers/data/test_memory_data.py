@@ -87,7 +87,7 @@ def test_add_mat_vector_and_set_batch_size() -> None:
 
 def test_transform_applies_to_added_data_only() -> None:
     rng.set_random_seed(3)
-    layer, top = build_layer("MemoryData", PARAM.replace("width: 11", "width: 11 } transform_param { scale: 2"))
+    layer, top = build_layer("MemoryData", PARAM + " transform_param { scale: 2 }")
     layer.add_datum_vector(datums(BATCH))
     np.testing.assert_array_equal(forward(layer, top)[0][1].reshape(-1),
                                   2.0 * np.frombuffer(datums(BATCH)[1].data, np.uint8))

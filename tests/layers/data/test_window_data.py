@@ -30,8 +30,9 @@ def window_file(tmp_path) -> str:
 
 
 def window_layer(source: str, root: str, extra: str = "", transform: str = "crop_size: 10"):
-    return build_layer("WindowData", f'window_data_param {{ source: "{source}" root_folder: "{root}/" '
-                                     f"batch_size: 8 bg_threshold: 0.4 {extra} }} transform_param {{ {transform} }}")
+    snippet = (f'window_data_param {{ source: "{source}" root_folder: "{root}/" batch_size: 8 '
+               f"bg_threshold: 0.4 {extra} }} transform_param {{ {transform} }}")
+    return build_layer("WindowData", snippet)
 
 
 def bgr(pixels: np.ndarray) -> np.ndarray:
