@@ -2,10 +2,12 @@
 
 from recaffe.layers.data import (  # noqa: F401
     data,
+    dummy_data,
     hdf5_data,
     hdf5_output,
     image_data,
     input,
     memory_data,
+    parameter,
     window_data,
 )
