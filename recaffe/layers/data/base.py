@@ -82,8 +82,7 @@ class BasePrefetchingDataLayer(BaseDataLayer):
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
         super().layer_setup(bottom, top)
-        with self.data_errors():
-            self.transformer.init_rand()
+        self.transformer.init_rand()
         rng.get_rng().rand()  # seeds the prefetch thread's own stream in Caffe; unused by CPU layers
         if self.loader is None:
             raise RuntimeError(f"{self.describe()}: data_layer_setup must return a batch loader")
