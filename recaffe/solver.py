@@ -96,6 +96,8 @@ class Solver(abc.ABC):
         self._dtype, self._device = dtype, device
         if param.average_loss < 1:
             raise SolverError(f"average_loss should be >= 1, got {param.average_loss}")
+        if param.iter_size < 1:
+            raise SolverError(f"iter_size must be >= 1, got {param.iter_size}")
         self._iter = 0
         self._current_step = 0
         self._check_snapshot_write_permissions()

@@ -121,6 +121,7 @@ def test_solver_from_a_prototxt_file(tmp_path, monkeypatch) -> None:
          "test_state must be unspecified or specified once per test net"),
         ("test_iter: 2", CLASSIFIER, "test_interval must be > 0 when there are test nets, got 0"),
         ("average_loss: 0", CLASSIFIER, "average_loss should be >= 1, got 0"),
+        ("iter_size: 0", CLASSIFIER, "iter_size must be >= 1, got 0"),
         ("snapshot: 10", CLASSIFIER, "snapshot is specified but snapshot_prefix is not"),
         ("snapshot: 10 snapshot_prefix: '/nonexistent/dir/x'", CLASSIFIER, "Cannot write to snapshot prefix"),
         ("type: 'AdaGrad' momentum: 0.9", CLASSIFIER, "Momentum cannot be used with AdaGrad.*got 0.9"),
