@@ -222,6 +222,10 @@ class Solver(abc.ABC):
     def smoothed_loss(self) -> float:
         return self._smoothed_loss
 
+    def share_weights(self, net: Net) -> None:
+        """Make ``net`` use the train net's parameter data in same-named layers (pycaffe)."""
+        net.share_trained_layers_with(self._net)
+
     def add_callback(self, on_start: Callable[[], None], on_gradients_ready: Callable[[], None]) -> None:
         self._callbacks.append((on_start, on_gradients_ready))
 

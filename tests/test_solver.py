@@ -136,6 +136,20 @@ def test_caffes_checks_are_clear_errors(text: str, net: str | None, message: str
         solver(text, net)
 
 
+def test_solver_base_is_abstract() -> None:
+    with pytest.raises(TypeError, match="abstract"):
+        recaffe.Solver(solver_param(""))
+
+
+def test_share_weights_shares_the_train_nets_data() -> None:
+    s = solver("base_lr: 0.1 lr_policy: 'fixed'")
+    other = recaffe.Net(prototxt.parse_text(CLASSIFIER, caffe_pb2.NetParameter()), recaffe.TEST)
+    s.share_weights(other)
+    s.step(1)  # zero data: only the bias moves
+    bias = s.net.layer_params["innerprod"][1].data
+    assert torch.equal(other.layer_params["innerprod"][1].data, bias) and bias.abs().sum() > 0
+
+
 def test_unknown_solver_type_lists_the_known_ones() -> None:
     with pytest.raises(UnknownTypeError, match="Unknown solver type: 'sgd'.*SGD"):
         solver("type: 'sgd'")
