@@ -21,6 +21,7 @@ from __future__ import annotations
 import abc
 import ctypes
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -367,15 +368,16 @@ class Solver(abc.ABC):
             log.info("Test interrupted.")
             return []
         if p.test_compute_loss:
-            log.info("Test loss: %g", f32(loss / num_iter))
+            log.info("Test loss: %g", f32(loss / num_iter) if num_iter else math.nan)
+        if scores is None:  # no test iterations or no outputs
+            return []
         names, weights = [], []
         for blob_id in net.output_blob_indices:
             count = net.blob_list[blob_id].count()
             names += [net.blob_names[blob_id]] * count
             weights += [net.blob_loss_weights[blob_id]] * count
         results = []
-        totals = scores.tolist() if scores is not None else [0.0] * len(names)
-        for i, (name, weight, total) in enumerate(zip(names, weights, totals)):
+        for i, (name, weight, total) in enumerate(zip(names, weights, scores.tolist())):
             mean = f32(total / num_iter)
             log.info("    Test net output #%d: %s", i, _output_text(name, mean, weight))
             results.append((name, mean))

@@ -282,6 +282,13 @@ def test_outputs_are_formatted_like_iostream() -> None:
     assert solver_module._output_text("l", 123456789.0, 0.5) == "l = 1.23457e+08 (* 0.5 = 6.17284e+07 loss)"
 
 
+def test_zero_test_iterations_report_nothing(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="recaffe.solver")
+    s = solver("test_iter: 0 test_interval: 1 test_compute_loss: true")
+    assert s.test_all() == [[]]
+    assert records(caplog)[-2:] == ["Iteration 0, Testing net (#0)", "Test loss: nan"]
+
+
 def test_test_shares_train_weights_and_averages_outputs() -> None:
     s = solver("base_lr: 0.5 lr_policy: 'fixed' test_iter: 3 test_interval: 100 "
                "test_state { stage: 'with-softmax' }")
