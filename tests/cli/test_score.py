@@ -62,3 +62,10 @@ def test_errors(cli, model: pathlib.Path) -> None:
     assert missing.status == 1 and "missing.caffemodel" in missing.fatal()
     zero = cli("test", "-model", model, "-weights", "weights.caffemodel", "-iterations", "0")
     assert zero.fatal() == "-iterations must be at least 1, got 0"
+
+
+def test_progress_bar(cli, model: pathlib.Path) -> None:
+    result = cli("test", "-model", model, "-weights", "weights.caffemodel", "-iterations=3", "--progress=on")
+    assert result.status == 0, result.err
+    assert "3/3" in result.err
+    assert sum(m.startswith("Batch ") for m in result.messages) == 6  # whole log lines above the bar
