@@ -62,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 1
     logs.setup_logging(logger="")
+    logging.captureWarnings(True)  # Python warnings become W lines of the log
     try:
         return int(args.run(args) or 0)
     except USER_ERRORS as e:
