@@ -35,14 +35,18 @@ def to_python3(source: str) -> str:
     return _PRINT.sub(lambda m: f"{m.group(1)}print({m.group(2)})", source)
 
 
+def caffe_file(relative: str) -> str:
+    """The text of a file of BVLC Caffe's tree; skips the calling test where there is none."""
+    source = _read(pathlib.Path(os.environ.get("RECAFFE_BVLC_CAFFE", DEFAULT_CAFFE)), relative)
+    if source is None:
+        pytest.skip(f"BVLC Caffe's {relative} is not available (set RECAFFE_BVLC_CAFFE)")
+    return source
+
+
 def install_scripts(folder: pathlib.Path) -> pathlib.Path:
     """Write Python 3 copies of BVLC's parse_log.py and extract_seconds.py into ``folder``."""
-    root = pathlib.Path(os.environ.get("RECAFFE_BVLC_CAFFE", DEFAULT_CAFFE))
     for name in SCRIPTS:
-        source = _read(root, f"tools/extra/{name}")
-        if source is None:
-            pytest.skip(f"BVLC Caffe's tools/extra/{name} is not available (set RECAFFE_BVLC_CAFFE)")
-        (folder / name).write_text(to_python3(source))
+        (folder / name).write_text(to_python3(caffe_file(f"tools/extra/{name}")))
     return folder
 
 
