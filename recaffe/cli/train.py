@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
 def select_device(gpu_flag: str | None, param: caffe_pb2.SolverParameter) -> torch.device:
     """``-gpu``, else the solver's ``solver_mode``/``device_id``; sets ``param.device_id``."""
-    if gpu_flag is None and param.HasField("solver_mode") and param.solver_mode == param.GPU:
+    if not gpu_flag and param.HasField("solver_mode") and param.solver_mode == param.GPU:
         if torch.cuda.is_available():
             gpu_flag = str(param.device_id)
         else:
