@@ -30,6 +30,7 @@ COMMAND_MODULES: list[str] = [
     "upgrade",
     "parse_log",
     "plot_log",
+    "data_tools",
 ]
 
 log = logging.getLogger("recaffe.cli")
