@@ -2,7 +2,8 @@
 
 As tools/caffe.cpp does, every batch logs ``Batch i, <output> = v`` for each element of each
 output blob, then the mean loss (``Loss: L``), then each element's mean over the batches with the
-``(* w = w·v loss)`` suffix on loss outputs. The sums are float32, as in Caffe. ``-weights`` may
+``(* w = w·v loss)`` suffix on loss outputs (as the solver logs its test outputs). The sums
+are float32, as in Caffe. ``-weights`` may
 name several files separated by commas; they are copied in order.
 """
 
@@ -14,7 +15,7 @@ import logging
 import numpy as np
 import torch
 
-from recaffe import logs
+from recaffe import logs, solver
 from recaffe.cli import common
 from recaffe.net import TEST, Net
 
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     means, loss = score(net, args.iterations, logs.wants_progress_bar(args.progress))
     log.info("Loss: %g", loss)
     for name, weight, mean in means:
-        log.info("%s", output_text(name, mean, weight))
+        log.info("%s", solver.output_text(name, mean, weight))
     return 0
 
 
@@ -71,11 +72,3 @@ def score(net: Net, iterations: int, progress: bool = False) -> tuple[list[tuple
     means = (totals / iterations).tolist()
     outputs = [(name, weight, mean) for (name, weight), mean in zip(names, means)]
     return outputs, float(loss / np.float32(iterations))
-
-
-def output_text(name: str, value: float, loss_weight: float) -> str:
-    """``name = v``, plus `` (* w = w·v loss)`` when the output carries a loss weight."""
-    text = f"{name} = {value:g}"
-    if loss_weight:
-        text += f" (* {loss_weight:g} = {float(np.float32(loss_weight) * np.float32(value)):g} loss)"
-    return text
