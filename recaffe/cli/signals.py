@@ -15,8 +15,9 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-STOP, SNAPSHOT, NONE = "stop", "snapshot", "none"
-EFFECTS = (SNAPSHOT, STOP, NONE)
+from recaffe.solver import NONE, SNAPSHOT, STOP
+
+EFFECTS = (SNAPSHOT, STOP, NONE)  # the order Caffe's help text gives them
 
 Handler = Callable[[int, types.FrameType | None], Any] | int | None
 
