@@ -166,7 +166,9 @@ def wants_progress_bar(mode: str = "auto", stream: IO[str] | None = None) -> boo
 
 
 @contextlib.contextmanager
-def progress_bar(total: int, desc: str, *, initial: int = 0, enabled: bool = True) -> Iterator[Any]:
+def progress_bar(
+    total: int | None, desc: str, *, initial: int = 0, unit: str = "iter", enabled: bool = True
+) -> Iterator[Any]:
     """A tqdm bar on stderr (or ``None`` when not ``enabled``); while it is open, log lines from
     ``StderrHandler`` are printed above it instead of through it."""
     if not enabled:
@@ -174,7 +176,7 @@ def progress_bar(total: int, desc: str, *, initial: int = 0, enabled: bool = Tru
         return
     import tqdm
 
-    bar = tqdm.tqdm(total=total, initial=initial, desc=desc, unit="iter", file=sys.stderr,
+    bar = tqdm.tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr,
                     dynamic_ncols=True, leave=True)
     _active_bars.append(bar)
     try:
