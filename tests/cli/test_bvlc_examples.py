@@ -2,8 +2,9 @@
 ``./build/tools/caffe train --solver=examples/mnist/lenet_solver.prototxt`` from a Caffe root.
 
 The example files are read from a BVLC Caffe tree (see ``tests/cli/bvlc.py``; skipped without
-one) into a temporary root, with synthetic MNIST-shaped LMDBs in place of the converted data and
-the solver shortened to a few iterations. ``build/tools/caffe`` there runs ``recaffe.cli.main``.
+one) into a temporary root, with the solver shortened to a few iterations. The data are synthetic
+MNIST idx files converted by ``recaffe convert_mnist`` (as ``create_mnist.sh`` does with
+``convert_mnist_data``). ``build/tools/caffe`` there runs ``recaffe.cli.main``.
 """
 
 from __future__ import annotations
@@ -15,27 +16,26 @@ import stat
 import subprocess
 import sys
 
-import lmdb
 import numpy as np
 import pytest
 
-from recaffe.proto import caffe_pb2
+from recaffe.cli import main as cli_main
 from tests.cli import bvlc
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SHORTER = {"test_iter": "1", "test_interval": "2", "display": "1", "max_iter": "4", "snapshot": "2"}
 
 
-def mnist_like_lmdb(path: pathlib.Path, num: int, seed: int) -> None:
-    """``num`` 1x28x28 uint8 Datums with labels 0-9 under ``%08d`` keys, as convert_mnist_data writes."""
+def convert_mnist_like(folder: pathlib.Path, name: str, num: int, seed: int) -> None:
+    """Random 28x28 digits with labels 0-9 as MNIST idx files, converted to ``<name>_lmdb``."""
     rng = np.random.default_rng(seed)
-    env = lmdb.open(str(path), map_size=1 << 26)
-    with env.begin(write=True) as txn:
-        for i in range(num):
-            pixels = rng.integers(0, 256, size=(28, 28), dtype=np.uint8)
-            datum = caffe_pb2.Datum(channels=1, height=28, width=28, label=i % 10, data=pixels.tobytes())
-            txn.put(f"{i:08d}".encode(), datum.SerializeToString())
-    env.close()
+    images, labels = folder / f"{name}-images-idx3-ubyte", folder / f"{name}-labels-idx1-ubyte"
+    images.write_bytes(np.array([2051, num, 28, 28], ">u4").tobytes()
+                       + rng.integers(0, 256, size=num * 28 * 28, dtype=np.uint8).tobytes())
+    digits = (np.arange(num) % 10).astype(np.uint8)
+    labels.write_bytes(np.array([2049, num], ">u4").tobytes() + digits.tobytes())
+    assert cli_main.main(["convert_mnist", str(images), str(labels), str(folder / f"mnist_{name}_lmdb"),
+                          "--backend=lmdb"]) == 0
 
 
 @pytest.mark.slow
@@ -50,8 +50,8 @@ def test_train_lenet_sh(tmp_path: pathlib.Path) -> None:
     (mnist / "lenet_solver.prototxt").write_text(solver)
     (mnist / "lenet_train_test.prototxt").write_text(net)
     (mnist / "train_lenet.sh").write_text(script)
-    mnist_like_lmdb(mnist / "mnist_train_lmdb", 128, seed=1)
-    mnist_like_lmdb(mnist / "mnist_test_lmdb", 100, seed=2)
+    convert_mnist_like(mnist, "train", 128, seed=1)
+    convert_mnist_like(mnist, "test", 100, seed=2)
     caffe = tmp_path / "build/tools/caffe"
     caffe.parent.mkdir(parents=True)
     caffe.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m recaffe.cli.main "$@"\n')
