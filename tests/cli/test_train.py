@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import sys
 
 import numpy as np
 import pytest
@@ -214,3 +215,10 @@ def test_tensorboard_scalars(cli, workdir: pathlib.Path) -> None:
     assert [e.step for e in events.Scalars("test/accuracy")] == [0, 4, 8]
     assert [e.step for e in events.Scalars("train/lr")] == [0, 2, 4, 6, 8]
     assert events.Scalars("train/lr")[-1].value == pytest.approx(0.025)
+
+
+def test_missing_tensorboard_names_the_extra(cli, workdir: pathlib.Path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    result = cli("train", "-solver", "solver.prototxt", "--tensorboard", "tb")
+    assert result.status == 1
+    assert result.fatal() == "--tensorboard needs the tensorboard package: pip install recaffe[tensorboard]"
