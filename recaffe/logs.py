@@ -32,8 +32,8 @@ import threading
 from collections.abc import Iterator
 from typing import IO, Any
 
-_LETTERS = {logging.DEBUG: "I", logging.INFO: "I", logging.WARNING: "W", logging.ERROR: "E",
-            logging.CRITICAL: "F"}
+# glog's severities, most severe first; anything below WARNING (DEBUG too) is an I line
+_LETTERS = ((logging.CRITICAL, "F"), (logging.ERROR, "E"), (logging.WARNING, "W"))
 _GLOG_LEVELS = [logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL]
 LINE_FORMAT = "[IWEF]mmdd hh:mm:ss.uuuuuu threadid file:line] msg"
 
@@ -42,10 +42,7 @@ _active_bars: list[Any] = []
 
 def severity_letter(levelno: int) -> str:
     """glog's letter for a ``logging`` level: DEBUG and INFO are I, then W, E, F (CRITICAL)."""
-    for level in (logging.CRITICAL, logging.ERROR, logging.WARNING):
-        if levelno >= level:
-            return _LETTERS[level]
-    return "I"
+    return next((letter for level, letter in _LETTERS if levelno >= level), "I")
 
 
 class GlogFormatter(logging.Formatter):

@@ -160,12 +160,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def read_log(path: str) -> tuple[list[Row], list[Row]]:
+    """``parse_log`` for the commands: an unreadable or unfit log is a ``CliError``."""
     try:
-        train, test = parse_log(args.logfile_path)
+        return parse_log(path)
     except OSError as e:
-        raise CliError(f"cannot read {args.logfile_path!r}: {e.strerror}") from None
+        raise CliError(f"cannot read {path!r}: {e.strerror}") from None
     except ValueError as e:
         raise CliError(str(e)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    train, test = read_log(args.logfile_path)
     save_csv_files(args.logfile_path, args.output_dir, train, test, args.delimiter, args.verbose)
     return 0

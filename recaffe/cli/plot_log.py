@@ -62,12 +62,7 @@ def _charts(value: str) -> list[tuple[str, str, str]]:
 
 
 def _read(path: str) -> dict[str, list[parse_log.Row]]:
-    try:
-        train, test = parse_log.parse_log(path)
-    except OSError as e:
-        raise CliError(f"cannot read {path!r}: {e.strerror}") from None
-    except ValueError as e:
-        raise CliError(str(e)) from None
+    train, test = parse_log.read_log(path)
     return {"Train": train, "Test": test}
 
 
