@@ -63,12 +63,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def benchmark(net: Net, iterations: int) -> tuple[list[float], list[float], float, tuple[float, float]]:
+def benchmark(
+    net: Net, iterations: int, backward: bool = True
+) -> tuple[list[float], list[float], float, tuple[float, float]]:
     """Per-layer forward and backward totals, the total, and the (forward, backward) pass
-    totals over ``iterations`` passes, in milliseconds."""
+    totals over ``iterations`` passes, in milliseconds (``backward=False``: forward passes only)."""
     clock = _clock(net.device)
     forward = [0.0] * len(net.layers)
-    backward = [0.0] * len(net.layers)
+    backward_ms = [0.0] * len(net.layers)
     forward_total = backward_total = 0.0
     start = clock()
     for j in range(iterations):
@@ -79,13 +81,13 @@ def benchmark(net: Net, iterations: int) -> tuple[list[float], list[float], floa
             forward[i] += clock() - t
         forward_total += clock() - iteration_start
         backward_start = clock()
-        for i in reversed(range(len(net.layers))):
+        for i in reversed(range(len(net.layers)) if backward else ()):
             t = clock()
             net.layers[i].run_backward(net.top_vecs[i], net.bottom_need_backward[i], net.bottom_vecs[i])
-            backward[i] += clock() - t
+            backward_ms[i] += clock() - t
         backward_total += clock() - backward_start
         log.info("Iteration: %d forward-backward time: %g ms.", j + 1, clock() - iteration_start)
-    return forward, backward, clock() - start, (forward_total, backward_total)
+    return forward, backward_ms, clock() - start, (forward_total, backward_total)
 
 
 def _clock(device: torch.device) -> Callable[[], float]:
