@@ -10,19 +10,33 @@ import torch
 MAX_BLOB_AXES = 32
 
 
-class _LazyZeros:
-    """Zero-filled storage allocated on first use, so nets that never run backward hold no diffs."""
+class _Memory:
+    """A blob's flat storage, allocated zero-filled on first use, and, while ``held`` is set, a newer
+    copy of its first elements as a tensor of some shape and memory layout.
 
-    __slots__ = ("size", "dtype", "device", "tensor")
+    Like the CPU/GPU heads of Caffe's SyncedMemory: a layer may leave its result in the layout its
+    kernel produced (channels-last, say) and the next layer may take it as it is; reading the flat
+    storage first copies the held tensor back (row-major) and drops it.
+    """
+
+    __slots__ = ("size", "dtype", "device", "flat", "held")
 
     def __init__(self, size: int, dtype: torch.dtype, device: torch.device) -> None:
         self.size, self.dtype, self.device = size, dtype, device
-        self.tensor: torch.Tensor | None = None
+        self.flat: torch.Tensor | None = None
+        self.held: torch.Tensor | None = None
 
     def get(self) -> torch.Tensor:
-        if self.tensor is None:
-            self.tensor = torch.zeros(self.size, dtype=self.dtype, device=self.device)
-        return self.tensor
+        if self.flat is None:
+            self.flat = torch.zeros(self.size, dtype=self.dtype, device=self.device)
+        if self.held is not None:
+            held, self.held = self.held, None
+            self.flat[: held.numel()].view(held.shape).copy_(held)
+        return self.flat
+
+    @property
+    def allocated(self) -> bool:
+        return self.flat is not None or self.held is not None
 
 
 class Blob:
@@ -31,7 +45,13 @@ class Blob:
     Storage grows but never shrinks (Caffe's capacity rule): a reshape to a count that fits the
     current capacity keeps the memory and its contents; a larger one allocates fresh zeros.
     ``share_data``/``share_diff`` make two blobs use one storage, as Caffe's ShareData does.
-    The diff is only allocated when first used (inference nets allocate no diffs).
+    Memory is allocated when first used (inference nets allocate no diffs).
+
+    ``data``/``diff`` are row-major views of the flat storage. A layer may instead hand its result
+    over in another memory layout with ``adopt_data``/``adopt_diff`` (no copy), and a layer that can
+    use any layout reads ``strided_data``/``strided_diff``; ``data``/``diff`` copy an adopted tensor
+    back into the flat storage when next read, so every other reader sees Caffe's row-major blob.
+    (As with Caffe's GPU-resident blobs, a view of ``data`` taken earlier is stale until then.)
 
     A default ``Blob()`` has no shape and count 0, like Caffe's; ``Blob(())`` is a scalar.
     """
@@ -48,8 +68,8 @@ class Blob:
         self._shape: tuple[int, ...] = ()
         self._count = 0
         self._capacity = 0
-        self._data_mem = torch.zeros(0, dtype=dtype, device=self.device)
-        self._diff_mem = _LazyZeros(0, dtype, self.device)
+        self._data_mem = _Memory(0, dtype, self.device)
+        self._diff_mem = _Memory(0, dtype, self.device)
         self._data_view: torch.Tensor | None = None
         self._diff_view: torch.Tensor | None = None
         if shape is not None:
@@ -120,8 +140,8 @@ class Blob:
         self._count = math.prod(dims)
         if self._count > self._capacity:
             self._capacity = self._count
-            self._data_mem = torch.zeros(self._count, dtype=self.dtype, device=self.device)
-            self._diff_mem = _LazyZeros(self._count, self.dtype, self.device)
+            self._data_mem = _Memory(self._count, self.dtype, self.device)
+            self._diff_mem = _Memory(self._count, self.dtype, self.device)
         self._data_view = self._diff_view = None
 
     def reshape_like(self, other: Blob) -> None:
@@ -130,15 +150,39 @@ class Blob:
     # ------------------------------------------------------------------- data
     @property
     def data(self) -> torch.Tensor:
-        if self._data_view is None:
-            self._data_view = self._data_mem[: self._count].view(self._view_shape())
+        if self._data_view is None or self._data_mem.held is not None:
+            self._data_view = self._data_mem.get()[: self._count].view(self._view_shape())
         return self._data_view
 
     @property
     def diff(self) -> torch.Tensor:
-        if self._diff_view is None:
+        if self._diff_view is None or self._diff_mem.held is not None:
             self._diff_view = self._diff_mem.get()[: self._count].view(self._view_shape())
         return self._diff_view
+
+    def strided_data(self) -> torch.Tensor:
+        """The data in the memory layout it is held in: an adopted tensor of this blob's shape, else
+        ``data``. Either way it is the blob's storage, not a copy (an in-place layer may write it)."""
+        held = self._data_mem.held
+        return held if held is not None and held.shape == self._shape else self.data
+
+    def strided_diff(self) -> torch.Tensor:
+        held = self._diff_mem.held
+        return held if held is not None and held.shape == self._shape else self.diff
+
+    def adopt_data(self, tensor: torch.Tensor) -> None:
+        """Make ``tensor`` (this blob's shape and dtype, any strides) the blob's data, without a copy,
+        until ``data`` is next read."""
+        self._data_mem.held = self._checked(tensor)
+
+    def adopt_diff(self, tensor: torch.Tensor) -> None:
+        self._diff_mem.held = self._checked(tensor)
+
+    def _checked(self, tensor: torch.Tensor) -> torch.Tensor:
+        if tuple(tensor.shape) != self._shape or tensor.dtype != self.dtype:
+            raise ValueError(f"cannot adopt a {tensor.dtype} tensor of shape {tuple(tensor.shape)} into "
+                             f"a {self.dtype} blob of shape {self._shape}")
+        return tensor
 
     def _view_shape(self) -> tuple[int, ...]:
         # a default Blob() has no shape yet and no elements: present it as an empty vector
@@ -147,7 +191,7 @@ class Blob:
     @property
     def has_diff(self) -> bool:
         """Whether diff storage has been allocated (it is on first use of ``diff``)."""
-        return self._diff_mem.tensor is not None
+        return self._diff_mem.allocated
 
     def share_data(self, other: Blob) -> None:
         """Use ``other``'s data storage (counts must match), like Caffe's ShareData."""

@@ -4,13 +4,15 @@ Inputs are (N, C, *spatial). Weights are (C_out, C_in/g, *k) for convolution and
 (C_in, C_out/g, *k) for the transposed form, as in Caffe and torch. With 1 to 3 spatial axes and
 windows that fit the padded input, torch's native kernels run; otherwise (0 or > 3 spatial axes,
 Caffe's truncated output size where the last window overhangs the padding, or dilation 0) the same
-arithmetic runs as im2col + batched matmul.
+arithmetic runs as im2col + batched matmul. The native kernels compute 2-D convolutions on the CPU
+in channels-last order (see ``recaffe.math.layout``); results come back in the layout computed in.
 """
 
 from __future__ import annotations
 
 import torch
 
+from recaffe.math import layout
 from recaffe.math.im2col import Geometry, col2im_nd, im2col_nd
 
 Grads = tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]
@@ -59,6 +61,8 @@ def convolution(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
                 groups: int, transposed: bool) -> torch.Tensor:
     """Caffe's Convolution (or, ``transposed``, Deconvolution) forward."""
     if _native(x.shape[2:], g, transposed):
+        if layout.use_channels_last(x):  # a channels-last weight gives a channels-last top
+            weight = layout.to_channels_last(weight)
         return torch.convolution(x, weight, bias, *_aten_args(g, transposed, groups))
     if transposed:
         y = _conv_data_grad(x, weight, g.deconv_out(x.shape[2:]), g, groups)
@@ -73,6 +77,8 @@ def convolution_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor
                          groups: int, transposed: bool, mask: tuple[bool, bool, bool]) -> Grads:
     """Gradients (bottom, weight, bias) of ``convolution``; an entry is None when ``mask`` is off."""
     if _native(x.shape[2:], g, transposed):
+        if layout.use_channels_last(x):
+            dy, x, weight = layout.preferred(dy), layout.preferred(x), layout.to_channels_last(weight)
         bias_sizes = [dy.shape[1]] if mask[2] else None
         dx, dw, db = torch.ops.aten.convolution_backward(
             dy, x, weight, bias_sizes, *_aten_args(g, transposed, groups), list(mask))

@@ -3,7 +3,8 @@
 A window ``(ph, pw)`` starts at ``ph·stride − pad`` and is clipped to the image. torch's pooling
 kernels share Caffe's arithmetic wherever they accept the configuration (``pad ≤ kernel/2`` and
 the same output size); elsewhere the input is padded explicitly to hold exactly the windows
-Caffe visits, and the same torch kernels run without implicit padding.
+Caffe visits, and the same torch kernels run without implicit padding. The native kernels run in
+``recaffe.math.layout``'s preferred layout; results come back in the layout computed in.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from recaffe.math import layout
 
 FLT_MAX = float(np.finfo(np.float32).max)
 
@@ -65,7 +68,10 @@ def max_pool(x: torch.Tensor, w: PoolWindow, out_hw: tuple[int, int]) -> tuple[t
     """
     in_hw = (x.shape[2], x.shape[3])
     if w.native(in_hw, out_hw):
-        top, index = F.max_pool2d(x, w.kernel, w.stride, w.pad, ceil_mode=w.ceil_mode, return_indices=True)
+        top, index = F.max_pool2d(layout.preferred(x), w.kernel, w.stride, w.pad, ceil_mode=w.ceil_mode,
+                                  return_indices=True)
+        if bool((top > -FLT_MAX).all()):  # no -inf or NaN window: nothing to patch
+            return top, index
     else:
         pads = w.explicit_pads(in_hw, out_hw)
         top, index = F.max_pool2d(F.pad(x, pads, value=-math.inf), w.kernel, w.stride, return_indices=True)
@@ -73,6 +79,17 @@ def max_pool(x: torch.Tensor, w: PoolWindow, out_hw: tuple[int, int]) -> tuple[t
         index = (index // width - pads[2]) * x.shape[3] + index % width - pads[0]
     found = top > -FLT_MAX
     return top.where(found, -FLT_MAX), index.where(found, -1)
+
+
+def max_pool_backward(dy: torch.Tensor, x: torch.Tensor, w: PoolWindow, index: torch.Tensor) -> torch.Tensor:
+    """The adjoint of ``max_pool``: each top diff added onto the bottom element ``index`` (−1: none).
+    ``x`` is the bottom (only its shape and layout are used)."""
+    in_hw = (x.shape[2], x.shape[3])
+    if w.native(in_hw, (dy.shape[2], dy.shape[3])) and bool((index >= 0).all()):
+        return torch.ops.aten.max_pool2d_with_indices_backward(
+            layout.preferred(dy), layout.template(x), list(w.kernel), list(w.stride), list(w.pad), [1, 1],
+            w.ceil_mode, index)
+    return scatter_to_index(dy, index, in_hw)
 
 
 def _divisor(n: int, o: int, k: int, s: int, p: int, like: torch.Tensor) -> torch.Tensor:
@@ -93,18 +110,20 @@ def ave_pool(x: torch.Tensor, w: PoolWindow, out_hw: tuple[int, int]) -> torch.T
     """AVE pooling of (N, C, H, W): the clipped window's sum over Caffe's pool size."""
     in_hw = (x.shape[2], x.shape[3])
     if w.native(in_hw, out_hw):
-        return F.avg_pool2d(x, w.kernel, w.stride, w.pad, ceil_mode=w.ceil_mode, count_include_pad=True)
+        return F.avg_pool2d(layout.preferred(x), w.kernel, w.stride, w.pad, ceil_mode=w.ceil_mode,
+                            count_include_pad=True)
     padded = F.pad(x, w.explicit_pads(in_hw, out_hw))
     sums = F.avg_pool2d(padded, w.kernel, w.stride, divisor_override=1)
     return sums / _ave_divisor(w, in_hw, out_hw, x)
 
 
-def ave_pool_backward(dy: torch.Tensor, w: PoolWindow, in_hw: tuple[int, int]) -> torch.Tensor:
-    """The adjoint of ``ave_pool``: each top diff spread evenly over its clipped window, / pool size."""
-    n, c, out_hw = dy.shape[0], dy.shape[1], (dy.shape[2], dy.shape[3])
+def ave_pool_backward(dy: torch.Tensor, x: torch.Tensor, w: PoolWindow) -> torch.Tensor:
+    """The adjoint of ``ave_pool``: each top diff spread evenly over its clipped window, / pool size.
+    ``x`` is the bottom (only its shape and layout are used)."""
+    n, c, in_hw, out_hw = dy.shape[0], dy.shape[1], (x.shape[2], x.shape[3]), (dy.shape[2], dy.shape[3])
     if w.native(in_hw, out_hw):
         return torch.ops.aten.avg_pool2d_backward(
-            dy, dy.new_empty(n, c, *in_hw), list(w.kernel), list(w.stride), list(w.pad),
+            layout.preferred(dy), layout.template(x), list(w.kernel), list(w.stride), list(w.pad),
             w.ceil_mode, True, None)
     pads = w.explicit_pads(in_hw, out_hw)
     padded = dy.new_empty(n, c, in_hw[0] + pads[2] + pads[3], in_hw[1] + pads[0] + pads[1])

@@ -23,19 +23,26 @@ class ReLULayer(NeuronLayer):
     """
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:
+        # in the layout the bottom is held in (channels-last after a convolution or pooling)
         slope = self.param.relu_param.negative_slope
-        x, y = bottom[0].data, top[0].data
-        if slope == 0:
-            torch.clamp(x, min=0, out=y)
-        else:
-            torch.where(x > 0, x, x * slope, out=y)
+        x = bottom[0].strided_data()
+        out = x if top[0] is bottom[0] else None
+        y = torch.clamp(x, min=0, out=out) if slope == 0 else torch.where(x > 0, x, x * slope, out=out)
+        if out is None:
+            top[0].adopt_data(y)
 
     def backward(self, top: Blobs, propagate_down: list[bool], bottom: Blobs) -> None:
         if not propagate_down[0]:
             return
         slope = self.param.relu_param.negative_slope
-        positive = (top[0].data > 0 if slope >= 0 else bottom[0].data > 0).to(top[0].diff.dtype)
+        positive = (top[0] if slope >= 0 else bottom[0]).strided_data() > 0
+        factor: torch.Tensor = positive
         if slope != 0:
-            positive.add_((1 - positive) * slope)
+            factor = positive.to(top[0].dtype)
+            factor.add_((1 - factor) * slope)
         # a product, not a select, so zeroed gradients keep their sign (-0.0) as in Caffe
-        torch.mul(top[0].diff, positive, out=bottom[0].diff)
+        dy = top[0].strided_diff()
+        if top[0] is bottom[0]:
+            dy.mul_(factor)
+        else:
+            bottom[0].adopt_diff(torch.mul(dy, factor))

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import torch
 
+from recaffe.blob import Blob
 from recaffe.layer import Blobs, Layer
 from recaffe.math.convolution import convolution, convolution_backward
 from recaffe.math.im2col import Geometry
@@ -112,16 +113,25 @@ class BaseConvolutionLayer(Layer):
         for blob in top:
             blob.reshape((*shape[: self.axis], self.param.convolution_param.num_output, *out))
 
-    def _view(self, tensor: torch.Tensor) -> torch.Tensor:
-        """The (num, C, *spatial) view of a bottom or top tensor."""
-        return tensor.view(self.num, *tensor.shape[self.axis:])
+    def _bottom(self, blob: Blob, diff: bool = False) -> torch.Tensor:
+        """A bottom's (or top's) data or diff as (num, C, *spatial), in the layout it is held in."""
+        if self.axis == 1:
+            return blob.strided_diff() if diff else blob.strided_data()
+        return (blob.diff if diff else blob.data).view(self.num, *blob.shape[self.axis:])
+
+    def _assign(self, blob: Blob, value: torch.Tensor, diff: bool = False) -> None:
+        """Hand ``value`` over as the blob's data or diff (adopted as it is when the shapes agree)."""
+        if self.axis == 1:
+            (blob.adopt_diff if diff else blob.adopt_data)(value)
+        else:
+            (blob.diff if diff else blob.data).copy_(value.view(blob.shape))
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         bias = self.blobs[1].data if len(self.blobs) > 1 else None
         for b, t in zip(bottom, top):
-            y = convolution(self._view(b.data), self.blobs[0].data, bias, self.geometry,
+            y = convolution(self._bottom(b), self.blobs[0].data, bias, self.geometry,
                             self.param.convolution_param.group, self.transposed)
-            t.data.copy_(y.view(t.shape))
+            self._assign(t, y)
 
     def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
         has_bias = len(self.blobs) > 1
@@ -131,10 +141,10 @@ class BaseConvolutionLayer(Layer):
             if not any(mask):
                 continue
             dx, dw, db = convolution_backward(
-                self._view(t.diff), self._view(b.data), self.blobs[0].data,
+                self._bottom(t, diff=True), self._bottom(b), self.blobs[0].data,
                 self.geometry, self.param.convolution_param.group, self.transposed, mask)
             if dx is not None:
-                b.diff.copy_(dx.view(b.shape))
+                self._assign(b, dx, diff=True)
             if dw is not None:
                 self.blobs[0].diff.add_(dw)
             if db is not None:

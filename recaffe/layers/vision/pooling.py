@@ -105,7 +105,7 @@ class PoolingLayer(Layer):
             self.rand_idx = torch.full(top[0].shape, -1, dtype=torch.long, device=self.device)
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:
-        x, pool = bottom[0].data, self.param.pooling_param.pool
+        x, pool = bottom[0].strided_data(), self.param.pooling_param.pool
         if pool == P.MAX:
             y, index = pooling.max_pool(x, self.window, self.out_hw)
             if len(top) > 1:
@@ -118,7 +118,7 @@ class PoolingLayer(Layer):
             y, index = pooling.stochastic_pool(x, self.window, self.out_hw, self._uniform(top[0]))
             if index is not None:
                 self.rand_idx = index
-        top[0].data.copy_(y)
+        top[0].adopt_data(y)
 
     def _uniform(self, top: Blob) -> torch.Tensor | None:
         """TRAIN: one uniform [0, 1] draw per top element from Caffe's random stream; TEST: None."""
@@ -130,11 +130,11 @@ class PoolingLayer(Layer):
     def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
         if not propagate_down[0]:
             return
-        dy, pool, in_hw = top[0].diff, self.param.pooling_param.pool, tuple(bottom[0].shape[2:])
+        dy, x, pool = top[0].strided_diff(), bottom[0].strided_data(), self.param.pooling_param.pool
         if pool == P.AVE:
-            bottom[0].diff.copy_(pooling.ave_pool_backward(dy, self.window, in_hw))
-            return
-        index = self.rand_idx
-        if pool == P.MAX:
+            bottom[0].adopt_diff(pooling.ave_pool_backward(dy, x, self.window))
+        elif pool == P.MAX:
             index = top[1].data.long() if len(top) > 1 else self.max_idx
-        bottom[0].diff.copy_(pooling.scatter_to_index(dy, index, in_hw))
+            bottom[0].adopt_diff(pooling.max_pool_backward(dy, x, self.window, index))
+        else:
+            bottom[0].adopt_diff(pooling.scatter_to_index(dy, self.rand_idx, tuple(x.shape[2:])))

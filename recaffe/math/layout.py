@@ -1,0 +1,53 @@
+"""The memory layout the vision layers compute 4-D activations in.
+
+On the CPU, oneDNN's convolutions and torch's pooling kernels are vectorised over channels and run
+fastest on channels-last (NHWC) tensors; torch's row-major (NCHW) pooling kernels are several times
+slower. These layers therefore take their bottoms as held (``Blob.strided_data``), bring them to
+channels-last, and hand their tops over in that layout (``Blob.adopt_data``), so a chain of them
+never converts; a blob is copied back to row-major order only when someone reads its ``data``.
+On other devices (CUDA) tensors keep the layout they come in.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Below this many channels, converting a row-major tensor costs more than the faster kernel saves.
+MIN_CHANNELS = 4
+
+
+def use_channels_last(x: torch.Tensor) -> bool:
+    """Whether 4-D (N, C, H, W) work on ``x`` runs channels-last (on the CPU)."""
+    return x.dim() == 4 and x.device.type == "cpu"
+
+
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (N, C, H, W) with channels-last strides. With one channel both layouts hold the same
+    memory, and torch reads a contiguous tensor as row-major; the explicit strides make its kernels
+    answer in channels-last too."""
+    x = x.contiguous(memory_format=torch.channels_last)
+    n, c, h, w = x.shape
+    if c == 1 and x.stride(1) != 1:
+        x = x.as_strided(x.shape, (h * w, 1, w, 1))
+    return x
+
+
+def template(x: torch.Tensor) -> torch.Tensor:
+    """A tensor shaped like ``x`` in the layout of ``preferred(x)``, for the backward kernels that read
+    their bottom only for its shape and layout: ``x`` itself when no copy is needed, else uninitialised."""
+    if not preferred_layout_is_channels_last(x):
+        return x
+    if x.is_contiguous(memory_format=torch.channels_last):
+        return to_channels_last(x)
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+
+
+def preferred_layout_is_channels_last(x: torch.Tensor) -> bool:
+    """Under ``use_channels_last``, unless ``x`` is row-major with fewer than ``MIN_CHANNELS`` channels."""
+    return use_channels_last(x) and (
+        x.shape[1] >= MIN_CHANNELS or x.is_contiguous(memory_format=torch.channels_last))
+
+
+def preferred(x: torch.Tensor) -> torch.Tensor:
+    """``x`` converted to channels-last where that pays (``preferred_layout_is_channels_last``)."""
+    return to_channels_last(x) if preferred_layout_is_channels_last(x) else x
