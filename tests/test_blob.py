@@ -184,3 +184,53 @@ def test_shape_string_and_repr() -> None:
     blob = Blob((2, 3))
     assert blob.shape_string() == "2 3 (6)"
     assert "shape=(2, 3)" in repr(blob)
+
+
+def channels_last_values(shape: tuple[int, ...]) -> torch.Tensor:
+    return torch.arange(float(torch.Size(shape).numel())).view(shape).contiguous(
+        memory_format=torch.channels_last)
+
+
+def test_adopted_data_is_held_then_read_back_row_major() -> None:
+    blob = Blob((2, 4, 3, 3))
+    pointer = blob.data.data_ptr()
+    values = channels_last_values((2, 4, 3, 3))
+    blob.adopt_data(values)
+    assert blob.strided_data() is values  # taken as it is, no copy
+    assert blob.data.is_contiguous() and torch.equal(blob.data, values)
+    assert blob.data.data_ptr() == pointer  # copied back into the blob's own storage
+    assert blob.strided_data().data_ptr() == pointer  # and no longer held
+
+
+def test_sharers_see_an_adopted_tensor() -> None:
+    a, same, flat = Blob((2, 4, 3, 3)), Blob((2, 4, 3, 3)), Blob((2, 36))
+    same.share_data(a)
+    flat.share_data(a)
+    values = channels_last_values((2, 4, 3, 3))
+    a.adopt_data(values)
+    assert same.strided_data() is values
+    assert flat.data.tolist() == values.reshape(2, 36).tolist()  # row-major, as Caffe's memory
+    assert torch.equal(a.data, values)
+
+
+def test_a_reshape_that_fits_keeps_adopted_values() -> None:
+    blob = Blob((2, 4, 3, 3))
+    values = channels_last_values((2, 4, 3, 3))
+    blob.adopt_data(values)
+    blob.reshape((8, 9))
+    assert blob.strided_data().tolist() == values.reshape(8, 9).tolist()
+
+
+def test_adopted_diff_counts_as_allocated() -> None:
+    blob = Blob((1, 4, 2, 2))
+    assert not blob.has_diff
+    blob.adopt_diff(channels_last_values((1, 4, 2, 2)))
+    assert blob.has_diff and blob.diff.reshape(-1).tolist() == list(range(16))
+
+
+def test_adopt_checks_shape_and_dtype() -> None:
+    blob = Blob((2, 3))
+    with pytest.raises(ValueError, match=r"shape \(3, 2\) into a torch.float32 blob of shape \(2, 3\)"):
+        blob.adopt_data(torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="torch.float64 tensor"):
+        blob.adopt_diff(torch.zeros(2, 3, dtype=torch.float64))
