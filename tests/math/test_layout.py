@@ -59,13 +59,11 @@ def run_pooling(fields: str, tops: int, x: torch.Tensor) -> list[torch.Tensor]:
     return [net.blobs[name].data.clone() for name in ("y", "mask")[:tops]] + [net.blobs["x"].diff.clone()]
 
 
-@pytest.mark.parametrize("fields", [
-    "pool: MAX kernel_size: 3 stride: 2", "pool: MAX kernel_size: 2 stride: 2 pad: 1",
-    "pool: AVE kernel_size: 3 stride: 2", "pool: AVE kernel_size: 3 stride: 1 pad: 1"])
-@pytest.mark.parametrize("tops", [1, 2])
+@pytest.mark.parametrize(("fields", "tops"), [
+    ("pool: MAX kernel_size: 3 stride: 2", 1), ("pool: MAX kernel_size: 3 stride: 2", 2),
+    ("pool: MAX kernel_size: 2 stride: 2 pad: 1", 2), ("pool: AVE kernel_size: 3 stride: 2", 1),
+    ("pool: AVE kernel_size: 3 stride: 1 pad: 1", 1)])
 def test_pooling_channels_last_is_exact(fields: str, tops: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    if "AVE" in fields and tops == 2:
-        pytest.skip("AVE has no mask top")
     # small integers: many ties, where MAX must pick the first maximum in row-major window order
     x = torch.randint(0, 3, (2, 8, 7, 6), generator=torch.Generator().manual_seed(0)).float()
     shipped = run_pooling(fields, tops, x)
