@@ -7,6 +7,15 @@ import torch
 from recaffe.layer import Blobs, Layer
 from recaffe.registry import LAYERS
 
+# From about this many weights on, oneDNN's inner product beats MKL's GEMM for a small batch on the
+# CPU (2.8x for CaffeNet's fc6 at batch 10; both read the weights once, MKL's skinny GEMM slowly).
+ONEDNN_MIN_WEIGHTS = 1 << 20
+
+
+def _onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    return (x.device.type == "cpu" and weight.numel() >= ONEDNN_MIN_WEIGHTS and weight.is_contiguous()
+            and x.dtype == torch.float32 and torch.backends.mkldnn.is_available())
+
 
 @LAYERS.register("InnerProduct")
 @final
@@ -58,9 +67,13 @@ class InnerProductLayer(Layer):
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         x = bottom[0].data.reshape(self.m, self.k)  # (M, K)
         y = top[0].data.view(self.m, -1)  # (M, N)
-        torch.matmul(x, self._weight().t(), out=y)
-        if len(self.blobs) > 1:
-            y.add_(self.blobs[1].data)
+        w, bias = self._weight(), self.blobs[1].data if len(self.blobs) > 1 else None
+        if _onednn(x, w):
+            y.copy_(torch.ops.mkldnn._linear_pointwise(x, w, bias, "none", [], ""))
+        elif bias is not None:
+            torch.addmm(bias, x, w.t(), out=y)
+        else:
+            torch.mm(x, w.t(), out=y)
 
     def backward(self, top: Blobs, propagate_down: list[bool], bottom: Blobs) -> None:
         dy = top[0].diff.reshape(self.m, -1)  # (M, N)

@@ -60,3 +60,30 @@ def test_transpose_stores_k_by_n() -> None:
     layer.setup([Blob((2, 6))], [Blob()])
     assert layer.blobs[0].shape == (6, 4)
     assert torch.count_nonzero(layer.blobs[0].data) == 0  # default filler: constant 0
+
+
+
+@pytest.mark.parametrize("bias_term", [True, False])
+def test_large_weights_take_onednn_with_the_same_numbers(bias_term: bool, monkeypatch) -> None:
+    """Above ONEDNN_MIN_WEIGHTS the CPU forward runs oneDNN's inner product; same values."""
+    from recaffe.layers.common import inner_product
+
+    param = caffe_pb2.LayerParameter(name="fc", type="InnerProduct")
+    param.inner_product_param.num_output = 6
+    param.inner_product_param.bias_term = bias_term
+    param.inner_product_param.weight_filler.type = "gaussian"
+    param.inner_product_param.bias_filler.type = "gaussian"
+    x = torch.randn(5, 4, 3, generator=torch.Generator().manual_seed(0))
+    layer, bottom, top = InnerProductLayer(param), [Blob(x.shape)], [Blob()]
+    layer.setup(bottom, top)
+    bottom[0].data.copy_(x)
+    tops = []
+    for threshold in (1 << 40, 1):
+        monkeypatch.setattr(inner_product, "ONEDNN_MIN_WEIGHTS", threshold)
+        layer.run_forward(bottom, top)
+        tops.append(top[0].data.clone())
+    onednn = inner_product._onednn(x.reshape(5, 12), layer.blobs[0].data)
+    assert onednn == torch.backends.mkldnn.is_available()
+    torch.testing.assert_close(tops[1], tops[0], rtol=1e-6, atol=1e-6)
+    expected = x.reshape(5, 12) @ layer.blobs[0].data.t() + (layer.blobs[1].data if bias_term else 0)
+    torch.testing.assert_close(tops[0], expected)
