@@ -4,9 +4,10 @@
                              [--reps 3] [--iters N] [--warmup N] [--threads T] [--no-write]
 
 train      LeNet (batch 64) and CIFAR10-quick (batch 100) SGD iterations, recaffe's solver and the
-           same net in PyTorch eager (benchmarks/reference.py) alternating in one process on the
-           same synthetic batches from the same initial weights; ms/iter is the median of
-           ``--reps`` runs of ``--iters`` iterations each, after ``--warmup`` untimed ones.
+           same net in PyTorch eager (benchmarks/reference.py) in one process on the same synthetic
+           batches from the same initial weights; ms/iter is the median of ``--reps`` runs of
+           ``--iters`` iterations each (after ``--warmup`` untimed ones), and within a run the two
+           alternate in ``--chunks`` chunks so that both see the same machine load.
 inference  CaffeNet and GoogLeNet deploy forward passes (batch 10): median ms and images/s,
            next to the real Caffe's figures from the issue.
 memory     peak resident memory of each configuration in a fresh process (benchmarks/memory.py).
@@ -44,7 +45,7 @@ CAFFE_TRAIN_MS = {"lenet": (25.0, 28.0), "cifar10_quick": (187.0, 212.0)}
 ISSUE_PYTORCH_MS = {"lenet": (22.0, 26.0), "cifar10_quick": (87.0, 120.0)}
 CAFFE_FORWARD_MS = {"caffenet": 277.0, "googlenet": 775.0}
 TRAIN_TARGET, INFERENCE_TARGET = 0.8, 2.0
-DEFAULT_ITERS = {"lenet": (5, 20), "cifar10_quick": (3, 10), "caffenet": (2, 5), "googlenet": (2, 5)}
+DEFAULT_ITERS = {"lenet": (10, 100), "cifar10_quick": (5, 25), "caffenet": (2, 10), "googlenet": (2, 5)}
 
 
 def load_average() -> str:
@@ -111,11 +112,16 @@ def bench_training(key: str, args: argparse.Namespace) -> dict:
     for trainer in trainers.values():
         for i in range(warmup):
             trainer.step(*batches[i % len(batches)])
+    chunk = max(1, iters // args.chunks)
     for _ in range(args.reps):
-        for name, trainer in trainers.items():
-            runs[name].append(timed_ms(
-                lambda i, t=trainer, n=name: losses.__setitem__(n, t.step(*batches[i % len(batches)])),
-                iters))
+        total = {name: 0.0 for name in trainers}
+        for _ in range(max(1, iters // chunk)):  # alternate in chunks, so both see the same load
+            for name, trainer in trainers.items():
+                total[name] += chunk * timed_ms(
+                    lambda i, t=trainer, n=name: losses.__setitem__(n, t.step(*batches[i % len(batches)])),
+                    chunk)
+        for name in trainers:
+            runs[name].append(total[name] / (max(1, iters // chunk) * chunk))
     ms = {name: statistics.median(values) for name, values in runs.items()}
     return {"net": spec.name, "batch": spec.data_shape[0], "runs": runs, "ms": ms,
             "ratio": ms["recaffe"] / ms["pytorch"], "loss": losses, "iters": iters, "warmup": warmup}
@@ -216,6 +222,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=3, help="timed runs per configuration (median)")
     parser.add_argument("--iters", type=int, default=0, help="iterations per timed run (0: per-net default)")
     parser.add_argument("--warmup", type=int, default=-1, help="untimed iterations first (-1: default)")
+    parser.add_argument("--chunks", type=int, default=5,
+                        help="training: each timed run alternates recaffe and PyTorch this many times")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--no-write", action="store_true", help=f"do not update {RESULTS.name}")
     return parser.parse_args(argv)

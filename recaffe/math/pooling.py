@@ -60,8 +60,16 @@ class PoolWindow:
         return pads
 
 
-def max_pool(x: torch.Tensor, w: PoolWindow, out_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """MAX pooling of (N, C, H, W): the top and the argmax as a flat index ``h·W + w``.
+def all_above(t: torch.Tensor, bound: float) -> bool:
+    """Whether every element of ``t`` is > ``bound`` (not NaN), in one reduction."""
+    return t.numel() == 0 or bool(t.amin() > bound)
+
+
+def max_pool(
+    x: torch.Tensor, w: PoolWindow, out_hw: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """MAX pooling of (N, C, H, W): the top, the argmax as a flat index ``h·W + w``, and whether
+    every window found a maximum.
 
     The first maximum wins (strict >, from −FLT_MAX); a window with nothing above −FLT_MAX gives
     −FLT_MAX and index −1, as in Caffe.
@@ -70,22 +78,23 @@ def max_pool(x: torch.Tensor, w: PoolWindow, out_hw: tuple[int, int]) -> tuple[t
     if w.native(in_hw, out_hw):
         top, index = F.max_pool2d(layout.preferred(x), w.kernel, w.stride, w.pad, ceil_mode=w.ceil_mode,
                                   return_indices=True)
-        if bool((top > -FLT_MAX).all()):  # no -inf or NaN window: nothing to patch
-            return top, index
+        if all_above(top, -FLT_MAX):  # no −inf or NaN window: nothing to patch
+            return top, index, True
     else:
         pads = w.explicit_pads(in_hw, out_hw)
         top, index = F.max_pool2d(F.pad(x, pads, value=-math.inf), w.kernel, w.stride, return_indices=True)
         width = x.shape[3] + pads[0] + pads[1]
         index = (index // width - pads[2]) * x.shape[3] + index % width - pads[0]
     found = top > -FLT_MAX
-    return top.where(found, -FLT_MAX), index.where(found, -1)
+    return top.where(found, -FLT_MAX), index.where(found, -1), bool(found.all())
 
 
-def max_pool_backward(dy: torch.Tensor, x: torch.Tensor, w: PoolWindow, index: torch.Tensor) -> torch.Tensor:
-    """The adjoint of ``max_pool``: each top diff added onto the bottom element ``index`` (−1: none).
-    ``x`` is the bottom (only its shape and layout are used)."""
+def max_pool_backward(dy: torch.Tensor, x: torch.Tensor, w: PoolWindow, index: torch.Tensor,
+                      complete: bool) -> torch.Tensor:
+    """The adjoint of ``max_pool``: each top diff added onto the bottom element ``index`` (−1 where
+    not ``complete``: none). ``x`` is the bottom (only its shape and layout are used)."""
     in_hw = (x.shape[2], x.shape[3])
-    if w.native(in_hw, (dy.shape[2], dy.shape[3])) and bool((index >= 0).all()):
+    if complete and w.native(in_hw, (dy.shape[2], dy.shape[3])):
         return torch.ops.aten.max_pool2d_with_indices_backward(
             layout.preferred(dy), layout.template(x), list(w.kernel), list(w.stride), list(w.pad), [1, 1],
             w.ceil_mode, index)

@@ -62,7 +62,7 @@ class PoolingLayer(Layer):
                 raise self.error("padding is implemented only for AVE and MAX pooling")
             if self.kernel and not all(a < k for a, k in zip(self.pad, self.kernel)):
                 raise self.error(f"pad {self.pad} must be smaller than kernel {self.kernel}")
-        self.max_idx = torch.empty(0, dtype=torch.long)
+        self.max_idx, self.max_complete = torch.empty(0, dtype=torch.long), True
         self.rand_idx = torch.empty(0, dtype=torch.long)
 
     def _kernel(self, p: caffe_pb2.PoolingParameter) -> tuple[int, int] | None:
@@ -107,7 +107,7 @@ class PoolingLayer(Layer):
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         x, pool = bottom[0].strided_data(), self.param.pooling_param.pool
         if pool == P.MAX:
-            y, index = pooling.max_pool(x, self.window, self.out_hw)
+            y, index, self.max_complete = pooling.max_pool(x, self.window, self.out_hw)
             if len(top) > 1:
                 top[1].data.copy_(index)
             else:
@@ -134,7 +134,10 @@ class PoolingLayer(Layer):
         if pool == P.AVE:
             bottom[0].adopt_diff(pooling.ave_pool_backward(dy, x, self.window))
         elif pool == P.MAX:
-            index = top[1].data.long() if len(top) > 1 else self.max_idx
-            bottom[0].adopt_diff(pooling.max_pool_backward(dy, x, self.window, index))
+            index, complete = self.max_idx, self.max_complete
+            if len(top) > 1:  # the mask top may have been changed since
+                index = top[1].data.long()
+                complete = pooling.all_above(index, -1)
+            bottom[0].adopt_diff(pooling.max_pool_backward(dy, x, self.window, index, complete))
         else:
             bottom[0].adopt_diff(pooling.scatter_to_index(dy, self.rand_idx, tuple(x.shape[2:])))
