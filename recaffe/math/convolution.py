@@ -61,8 +61,8 @@ def convolution(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
                 groups: int, transposed: bool) -> torch.Tensor:
     """Caffe's Convolution (or, ``transposed``, Deconvolution) forward."""
     if _native(x.shape[2:], g, transposed):
-        if layout.use_channels_last(x):  # a channels-last weight gives a channels-last top
-            weight = layout.to_channels_last(weight)
+        if layout.use_channels_last(x):  # converting x here beats oneDNN's own reorder
+            x, weight = layout.to_channels_last(x), layout.to_channels_last(weight)
         return torch.convolution(x, weight, bias, *_aten_args(g, transposed, groups))
     if transposed:
         y = _conv_data_grad(x, weight, g.deconv_out(x.shape[2:]), g, groups)
@@ -78,7 +78,7 @@ def convolution_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor
     """Gradients (bottom, weight, bias) of ``convolution``; an entry is None when ``mask`` is off."""
     if _native(x.shape[2:], g, transposed):
         if layout.use_channels_last(x):
-            dy, x, weight = layout.preferred(dy), layout.preferred(x), layout.to_channels_last(weight)
+            dy, x, weight = (layout.to_channels_last(t) for t in (dy, x, weight))
         bias_sizes = [dy.shape[1]] if mask[2] else None
         dx, dw, db = torch.ops.aten.convolution_backward(
             dy, x, weight, bias_sizes, *_aten_args(g, transposed, groups), list(mask))

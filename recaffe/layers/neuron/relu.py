@@ -35,14 +35,15 @@ class ReLULayer(NeuronLayer):
         if not propagate_down[0]:
             return
         slope = self.param.relu_param.negative_slope
-        positive = (top[0] if slope >= 0 else bottom[0]).strided_data() > 0
-        factor: torch.Tensor = positive
+        y = (top[0] if slope >= 0 else bottom[0]).strided_data()
+        dy = top[0].strided_diff()
+        # the mask as 1.0/0.0 straight from the comparison: multiplying by a bool tensor in place
+        # would first copy it to floats
+        factor = torch.gt(y, 0, out=torch.empty_like(dy))
         if slope != 0:
-            factor = positive.to(top[0].dtype)
             factor.add_((1 - factor) * slope)
         # a product, not a select, so zeroed gradients keep their sign (-0.0) as in Caffe
-        dy = top[0].strided_diff()
         if top[0] is bottom[0]:
             dy.mul_(factor)
         else:
-            bottom[0].adopt_diff(torch.mul(dy, factor))
+            bottom[0].adopt_diff(factor.mul_(dy))
