@@ -104,10 +104,9 @@ def deploy_net(spec: DeploySpec, models: pathlib.Path, seed: int = 0) -> recaffe
     net = recaffe.Net(str(models / spec.net), recaffe.TEST)
     generator = torch.Generator().manual_seed(seed)
     for blob in net.params:
-        blob.data.copy_(torch.randn(blob.shape, generator=generator) * 0.01)
+        blob.data.normal_(0.0, 0.01, generator=generator)
     for index in net.input_blob_indices:
-        blob = net.blob_list[index]
-        blob.data.copy_(torch.randn(blob.shape, generator=generator))
+        net.blob_list[index].data.normal_(generator=generator)
     return net
 
 

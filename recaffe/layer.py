@@ -29,7 +29,8 @@ class Layer:
     that carry a loss weight (the weight lives in the top's diff, written once at setup).
 
     Backward contract: assign bottom diffs, accumulate param diffs, honour ``propagate_down`` and
-    ``param_propagate_down``.
+    ``param_propagate_down``. ``need_backward`` is False when the Net will never run this layer's
+    backward (an inference net), so forward may skip keeping what only backward reads.
     """
 
     type: ClassVar[str] = ""
@@ -62,6 +63,7 @@ class Layer:
         del self.param.blobs[:]  # keep one copy of the weights, not two
         self.param_propagate_down: list[bool] = []
         self.loss_weights: list[float] = []
+        self.need_backward = True  # the Net sets its own answer after setup
 
     # ------------------------------------------------------------- identity
     @property

@@ -147,6 +147,8 @@ class Net:
         self._infer_backward()
         if param.force_backward:
             self._force_backward()
+        for layer, need in zip(self.layers, self.layer_need_backward):
+            layer.need_backward = need
         for name in sorted(available):
             log.info("This network produces output %s", name)
             self.output_blob_indices.append(blob_index[name])

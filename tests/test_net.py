@@ -401,3 +401,30 @@ def test_inference_allocates_no_diffs() -> None:
     net.forward()
     assert not any(blob.has_diff for blob in net.blob_list)
     assert not any(blob.has_diff for blob in net.params)
+
+
+VISION_NET = """
+name: "vision"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 4 dim: 9 dim: 9 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+        convolution_param { num_output: 6 kernel_size: 3 weight_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool"
+        pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "norm" type: "LRN" bottom: "pool" top: "norm" }
+"""
+
+
+@pytest.mark.parametrize("force_backward", [False, True])
+def test_layers_know_whether_backward_will_run(force_backward: bool) -> None:
+    """An inference net's layers keep nothing for a backward pass (MAX indices, LRN scales)."""
+    text = VISION_NET + ("force_backward: true" if force_backward else "")
+    net = build(text, recaffe.TEST)
+    net.blobs["data"].data.normal_(generator=torch.Generator().manual_seed(0))
+    net.forward()
+    assert [layer.need_backward for layer in net.layers] == [force_backward] * 4
+    assert (net.layer_by_name("pool").max_idx.numel() > 0) == force_backward
+    assert hasattr(net.layer_by_name("norm"), "scale") == force_backward
+    assert not any(blob.has_diff for blob in net.blob_list + net.params)
+    pooled = net.blobs["pool"].data.clone()
+    conv = net.blobs["conv"].data
+    torch.testing.assert_close(pooled, torch.nn.functional.max_pool2d(conv, 2, 2, ceil_mode=True))

@@ -66,20 +66,23 @@ def all_above(t: torch.Tensor, bound: float) -> bool:
 
 
 def max_pool(
-    x: torch.Tensor, w: PoolWindow, out_hw: tuple[int, int]
-) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """MAX pooling of (N, C, H, W): the top, the argmax as a flat index ``h·W + w``, and whether
-    every window found a maximum.
+    x: torch.Tensor, w: PoolWindow, out_hw: tuple[int, int], with_index: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
+    """MAX pooling of (N, C, H, W): the top, the argmax as a flat index ``h·W + w`` (None unless
+    ``with_index``), and whether every window found a maximum.
 
     The first maximum wins (strict >, from −FLT_MAX); a window with nothing above −FLT_MAX gives
     −FLT_MAX and index −1, as in Caffe.
     """
     in_hw = (x.shape[2], x.shape[3])
     if w.native(in_hw, out_hw):
-        top, index = F.max_pool2d(layout.preferred(x), w.kernel, w.stride, w.pad, ceil_mode=w.ceil_mode,
-                                  return_indices=True)
+        args = (layout.preferred(x), w.kernel, w.stride, w.pad)
+        top, index = (F.max_pool2d(*args, ceil_mode=w.ceil_mode, return_indices=True) if with_index
+                      else (F.max_pool2d(*args, ceil_mode=w.ceil_mode), None))
         if all_above(top, -FLT_MAX):  # no −inf or NaN window: nothing to patch
             return top, index, True
+        if index is None:
+            return top.where(top > -FLT_MAX, -FLT_MAX), None, False
     else:
         pads = w.explicit_pads(in_hw, out_hw)
         top, index = F.max_pool2d(F.pad(x, pads, value=-math.inf), w.kernel, w.stride, return_indices=True)

@@ -54,15 +54,25 @@ class ConcatLayer(Layer):
             top[0].share_diff(first)
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:
-        if len(bottom) > 1:
-            torch.cat([blob.data for blob in bottom], dim=self.axis, out=top[0].data)
+        if len(bottom) == 1:
+            return
+        xs = [blob.strided_data() for blob in bottom]
+        if all(x.is_contiguous() for x in xs):
+            torch.cat(xs, dim=self.axis, out=top[0].data)
+        else:  # held in another layout (channels-last after convolutions): join them in it
+            top[0].adopt_data(torch.cat(xs, dim=self.axis))
 
     def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
         if len(bottom) == 1:
             return  # the diff is shared
+        dy = top[0].strided_diff()
         offset = 0
         for i, blob in enumerate(bottom):
             size = blob.shape[self.axis]
             if propagate_down[i]:
-                blob.diff.copy_(top[0].diff.narrow(self.axis, offset, size))
+                part = dy.narrow(self.axis, offset, size)
+                if dy.is_contiguous():
+                    blob.diff.copy_(part)
+                else:  # a copy in the top's layout, not a view of the top's diff
+                    blob.adopt_diff(part.clone(memory_format=torch.preserve_format))
             offset += size

@@ -70,8 +70,10 @@ class LRNLayer(Layer):
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         x = bottom[0].strided_data()  # in the layout it is held in
-        self.scale = self._scale(x)
-        top[0].adopt_data(self._power(self.scale, -self.param.lrn_param.beta).mul_(x))
+        scale = self._scale(x)
+        if self.need_backward:
+            self.scale = scale
+        top[0].adopt_data(self._power(scale, -self.param.lrn_param.beta).mul_(x))
 
     def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
         if not propagate_down[0]:

@@ -107,10 +107,12 @@ class PoolingLayer(Layer):
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         x, pool = bottom[0].strided_data(), self.param.pooling_param.pool
         if pool == P.MAX:
-            y, index, self.max_complete = pooling.max_pool(x, self.window, self.out_hw)
-            if len(top) > 1:
+            mask = len(top) > 1
+            y, index, self.max_complete = pooling.max_pool(x, self.window, self.out_hw,
+                                                           with_index=mask or self.need_backward)
+            if mask:
                 top[1].data.copy_(index)
-            else:
+            elif index is not None:
                 self.max_idx = index
         elif pool == P.AVE:
             y = pooling.ave_pool(x, self.window, self.out_hw)
