@@ -3,14 +3,17 @@
 On the CPU, oneDNN's convolutions and torch's pooling kernels are vectorised over channels and run
 fastest on channels-last (NHWC) tensors; torch's row-major (NCHW) pooling kernels are several times
 slower. These layers therefore take their bottoms as held (``Blob.strided_data``), bring them to
-channels-last, and hand their tops over in that layout (``Blob.adopt_data``), so a chain of them
-never converts; a blob is copied back to row-major order only when someone reads its ``data``.
-On other devices (CUDA) tensors keep the layout they come in.
+channels-last, and hand their tops over in that layout (``store``, which adopts them), so a chain
+of them never converts; a blob is copied back to row-major order only when someone reads its
+``data``. On other devices (CUDA) tensors keep the layout they come in, and ``store`` copies
+row-major results into the blob's own storage as before.
 """
 
 from __future__ import annotations
 
 import torch
+
+from recaffe.blob import Blob
 
 # Below this many channels, converting a row-major tensor costs more than the faster kernel saves.
 MIN_CHANNELS = 4
@@ -51,3 +54,13 @@ def preferred_layout_is_channels_last(x: torch.Tensor) -> bool:
 def preferred(x: torch.Tensor) -> torch.Tensor:
     """``x`` converted to channels-last where that pays (``preferred_layout_is_channels_last``)."""
     return to_channels_last(x) if preferred_layout_is_channels_last(x) else x
+
+
+def store(blob: Blob, value: torch.Tensor, diff: bool = False) -> None:
+    """Hand ``value`` (the blob's shape) to the blob as its data (or diff): copied into the row-major
+    storage when it is row-major itself, so views of that storage stay current; else adopted in its
+    own layout, without a conversion."""
+    if value.is_contiguous():
+        (blob.diff if diff else blob.data).copy_(value)
+    else:
+        (blob.adopt_diff if diff else blob.adopt_data)(value)

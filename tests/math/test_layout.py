@@ -123,3 +123,19 @@ def test_a_conv_pool_relu_chain_matches_row_major(monkeypatch: pytest.MonkeyPatc
     for key, value in shipped.items():
         assert value.is_contiguous()
         torch.testing.assert_close(value, plain[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_store_copies_row_major_results_and_adopts_the_rest() -> None:
+    from recaffe.blob import Blob
+
+    blob = Blob((2, 4, 3, 3))
+    view = blob.data  # a view of the row-major storage, kept across the stores
+    row_major = torch.randn(2, 4, 3, 3)
+    layout.store(blob, row_major)
+    assert torch.equal(view, row_major)  # copied: the old view is current
+    channels_last = torch.randn(2, 4, 3, 3).contiguous(memory_format=CL)
+    layout.store(blob, channels_last)
+    assert blob.strided_data() is channels_last  # adopted, no conversion
+    assert torch.equal(blob.data, channels_last) and torch.equal(view, channels_last)
+    layout.store(blob, channels_last, diff=True)
+    assert blob.strided_diff() is channels_last

@@ -6,6 +6,7 @@ import torch
 
 from recaffe.layer import Blobs
 from recaffe.layers.neuron.base import NeuronLayer
+from recaffe.math import layout
 from recaffe.registry import LAYERS
 
 
@@ -26,10 +27,10 @@ class ReLULayer(NeuronLayer):
         # in the layout the bottom is held in (channels-last after a convolution or pooling)
         slope = self.param.relu_param.negative_slope
         x = bottom[0].strided_data()
-        out = x if top[0] is bottom[0] else None
+        out = x if top[0] is bottom[0] else top[0].data if x.is_contiguous() else None
         y = torch.clamp(x, min=0, out=out) if slope == 0 else torch.where(x > 0, x, x * slope, out=out)
         if out is None:
-            top[0].adopt_data(y)
+            top[0].adopt_data(y)  # the bottom is held in another layout: so is the top
 
     def backward(self, top: Blobs, propagate_down: list[bool], bottom: Blobs) -> None:
         if not propagate_down[0]:
@@ -46,4 +47,4 @@ class ReLULayer(NeuronLayer):
         if top[0] is bottom[0]:
             dy.mul_(factor)
         else:
-            bottom[0].adopt_diff(factor.mul_(dy))
+            layout.store(bottom[0], factor.mul_(dy), diff=True)

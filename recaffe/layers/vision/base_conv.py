@@ -10,6 +10,7 @@ import torch
 
 from recaffe.blob import Blob
 from recaffe.layer import Blobs, Layer
+from recaffe.math import layout
 from recaffe.math.convolution import convolution, convolution_backward
 from recaffe.math.im2col import Geometry
 from recaffe.proto import caffe_pb2
@@ -120,9 +121,9 @@ class BaseConvolutionLayer(Layer):
         return (blob.diff if diff else blob.data).view(self.num, *blob.shape[self.axis:])
 
     def _assign(self, blob: Blob, value: torch.Tensor, diff: bool = False) -> None:
-        """Hand ``value`` over as the blob's data or diff (adopted as it is when the shapes agree)."""
+        """Hand ``value`` (num, C, *spatial) over as the blob's data or diff."""
         if self.axis == 1:
-            (blob.adopt_diff if diff else blob.adopt_data)(value)
+            layout.store(blob, value, diff)
         else:
             (blob.diff if diff else blob.data).copy_(value.view(blob.shape))
 

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from recaffe.layer import Blobs, Layer
+from recaffe.math import layout
 from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
 
@@ -73,7 +74,7 @@ class LRNLayer(Layer):
         scale = self._scale(x)
         if self.need_backward:
             self.scale = scale
-        top[0].adopt_data(self._power(scale, -self.param.lrn_param.beta).mul_(x))
+        layout.store(top[0], self._power(scale, -self.param.lrn_param.beta).mul_(x))
 
     def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
         if not propagate_down[0]:
@@ -82,4 +83,4 @@ class LRNLayer(Layer):
         # The window sums are symmetric, so each is its own adjoint.
         ratio = self._window_mean(dy * x * self._power(self.scale, -p.beta - 1.0))
         dx = dy * self._power(self.scale, -p.beta) - (2.0 * p.alpha * p.beta) * x * ratio
-        bottom[0].adopt_diff(dx)
+        layout.store(bottom[0], dx, diff=True)

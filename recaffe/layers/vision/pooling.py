@@ -8,7 +8,7 @@ import torch
 from recaffe import rng
 from recaffe.blob import Blob
 from recaffe.layer import Blobs, Layer
-from recaffe.math import pooling
+from recaffe.math import layout, pooling
 from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
 
@@ -120,7 +120,7 @@ class PoolingLayer(Layer):
             y, index = pooling.stochastic_pool(x, self.window, self.out_hw, self._uniform(top[0]))
             if index is not None:
                 self.rand_idx = index
-        top[0].adopt_data(y)
+        layout.store(top[0], y)
 
     def _uniform(self, top: Blob) -> torch.Tensor | None:
         """TRAIN: one uniform [0, 1] draw per top element from Caffe's random stream; TEST: None."""
@@ -134,12 +134,13 @@ class PoolingLayer(Layer):
             return
         dy, x, pool = top[0].strided_diff(), bottom[0].strided_data(), self.param.pooling_param.pool
         if pool == P.AVE:
-            bottom[0].adopt_diff(pooling.ave_pool_backward(dy, x, self.window))
+            dx = pooling.ave_pool_backward(dy, x, self.window)
         elif pool == P.MAX:
             index, complete = self.max_idx, self.max_complete
             if len(top) > 1:  # the mask top may have been changed since
                 index = top[1].data.long()
                 complete = pooling.all_above(index, -1)
-            bottom[0].adopt_diff(pooling.max_pool_backward(dy, x, self.window, index, complete))
+            dx = pooling.max_pool_backward(dy, x, self.window, index, complete)
         else:
-            bottom[0].adopt_diff(pooling.scatter_to_index(dy, self.rand_idx, tuple(x.shape[2:])))
+            dx = pooling.scatter_to_index(dy, self.rand_idx, tuple(x.shape[2:]))
+        layout.store(bottom[0], dx, diff=True)
