@@ -114,7 +114,7 @@ class BaseConvolutionLayer(Layer):
         for blob in top:
             blob.reshape((*shape[: self.axis], self.param.convolution_param.num_output, *out))
 
-    def _bottom(self, blob: Blob, diff: bool = False) -> torch.Tensor:
+    def _operand(self, blob: Blob, diff: bool = False) -> torch.Tensor:
         """A bottom's (or top's) data or diff as (num, C, *spatial), in the layout it is held in."""
         if self.axis == 1:
             return blob.strided_diff() if diff else blob.strided_data()
@@ -130,7 +130,7 @@ class BaseConvolutionLayer(Layer):
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         bias = self.blobs[1].data if len(self.blobs) > 1 else None
         for b, t in zip(bottom, top):
-            y = convolution(self._bottom(b), self.blobs[0].data, bias, self.geometry,
+            y = convolution(self._operand(b), self.blobs[0].data, bias, self.geometry,
                             self.param.convolution_param.group, self.transposed)
             self._assign(t, y)
 
@@ -142,7 +142,7 @@ class BaseConvolutionLayer(Layer):
             if not any(mask):
                 continue
             dx, dw, db = convolution_backward(
-                self._bottom(t, diff=True), self._bottom(b), self.blobs[0].data,
+                self._operand(t, diff=True), self._operand(b), self.blobs[0].data,
                 self.geometry, self.param.convolution_param.group, self.transposed, mask)
             if dx is not None:
                 self._assign(b, dx, diff=True)
