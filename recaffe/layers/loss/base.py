@@ -34,7 +34,13 @@ def read_labels(
     ``[0, num_classes)`` that is not ignored raises (Caffe only DCHECKs, then reads out of bounds).
     """
     index = labels.long()
-    valid = index != ignore if ignore is not None else torch.ones_like(index, dtype=torch.bool)
+    if ignore is None:  # the common case, in two reductions
+        valid = torch.ones_like(index, dtype=torch.bool)
+        in_range = index.numel() == 0 or (int(index.amin()) >= 0 and int(index.amax()) < num_classes)
+        if in_range:
+            return index, valid
+    else:
+        valid = index != ignore
     bad = valid & ((index < 0) | (index >= num_classes))
     if bool(bad.any()):
         value = float(labels[bad].reshape(-1)[0])

@@ -39,9 +39,9 @@ class SoftmaxWithLossLayer(SoftmaxLossLayer):
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         prob = self.compute_prob(bottom, top)  # (outer, C, inner)
         label, valid = self.labels(bottom, self.ignore)  # (outer, inner)
-        p = prob.gather(1, label.unsqueeze(1)).squeeze(1)
-        loss = -torch.where(valid, p.clamp(min=FLT_MIN).log(), 0).sum()
-        top[0].data.copy_(loss / self.normalizer(self.mode, self.outer, self.inner, int(valid.sum())))
+        log_p = prob.gather(1, label.unsqueeze(1)).squeeze(1).clamp_(min=FLT_MIN).log_()
+        loss = -(log_p if self.ignore is None else torch.where(valid, log_p, 0)).sum()
+        top[0].data.copy_(loss / self._normalizer(label, valid))
 
     def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
         self.check_no_label_gradient(propagate_down)
@@ -51,6 +51,10 @@ class SoftmaxWithLossLayer(SoftmaxLossLayer):
             dx = bottom[0].diff.view(self.outer, self.channels, self.inner)
             dx.copy_(self.prob_view())
             dx.scatter_add_(1, label.unsqueeze(1), -mask.to(dx.dtype))
-            dx.masked_fill_(~mask, 0)
-            normalizer = self.normalizer(self.mode, self.outer, self.inner, int(valid.sum()))
-            dx.mul_(self.loss_scale(top[0], normalizer))
+            if self.ignore is not None:
+                dx.masked_fill_(~mask, 0)
+            dx.mul_(self.loss_scale(top[0], self._normalizer(label, valid)))
+
+    def _normalizer(self, label: torch.Tensor, valid: torch.Tensor) -> float:
+        count = label.numel() if self.ignore is None else int(valid.sum())  # no sync without ignore
+        return self.normalizer(self.mode, self.outer, self.inner, count)
