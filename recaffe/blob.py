@@ -10,12 +10,28 @@ import torch
 MAX_BLOB_AXES = 32
 
 
+class _LazyZeros:
+    """Zero-filled storage allocated on first use, so nets that never run backward hold no diffs."""
+
+    __slots__ = ("size", "dtype", "device", "tensor")
+
+    def __init__(self, size: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.size, self.dtype, self.device = size, dtype, device
+        self.tensor: torch.Tensor | None = None
+
+    def get(self) -> torch.Tensor:
+        if self.tensor is None:
+            self.tensor = torch.zeros(self.size, dtype=self.dtype, device=self.device)
+        return self.tensor
+
+
 class Blob:
     """Caffe's Blob: ``data`` and ``diff`` tensors of one shape, zero-initialised.
 
     Storage grows but never shrinks (Caffe's capacity rule): a reshape to a count that fits the
     current capacity keeps the memory and its contents; a larger one allocates fresh zeros.
     ``share_data``/``share_diff`` make two blobs use one storage, as Caffe's ShareData does.
+    The diff is only allocated when first used (inference nets allocate no diffs).
 
     A default ``Blob()`` has no shape and count 0, like Caffe's; ``Blob(())`` is a scalar.
     """
@@ -33,7 +49,7 @@ class Blob:
         self._count = 0
         self._capacity = 0
         self._data_mem = torch.zeros(0, dtype=dtype, device=self.device)
-        self._diff_mem = torch.zeros(0, dtype=dtype, device=self.device)
+        self._diff_mem = _LazyZeros(0, dtype, self.device)
         self._data_view: torch.Tensor | None = None
         self._diff_view: torch.Tensor | None = None
         if shape is not None:
@@ -105,7 +121,7 @@ class Blob:
         if self._count > self._capacity:
             self._capacity = self._count
             self._data_mem = torch.zeros(self._count, dtype=self.dtype, device=self.device)
-            self._diff_mem = torch.zeros(self._count, dtype=self.dtype, device=self.device)
+            self._diff_mem = _LazyZeros(self._count, self.dtype, self.device)
         self._data_view = self._diff_view = None
 
     def reshape_like(self, other: Blob) -> None:
@@ -115,14 +131,23 @@ class Blob:
     @property
     def data(self) -> torch.Tensor:
         if self._data_view is None:
-            self._data_view = self._data_mem[: self._count].view(self._shape)
+            self._data_view = self._data_mem[: self._count].view(self._view_shape())
         return self._data_view
 
     @property
     def diff(self) -> torch.Tensor:
         if self._diff_view is None:
-            self._diff_view = self._diff_mem[: self._count].view(self._shape)
+            self._diff_view = self._diff_mem.get()[: self._count].view(self._view_shape())
         return self._diff_view
+
+    def _view_shape(self) -> tuple[int, ...]:
+        # a default Blob() has no shape yet and no elements: present it as an empty vector
+        return self._shape if self._count or self._shape else (0,)
+
+    @property
+    def has_diff(self) -> bool:
+        """Whether diff storage has been allocated (it is on first use of ``diff``)."""
+        return self._diff_mem.tensor is not None
 
     def share_data(self, other: Blob) -> None:
         """Use ``other``'s data storage (counts must match), like Caffe's ShareData."""

@@ -392,3 +392,12 @@ def test_copy_trained_layers_reports_shape_mismatch(tmp_path) -> None:
         LayerError, match="cannot copy param 0 weights from layer 'ip1'; shape mismatch.*rename the layer"
     ):
         b.copy_trained_layers_from(path)
+
+
+def test_inference_allocates_no_diffs() -> None:
+    text = SPLIT_NET.replace('name: "split"', 'name: "deploy"')
+    net = build(text, recaffe.TEST)
+    net.blobs["data"].data.fill_(1.0)
+    net.forward()
+    assert not any(blob.has_diff for blob in net.blob_list)
+    assert not any(blob.has_diff for blob in net.params)

@@ -1,10 +1,18 @@
 """Structural layers: split, concat, slice, reshape, reductions and friends."""
 
-from recaffe.layers.utility import (
-    concat,  # noqa: F401
-    eltwise,  # noqa: F401
-    python,  # noqa: F401
-    slice,  # noqa: F401
-    softmax,  # noqa: F401
-    split,  # noqa: F401
+from recaffe.layers.utility import (  # noqa: F401
+    argmax,
+    batch_reindex,
+    concat,
+    eltwise,
+    filter,
+    flatten,
+    python,
+    reduction,
+    reshape,
+    silence,
+    slice,
+    softmax,
+    split,
+    tile,
 )
