@@ -96,8 +96,6 @@ class Blob:
         return self._view("diff")
 
     def _tensor(self, side: str) -> torch.Tensor:
-        if self._blob.count() == 0 and self._blob.num_axes == 0:  # never shaped
-            return torch.zeros(0, dtype=self._blob.dtype, device=self._blob.device)
         return getattr(self._blob, side)
 
     def _view(self, side: str) -> np.ndarray:

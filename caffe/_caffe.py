@@ -359,7 +359,7 @@ class Net:
         if data.shape[0] % p.batch_size != 0:
             raise RuntimeError("first dimensions of input arrays must be a multiple of batch size")
         self._input_arrays = (data, labels)  # the layer reads them until the next call
-        layer.reset(data, labels)
+        layer.reset(data, labels, data.shape[0])
 
     def __repr__(self) -> str:
         return f"<caffe.Net {self._net.name!r}: {len(self._layer_views)} layers>"

@@ -264,7 +264,8 @@ class Solver:
         update; or pass one object with those two methods (e.g. an ``NCCL``)."""
         if on_gradients_ready is None:
             on_start, on_gradients_ready = on_start.on_start, on_start.on_gradients_ready
-        self._solver.add_callback(_Callback(on_start, on_gradients_ready))
+        callback = _Callback(on_start, on_gradients_ready)
+        self._solver.add_callback(callback.on_start, callback.on_gradients_ready)
 
     def solve(self, resume_file: str | None = None) -> None:
         sync()
@@ -298,7 +299,7 @@ class SGDSolver(Solver):
     @property
     def lr(self) -> float:
         """The learning rate of the current iteration (the lr_policy at ``iter``)."""
-        return float(self._solver.get_learning_rate())
+        return float(self._solver.learning_rate())
 
 
 class NesterovSolver(SGDSolver):
