@@ -1,6 +1,7 @@
 """Common layers: inner product, dropout, embed."""
 
-from recaffe.layers.common import (
-    embed,  # noqa: F401
-    inner_product,  # noqa: F401
+from recaffe.layers.common import (  # noqa: F401
+    dropout,
+    embed,
+    inner_product,
 )

@@ -1,6 +1,7 @@
 """Layers that produce data: Input (the net's inputs) and the data-reading layers."""
 
-from recaffe.layers.data import (
-    input,  # noqa: F401
-    parameter,  # noqa: F401
+from recaffe.layers.data import (  # noqa: F401
+    dummy_data,
+    input,
+    parameter,
 )

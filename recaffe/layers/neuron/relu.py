@@ -34,9 +34,8 @@ class ReLULayer(NeuronLayer):
         if not propagate_down[0]:
             return
         slope = self.param.relu_param.negative_slope
-        positive = top[0].data > 0 if slope >= 0 else bottom[0].data > 0
-        dy, dx = top[0].diff, bottom[0].diff
-        if slope == 0:
-            torch.where(positive, dy, torch.zeros((), dtype=dy.dtype, device=dy.device), out=dx)
-        else:
-            torch.where(positive, dy, dy * slope, out=dx)
+        positive = (top[0].data > 0 if slope >= 0 else bottom[0].data > 0).to(top[0].diff.dtype)
+        if slope != 0:
+            positive.add_((1 - positive) * slope)
+        # a product, not a select, so zeroed gradients keep their sign (-0.0) as in Caffe
+        torch.mul(top[0].diff, positive, out=bottom[0].diff)
