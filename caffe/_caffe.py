@@ -152,7 +152,10 @@ class Layer:
         return layer
 
     def _bind(self, host: recaffe.Layer) -> None:
-        """Make the recaffe layer running this Python layer own its blobs (they become net params)."""
+        """Make the recaffe layer running this Python layer own its blobs (they become net params).
+
+        Sets every attribute ``__init__`` would, so subclasses need not call it."""
+        self._native = None
         self._layer_param = host.param
         self._blobs = BlobVec(host.blobs, host.new_blob)
         self.param_str = host.param.python_param.param_str

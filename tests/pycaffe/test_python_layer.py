@@ -190,3 +190,22 @@ def test_standalone_layer_defaults() -> None:
         layer.backward([], [True], [])
     layer.blobs.add_blob(2, 3)
     assert layer.blobs[0].shape == [2, 3] and (layer.blobs[0].data == 0).all()
+
+
+class OwnInit(caffe.Layer):
+    """A layer whose __init__ does not call caffe.Layer's."""
+
+    def __init__(self, param):
+        self.created = True
+
+    def reshape(self, bottom, top):
+        top[0].reshape(2)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = len(self.param_str)
+
+
+def test_subclass_without_base_init(write_net) -> None:
+    net = caffe.Net(write_net(python_layer("own", "OwnInit", None, "y", "abc")), caffe.TEST)
+    assert list(net.forward()["y"]) == [3, 3]
+    assert net.layers[0].type == "Python" and net.layers[0].created
