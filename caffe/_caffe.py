@@ -1,8 +1,8 @@
 """The surface of BVLC's compiled ``caffe._caffe`` module, written over recaffe.
 
 Here live the binding-level pieces: module functions (modes, logging, layer types, solver
-counts), ``Blob``/``BlobVec`` (from ``caffe._blob``), ``Layer`` (the base of Python layers and
-the wrapper of built-in ones), the binding-level ``Net`` (``_forward``, ``_blobs``, ``save``...),
+counts), ``Blob``/``BlobVec`` (from ``caffe._blob``), ``Layer`` (from ``caffe._layer``), the
+binding-level ``Net`` (``_forward``, ``_blobs``, ``save``...),
 ``Timer`` and ``NCCL``. ``caffe.pycaffe`` adds the Pythonic Net methods and the solvers.
 """
 
@@ -18,9 +18,8 @@ import numpy as np
 
 import recaffe
 from caffe._blob import Blob, BlobVec, sync, wrap
+from caffe._layer import Layer, layer_view
 from recaffe import device
-from recaffe.io import blobproto
-from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
 
 __version__ = recaffe.__version__
@@ -117,90 +116,6 @@ def init_log(level: int = 0, stderr: bool = False) -> None:
 def log(message: str) -> None:
     """Log ``message`` at INFO (Caffe's ``LOG(INFO)``)."""
     _logger.info("%s", message)
-
-
-# ================================================================ Layer
-class Layer:
-    """pycaffe's Layer: the base class of Python layers, and the view of built-in layers.
-
-    A Python layer subclasses it and defines ``setup(bottom, top)``, ``reshape(bottom, top)``,
-    ``forward(bottom, top)`` and ``backward(top, propagate_down, bottom)``; ``bottom`` and
-    ``top`` are lists of ``caffe.Blob``. Before ``setup`` the layer gets ``param_str`` (from
-    ``python_param``) and ``phase`` (0 TRAIN, 1 TEST). ``self.blobs.add_blob(*shape)`` adds a
-    learnable parameter. ``net.layers`` hands out the user's object for Python layers, and a
-    ``Layer`` wrapping the recaffe layer (``type``, ``blobs``, ``setup``, ``reshape``) otherwise.
-    """
-
-    def __init__(self, param: caffe_pb2.LayerParameter | None = None) -> None:
-        self._layer_param = caffe_pb2.LayerParameter()
-        if param is not None:
-            self._layer_param.CopyFrom(param)
-        self._native: recaffe.Layer | None = None
-        self.param_str = self._layer_param.python_param.param_str
-        self.phase = int(self._layer_param.phase)
-        loaded = [blobproto.blob_from_proto(b) for b in self._layer_param.blobs]
-        self._blobs = BlobVec(loaded)
-
-    @classmethod
-    def _of(cls, native: recaffe.Layer) -> Layer:
-        """The view of a built-in recaffe layer."""
-        layer = cls.__new__(cls)
-        layer._layer_param = native.param
-        layer._native = native
-        layer.phase = int(native.phase)
-        layer._blobs = BlobVec(native.blobs, native.new_blob)
-        return layer
-
-    def _bind(self, host: recaffe.Layer) -> None:
-        """Make the recaffe layer running this Python layer own its blobs (they become net params).
-
-        Sets every attribute ``__init__`` would, so subclasses need not call it."""
-        self._native = None
-        self._layer_param = host.param
-        self._blobs = BlobVec(host.blobs, host.new_blob)
-        self.param_str = host.param.python_param.param_str
-        self.phase = int(host.phase)
-
-    @property
-    def blobs(self) -> BlobVec:
-        return self._blobs
-
-    @property
-    def type(self) -> str:
-        return self._native.type if self._native is not None else "Python"
-
-    def setup(self, bottom: Sequence[Blob], top: Sequence[Blob]) -> None:
-        if self._native is not None:
-            self._native.layer_setup(_unwrap(bottom), _unwrap(top))
-
-    def reshape(self, bottom: Sequence[Blob], top: Sequence[Blob]) -> None:
-        if self._native is not None:
-            self._native.reshape(_unwrap(bottom), _unwrap(top))
-
-    def forward(self, bottom: Sequence[Blob], top: Sequence[Blob]) -> None:
-        if self._native is None:
-            raise NotImplementedError(f"{type(self).__name__} does not define forward(bottom, top)")
-        self._native.run_forward(_unwrap(bottom), _unwrap(top))
-
-    def backward(self, top: Sequence[Blob], propagate_down: Sequence[bool], bottom: Sequence[Blob]) -> None:
-        if self._native is not None:
-            self._native.run_backward(_unwrap(top), list(propagate_down), _unwrap(bottom))
-        elif any(propagate_down):
-            raise NotImplementedError(
-                f"{type(self).__name__} does not define backward(top, propagate_down, bottom)")
-
-    def __repr__(self) -> str:
-        return f"<caffe.Layer {self._layer_param.name!r} ({self.type})>"
-
-
-def _unwrap(blobs: Sequence[Blob]) -> list[recaffe.Blob]:
-    return [b._blob for b in blobs]
-
-
-def layer_view(native: recaffe.Layer) -> Layer:
-    """What ``net.layers`` shows for a recaffe layer: a Python layer's own object, else a view."""
-    user = getattr(native, "user", None)
-    return user if isinstance(user, Layer) else Layer._of(native)
 
 
 # ================================================================ Net (binding level)
