@@ -2,8 +2,8 @@
 
 Here live the binding-level pieces: module functions (modes, logging, layer types, solver
 counts), ``Blob``/``BlobVec`` (from ``caffe._blob``), ``Layer`` (from ``caffe._layer``), the
-binding-level ``Net`` (``_forward``, ``_blobs``, ``save``...),
-``Timer`` and ``NCCL``. ``caffe.pycaffe`` adds the Pythonic Net methods and the solvers.
+binding-level ``Net`` (``_forward``, ``_blobs``, ``save``...), ``Timer`` and ``NCCL``.
+``caffe.pycaffe`` adds the Pythonic Net methods and the solvers.
 """
 
 from __future__ import annotations
