@@ -179,9 +179,11 @@ class Layer:
             fillers.fill(blob, filler, rng.get_rng())
         return blob
 
-    def to_proto(self, write_diff: bool = False) -> caffe_pb2.LayerParameter:
-        """This layer's LayerParameter with its current blobs (Layer::ToProto)."""
-        out = caffe_pb2.LayerParameter()
+    def to_proto(
+        self, write_diff: bool = False, out: caffe_pb2.LayerParameter | None = None
+    ) -> caffe_pb2.LayerParameter:
+        """This layer's LayerParameter with its current blobs (Layer::ToProto), into ``out`` if given."""
+        out = caffe_pb2.LayerParameter() if out is None else out
         out.CopyFrom(self.param)
         for blob in self.blobs:
             blobproto.blob_to_proto(blob, write_diff, out.blobs.add())

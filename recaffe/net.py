@@ -13,7 +13,7 @@ import torch
 from recaffe import device as devices
 from recaffe import net_builder
 from recaffe.blob import Blob
-from recaffe.io import blobproto, prototxt, weights
+from recaffe.io import blobproto, legacy, prototxt, weights
 from recaffe.layer import Layer, LayerError
 from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
@@ -467,28 +467,32 @@ class Net:
                 mine.share_data(theirs)
 
     def copy_trained_layers_from(self, source: caffe_pb2.NetParameter | str | os.PathLike[str]) -> None:
-        """Copy weights by layer name from a NetParameter, a .caffemodel, or an HDF5 weights file."""
+        """Copy weights by layer name from a NetParameter, a .caffemodel, or an HDF5 weights file.
+
+        A legacy (V0/V1) caffemodel is read without upgrading it first: the upgrade would only
+        copy every blob into new layers, and the names and blobs are the same either way.
+        """
         if isinstance(source, caffe_pb2.NetParameter):
             self._copy_from_proto(source)
         elif weights.is_hdf5(source):
             weights.load_hdf5_weights(self, source)
         else:
-            self._copy_from_proto(prototxt.read_net_weights(source))
+            self._copy_from_proto(prototxt.read_binary(source, caffe_pb2.NetParameter()), os.fspath(source))
 
-    def _copy_from_proto(self, param: caffe_pb2.NetParameter) -> None:
+    def _copy_from_proto(self, param: caffe_pb2.NetParameter, source: str = "<weights>") -> None:
         # the first target layer of a source layer's name receives its blobs (layer types are not compared)
-        for source in param.layer:
-            if source.name not in self._layer_names_index:
-                log.info("Ignoring source layer %s", source.name)
+        for name, blobs in legacy.trained_layers(param, source):
+            if name not in self._layer_names_index:
+                log.info("Ignoring source layer %s", name)
                 continue
-            target = self.layers[self.layer_names.index(source.name)]
-            if len(target.blobs) != len(source.blobs):
-                raise LayerError(f"incompatible number of blobs for layer {source.name!r}: "
-                                 f"{len(source.blobs)} in the weights, {len(target.blobs)} in the net")
-            for j, (blob, proto) in enumerate(zip(target.blobs, source.blobs)):
+            target = self.layers[self.layer_names.index(name)]
+            if len(target.blobs) != len(blobs):
+                raise LayerError(f"{source}: incompatible number of blobs for layer {name!r}: "
+                                 f"{len(blobs)} in the weights, {len(target.blobs)} in the net")
+            for j, (blob, proto) in enumerate(zip(target.blobs, blobs)):
                 if not blobproto.shape_equals(blob.shape, proto):
                     raise LayerError(
-                        f"cannot copy param {j} weights from layer {source.name!r}; shape mismatch. "
+                        f"{source}: cannot copy param {j} weights from layer {name!r}; shape mismatch. "
                         f"Source param shape is {blobproto.proto_shape(proto)}; target param shape is "
                         f"{blob.shape}. To learn this layer's parameters from scratch rather than "
                         f"copying from a saved net, rename the layer.")
@@ -498,12 +502,22 @@ class Net:
         """The net as Caffe serialises it: its name and every layer (Splits too) with blobs."""
         param = caffe_pb2.NetParameter(name=self.name)
         for layer in self.layers:
-            param.layer.append(layer.to_proto(write_diff))
+            layer.to_proto(write_diff, out=param.layer.add())
         return param
 
     def save(self, path: str | os.PathLike[str], write_diff: bool = False) -> None:
-        """Write a binary ``.caffemodel``."""
-        prototxt.write_binary(path, self.to_proto(write_diff))
+        """Write a binary ``.caffemodel``: the bytes of ``to_proto(write_diff)``, one layer at a time.
+
+        Serialised messages concatenate into the serialisation of their merge, so writing the
+        name and then each layer as a one-layer NetParameter gives exactly ``to_proto``'s bytes
+        while only one layer's weights are converted at a time.
+        """
+        with open(path, "wb") as f:
+            f.write(caffe_pb2.NetParameter(name=self.name).SerializeToString())
+            for layer in self.layers:
+                holder = caffe_pb2.NetParameter()
+                layer.to_proto(write_diff, out=holder.layer.add())
+                f.write(holder.SerializeToString())
 
     def save_hdf5(self, path: str | os.PathLike[str], write_diff: bool = False) -> None:
         weights.save_hdf5_weights(self, path, write_diff)

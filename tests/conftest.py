@@ -11,7 +11,11 @@ import recaffe  # noqa: F401  (registers every layer type)
 
 TESTS = pathlib.Path(__file__).resolve().parent
 GOLDEN = TESTS / "golden"
-SHARED = TESTS.parent.parent / "shared"
+# ../shared next to the checkout (or next to the folder holding a worktree of it)
+SHARED = next(
+    (p / "shared" for p in (TESTS.parent.parent, TESTS.parent.parent.parent) if (p / "shared").is_dir()),
+    TESTS.parent.parent / "shared",
+)
 
 torch.set_num_threads(max(1, torch.get_num_threads()))
 

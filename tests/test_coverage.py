@@ -14,6 +14,12 @@ from tests.conftest import TESTS
 # the test module that covers it, which must exist and mention the type.
 TESTED_ELSEWHERE: dict[str, str] = {
     "Input": "tests/test_net.py",
+    "Data": "tests/layers/data/test_data.py",
+    "ImageData": "tests/layers/data/test_image_data.py",
+    "HDF5Data": "tests/layers/data/test_hdf5_data.py",
+    "HDF5Output": "tests/layers/data/test_hdf5_output.py",
+    "MemoryData": "tests/layers/data/test_memory_data.py",
+    "WindowData": "tests/layers/data/test_window_data.py",
 }
 
 

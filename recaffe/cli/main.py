@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES: list[str] = ["pycaffe_tools"]
+COMMAND_MODULES: list[str] = ["data_tools", "pycaffe_tools"]
 
 _GFLAG = re.compile(r"^-([A-Za-z][A-Za-z0-9_]+)(=.*)?$")
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
+from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
 
 from recaffe.blob import Blob
 from recaffe.proto import caffe_pb2
@@ -65,27 +68,62 @@ def load_into_blob(blob: Blob, proto: caffe_pb2.BlobProto, reshape: bool = False
 
 
 def array_to_proto(
-    data: np.ndarray, diff: np.ndarray | None = None, out: caffe_pb2.BlobProto | None = None
+    data: np.ndarray | torch.Tensor,
+    diff: np.ndarray | torch.Tensor | None = None,
+    out: caffe_pb2.BlobProto | None = None,
 ) -> caffe_pb2.BlobProto:
-    """A BlobProto with ``shape.dim`` and float (or double for float64 input) values."""
+    """A BlobProto with ``shape.dim`` and float values (double for float64 input), as Blob::ToProto."""
     proto = caffe_pb2.BlobProto() if out is None else out
     proto.Clear()
     proto.shape.dim.extend(int(d) for d in data.shape)
-    double = data.dtype == np.float64
-    (proto.double_data if double else proto.data).extend(_flat_list(data, double))
+    double = data.dtype in (np.float64, torch.float64)
+    append_values(proto, "double_data" if double else "data", data)
     if diff is not None:
-        (proto.double_diff if double else proto.diff).extend(_flat_list(diff, double))
+        append_values(proto, "double_diff" if double else "diff", diff)
     return proto
 
 
-def _flat_list(values: np.ndarray, double: bool) -> list[float]:
-    return np.ascontiguousarray(values, dtype=np.float64 if double else np.float32).reshape(-1).tolist()
+def append_values(proto: caffe_pb2.BlobProto, field: str, values: np.ndarray | torch.Tensor) -> None:
+    """Append ``values`` (any shape, flattened) to ``proto.<field>``: data, diff, double_*.
+
+    Filling a repeated field from Python costs a Python float per value (seconds for a large
+    layer). Instead the values go in as the bytes field of a stand-in message with the same
+    field number; a packed repeated float/double field and a bytes field are the same on the
+    wire (tag, length, little-endian payload), so merging that serialisation into the BlobProto
+    appends the values, with protobuf's own encoder and decoder doing all the work.
+    """
+    double = field.startswith("double")
+    if isinstance(values, torch.Tensor):
+        values = values.detach().to(device="cpu", dtype=torch.float64 if double else torch.float32).numpy()
+    payload = np.ascontiguousarray(values, dtype="<f8" if double else "<f4").tobytes()
+    if not payload:
+        return
+    carrier = _packed_values_carrier()()
+    setattr(carrier, field, payload)
+    del payload  # each step frees its input before the next copy
+    wire = carrier.SerializeToString()
+    del carrier
+    proto.MergeFromString(wire)
+
+
+@functools.cache
+def _packed_values_carrier() -> type[message.Message]:
+    """A message with BlobProto's packed value fields retyped as bytes (same names and numbers)."""
+    file = descriptor_pb2.FileDescriptorProto(
+        name="recaffe/io/packed_values.proto", package="recaffe.io", syntax="proto2"
+    )
+    carrier = file.message_type.add(name="PackedBlobValues")
+    kind = descriptor_pb2.FieldDescriptorProto
+    for name in ("data", "diff", "double_data", "double_diff"):
+        number = caffe_pb2.BlobProto.DESCRIPTOR.fields_by_name[name].number
+        carrier.field.add(name=name, number=number, type=kind.TYPE_BYTES, label=kind.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("recaffe.io.PackedBlobValues"))
 
 
 def blob_to_proto(
     blob: Blob, write_diff: bool = False, out: caffe_pb2.BlobProto | None = None
 ) -> caffe_pb2.BlobProto:
     """Caffe's Blob::ToProto: ``shape`` plus data (and diff when asked)."""
-    data = blob.data.detach().cpu().numpy()
-    diff = blob.diff.detach().cpu().numpy() if write_diff else None
-    return array_to_proto(data, diff, out)
+    return array_to_proto(blob.data, blob.diff if write_diff else None, out)

@@ -6,6 +6,7 @@ Errors name the file; text-format errors also carry protobuf's line and column.
 from __future__ import annotations
 
 import os
+import re
 from typing import TypeVar
 
 from google.protobuf import message, text_format
@@ -43,12 +44,15 @@ def parse_text(text: str, msg: M, source: str = "<string>") -> M:
 
 def read_text(path: PathLike, msg: M) -> M:
     data = read_bytes(path)
+    if looks_binary(data):
+        raise ProtoFileError(
+            f"{os.fspath(path)!r} is not a text {msg.DESCRIPTOR.name}: it holds binary data "
+            f"(a .caffemodel or .binaryproto is read as binary, e.g. as weights)"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ProtoFileError(
-            f"{os.fspath(path)!r} is not a text {msg.DESCRIPTOR.name} (is it a binary file?)"
-        ) from e
+        raise ProtoFileError(f"{os.fspath(path)!r}: not UTF-8 text (byte {e.start})") from e
     return parse_text(text, msg, os.fspath(path))
 
 
@@ -57,10 +61,26 @@ def read_binary(path: PathLike, msg: M) -> M:
     try:
         msg.ParseFromString(data)
     except message.DecodeError as e:
+        hint = " It looks like a text prototxt, which is read as text." if not looks_binary(data) else ""
         raise ProtoFileError(
-            f"{os.fspath(path)!r} is not a binary {msg.DESCRIPTOR.name} ({e})"
+            f"{os.fspath(path)!r} is not a binary {msg.DESCRIPTOR.name} ({e}).{hint}"
         ) from e
     return msg
+
+
+_CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
+
+
+def looks_binary(data: bytes, head: int = 1 << 16) -> bool:
+    """True if the start of ``data`` is not UTF-8 text (control bytes, or invalid UTF-8)."""
+    start = data[:head]
+    if _CONTROL_BYTES.search(start):
+        return True
+    try:
+        start.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return e.start < len(start) - 3  # a multi-byte character cut by the slice is fine
+    return False
 
 
 def write_text(path: PathLike, msg: message.Message) -> None:

@@ -40,13 +40,15 @@ def upgrade_net(param: caffe_pb2.NetParameter, source: str = "<net>") -> caffe_p
     """Upgrade ``param`` in place from any legacy format Caffe reads; returns it."""
     if legacy.needs_v0_upgrade(param):
         log.info("Upgrading V0LayerParameter net: %s", source)
-        legacy.upgrade_v0_net(param, source)
+        if not legacy.upgrade_v0_net(param, source):
+            log.warning("%s: problems upgrading the V0 net (see above); continuing anyway", source)
     if legacy.needs_data_upgrade(param):
         log.info("Upgrading deprecated data transformation fields: %s", source)
         legacy.upgrade_data_transformation(param)
     if legacy.needs_v1_upgrade(param):
         log.info("Upgrading V1LayerParameter net: %s", source)
-        legacy.upgrade_v1_net(param, source)
+        if not legacy.upgrade_v1_net(param, source):
+            log.warning("%s: problems upgrading the V1 net (see above); continuing anyway", source)
     if needs_input_upgrade(param):
         log.info("Upgrading deprecated input fields to an Input layer: %s", source)
         upgrade_input(param, source)

@@ -42,8 +42,11 @@ def save_hdf5_weights(net: Net, path: str | os.PathLike[str], write_diff: bool =
         data = f.create_group("data")
         diff = f.create_group("diff") if write_diff else None
         for layer_id, (name, layer) in enumerate(zip(net.layer_names, net.layers)):
-            layer_data = data.require_group(name)
-            layer_diff = diff.require_group(name) if diff is not None else None
+            if name in data:
+                raise ValueError(f"cannot save HDF5 weights to {os.fspath(path)!r}: two layers are "
+                                 f"named {name!r} (HDF5 groups are keyed by layer name)")
+            layer_data = data.create_group(name)
+            layer_diff = diff.create_group(name) if diff is not None else None
             for param_id, blob in enumerate(layer.blobs):
                 net_param_id = net.param_id_vecs[layer_id][param_id]
                 if net.param_owners[net_param_id] == -1:
@@ -71,19 +74,23 @@ def load_hdf5_weights(net: Net, path: str | os.PathLike[str]) -> None:
 
 def _load_layer(net: Net, layer_id: int, group, path: str) -> None:  # type: ignore[no-untyped-def]
     layer = net.layers[layer_id]
+    where = f"{path}: layer {layer.name!r}"
+    if not isinstance(group, _h5py().Group):
+        raise ValueError(f"{where}: /data/{layer.name} is not a group of datasets")
     if len(group) > len(layer.blobs):
-        raise ValueError(f"{path}: incompatible number of blobs for layer {layer.name!r} "
+        raise ValueError(f"{where}: incompatible number of blobs "
                          f"({len(group)} in the file, {len(layer.blobs)} in the net)")
     for j, blob in enumerate(layer.blobs):
         if str(j) not in group:
             if net.param_owners[net.param_id_vecs[layer_id][j]] != -1:
                 continue  # a shared param: its owner carries the values
-            raise ValueError(f"{path}: incompatible number of blobs for layer {layer.name!r} "
-                             f"(param {j} missing)")
-        values = np.asarray(group[str(j)])
-        if values.dtype.kind not in "fiu":
-            raise ValueError(f"{path}: dataset {layer.name}/{j} is not numeric ({values.dtype})")
-        if tuple(values.shape) != blob.shape:
-            raise ValueError(f"{path}: param {j} of layer {layer.name!r} has shape {values.shape}, "
-                             f"the net expects {blob.shape}")
-        blob.data.copy_(torch.from_numpy(values.astype(np.float64)).to(blob.dtype))
+            raise ValueError(f"{where}: incompatible number of blobs (param {j} missing)")
+        dataset = group[str(j)]
+        if not isinstance(dataset, _h5py().Dataset) or dataset.dtype.kind not in "fiu":
+            raise ValueError(f"{where}: /data/{layer.name}/{j} is not a numeric dataset")
+        if tuple(dataset.shape) != blob.shape:
+            raise ValueError(f"{where}: cannot load param {j}; shape mismatch. Source shape is "
+                             f"{tuple(dataset.shape)}, target shape is {blob.shape}")
+        # read as native float (or double) values, as H5LTread_dataset_float/_double do
+        values = dataset.astype(np.float64 if blob.dtype == torch.float64 else np.float32)[()]
+        blob.data.copy_(torch.from_numpy(np.asarray(values)))

@@ -1,0 +1,148 @@
+"""Time and memory of writing and reading a large ``.caffemodel`` (one InnerProduct layer).
+
+    python -m benchmarks.caffemodel_io [--outputs 6000] [--inputs 10000] [--dir /tmp]
+
+"read-v1" loads the same weights from a V1-format file (``layers`` entries), which is read
+without an upgrade pass. Each phase runs in a fresh subprocess so its peak memory is its own.
+Peak memory is the process's resident high-water mark (``VmHWM``, reset through
+``/proc/self/clear_refs`` where Linux allows it, else ``ru_maxrss``) minus the resident size
+just before the operation; it is printed next to the size of the weights, so "1.0x" means one
+extra copy of the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+from google.protobuf import text_format
+
+import recaffe
+from recaffe.io import prototxt
+from recaffe.proto import caffe_pb2
+
+MB = 1 << 20
+
+
+def net_param(outputs: int, inputs: int) -> caffe_pb2.NetParameter:
+    return text_format.Parse(
+        f"""name: "big"
+        layer {{ name: "in" type: "Input" top: "x" input_param {{ shape {{ dim: 1 dim: {inputs} }} }} }}
+        layer {{ name: "ip" type: "InnerProduct" bottom: "x" top: "y"
+                 inner_product_param {{ num_output: {outputs} bias_term: false
+                                        weight_filler {{ type: "constant" }} }} }}""",
+        caffe_pb2.NetParameter(),
+    )
+
+
+def status_kb(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_kb(reset: bool) -> int:
+    hwm = status_kb("VmHWM")
+    if reset and hwm is not None:
+        return hwm
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def measure(operation) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(seconds, peak extra MB) of ``operation()``."""
+    reset = reset_peak()
+    before = status_kb("VmRSS") or 0
+    start = time.perf_counter()
+    operation()
+    seconds = time.perf_counter() - start
+    return seconds, (peak_kb(reset) - before) / 1024
+
+
+def fill(net: recaffe.Net) -> None:
+    generator = torch.Generator().manual_seed(0)
+    weight = net.layer_params["ip"][0].data
+    weight.copy_(torch.randn(weight.shape, generator=generator))
+
+
+def write_v1(path: str) -> None:
+    """Rewrite the caffemodel at ``path`` in the V1 format (``layers`` with enum types) next to it."""
+    param = prototxt.read_binary(path, caffe_pb2.NetParameter())
+    v1 = caffe_pb2.NetParameter(name=param.name)
+    for layer in param.layer:
+        v1.layers.add(name=layer.name, type=caffe_pb2.V1LayerParameter.NONE).blobs.extend(layer.blobs)
+    with open(path + ".v1", "wb") as f:
+        f.write(v1.SerializeToString())
+
+
+def phase(name: str, args: argparse.Namespace) -> dict[str, float]:
+    if name == "v1":
+        write_v1(args.path)
+        return {}
+    net = recaffe.Net(net_param(args.outputs, args.inputs), recaffe.TEST)
+    if name == "write":
+        fill(net)
+        seconds, extra = measure(lambda: net.save(args.path))
+        return {"seconds": seconds, "extra_mb": extra, "file_mb": os.path.getsize(args.path) / MB}
+    path = args.path + (".v1" if name == "read-v1" else "")
+    seconds, extra = measure(lambda: net.copy_trained_layers_from(path))
+    loaded = net.layer_params["ip"][0].data.clone()
+    fill(net)
+    exact = bool(torch.equal(loaded, net.layer_params["ip"][0].data))
+    return {"seconds": seconds, "extra_mb": extra, "exact": exact}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--outputs", type=int, default=6000)
+    parser.add_argument("--inputs", type=int, default=10000)
+    parser.add_argument("--dir", default=tempfile.gettempdir())
+    parser.add_argument("--phase", choices=("write", "read", "v1", "read-v1"), help=argparse.SUPPRESS)
+    parser.add_argument("--path", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        print(json.dumps(phase(args.phase, args)))
+        return
+    weights_mb = args.outputs * args.inputs * 4 / MB
+    with tempfile.TemporaryDirectory(dir=args.dir) as folder:
+        path = os.path.join(folder, "big.caffemodel")
+        count = args.outputs * args.inputs
+        print(f"one InnerProduct layer, {args.outputs} x {args.inputs} = {count / 1e6:.0f}M floats "
+              f"({weights_mb:.0f} MB of weights)")
+        for name in ("write", "read", "v1", "read-v1"):
+            command = [sys.executable, "-m", "benchmarks.caffemodel_io", "--phase", name, "--path", path,
+                       "--outputs", str(args.outputs), "--inputs", str(args.inputs)]
+            result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+            os.sync()  # let the written file reach the disk before the next phase is timed
+            if not result:
+                continue
+            extras = {k: v for k, v in result.items() if k not in ("seconds", "extra_mb")}
+            print(f"{name:>7}: {result['seconds']:6.2f} s, peak extra memory {result['extra_mb']:7.0f} MB "
+                  f"({result['extra_mb'] / weights_mb:.2f}x the weights) {extras}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Batch loaders run by the prefetching layers: Datums from a database, images from a list file.
+
+Each loader owns its position and is driven by one thread (see ``prefetch.py``). A batch takes
+its item shape from its first item, as Caffe's ``load_batch`` does, so batches may differ in size
+from one another but not within.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recaffe import rng
+from recaffe.data import DataError, image
+from recaffe.data.datum import parse_datum
+from recaffe.data.db import Database
+from recaffe.data.prefetch import Batch
+from recaffe.data.transformer import DataTransformer
+from recaffe.proto import caffe_pb2
+
+
+class _BatchFiller:
+    """Collects transformed items of one shape into a batch array (plus labels)."""
+
+    def __init__(self, batch_size: int, item_shape: tuple[int, ...], dtype: type, labels: bool) -> None:
+        self.data = np.empty((batch_size, *item_shape), dtype=dtype)
+        self.label = np.empty(batch_size, dtype=dtype) if labels else None
+
+    def put(self, index: int, values: np.ndarray, label: int, where: str) -> None:
+        if values.shape != self.data.shape[1:]:
+            raise DataError(f"{where} gives an item of shape {values.shape}, but this batch's first item "
+                            f"has shape {self.data.shape[1:]} (sizes may change only between batches)")
+        self.data[index] = values
+        if self.label is not None:
+            self.label[index] = label
+
+    def batch(self) -> Batch:
+        return Batch(self.data, self.label)
+
+
+class DatumReader:
+    """Transformed Datums from a database in key order, wrapping to the first record at the end."""
+
+    def __init__(self, database: Database, transformer: DataTransformer, batch_size: int,
+                 labels: bool) -> None:
+        self.database = database
+        self.transformer = transformer
+        self.batch_size = batch_size
+        self.labels = labels
+        self._cursor = database.cursor()
+        if not self._cursor.valid:
+            raise DataError(f"the {database.where} is empty")
+
+    def current(self) -> tuple[caffe_pb2.Datum, str]:
+        """The record under the cursor and a description of it for error messages."""
+        key = self._cursor.key()
+        where = f"record {key.decode(errors='replace')!r} of the {self.database.where}"
+        return parse_datum(self._cursor.value(), where), where
+
+    def item_shape(self) -> tuple[int, int, int]:
+        """The transformed shape of the record under the cursor (Caffe's InferBlobShape)."""
+        datum, where = self.current()
+        return self.transformer.output_shape(self.transformer.datum_values(datum, where).shape)
+
+    def load_batch(self) -> Batch:
+        datum, where = self.current()
+        values = self.transformer.datum_values(datum, where)
+        filler = _BatchFiller(self.batch_size, self.transformer.output_shape(values.shape),
+                              self.transformer.dtype, self.labels)
+        for index in range(self.batch_size):
+            if index:
+                datum, where = self.current()
+                values = self.transformer.datum_values(datum, where)
+            filler.put(index, self.transformer.transform(values), datum.label, where)
+            self._cursor.next()
+            if not self._cursor.valid:
+                self._cursor.seek_to_first()
+        return filler.batch()
+
+    def close(self) -> None:
+        self.database.close()
+
+
+def read_image_list(source: str) -> list[tuple[str, int]]:
+    """ImageData's list file: each line is ``<path> <int label>``, split at the last space."""
+    try:
+        with open(source, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise DataError(f"cannot open the image list {source!r}: {e.strerror}") from e
+    lines = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        path, space, label = line.rpartition(" ")
+        try:
+            if not space or not path:
+                raise ValueError
+            lines.append((path, int(label)))
+        except ValueError:
+            raise DataError(
+                f"{source}:{number}: expected '<image path> <integer label>', got {line!r}") from None
+    if not lines:
+        raise DataError(f"the image list {source!r} is empty")
+    return lines
+
+
+class ImageListReader:
+    """Images named by a list file, transformed, in list order (reshuffled every epoch if asked)."""
+
+    def __init__(self, lines: list[tuple[str, int]], param: caffe_pb2.ImageDataParameter,
+                 transformer: DataTransformer, shuffle_rng: rng.CaffeRNG | None, start: int) -> None:
+        self.lines = lines
+        self.param = param
+        self.transformer = transformer
+        self.shuffle_rng = shuffle_rng
+        self.position = start
+
+    def read(self, index: int) -> np.ndarray:
+        """The image of list entry ``index``: ``root_folder + path`` (plain concatenation, as Caffe)."""
+        p = self.param
+        return image.read_image(p.root_folder + self.lines[index][0], p.new_height, p.new_width, p.is_color)
+
+    def load_batch(self) -> Batch:
+        first = self.read(self.position)
+        shape = self.transformer.output_shape((first.shape[2], *first.shape[:2]))
+        filler = _BatchFiller(self.param.batch_size, shape, self.transformer.dtype, labels=True)
+        for index in range(self.param.batch_size):
+            img = first if index == 0 else self.read(self.position)
+            path, label = self.lines[self.position]
+            filler.put(index, self.transformer.transform_image(img), label, f"image {path!r}")
+            self.position += 1
+            if self.position >= len(self.lines):
+                self.position = 0
+                if self.shuffle_rng is not None:
+                    self.shuffle_rng.shuffle(self.lines)
+        return filler.batch()

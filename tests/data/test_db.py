@@ -1,0 +1,90 @@
+"""recaffe.data.db, after Caffe's test_db: cursor order, seek, key/value, writing, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from recaffe.data import DataError, db
+from recaffe.proto import caffe_pb2
+from tests.data.helpers import BACKENDS, make_datum, need_backend, read_all, write_db
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    need_backend(request.param)
+    return request.param
+
+
+@pytest.fixture
+def two_records(tmp_path, backend) -> str:
+    # written out of order: both stores give keys back sorted
+    return write_db(tmp_path / "db", {"fish-bike.jpg": make_datum(1, (3, 2, 5), 7),
+                                      "cat.jpg": make_datum(0, (3, 4, 6), 9)}, backend)
+
+
+def test_cursor_walks_keys_in_order_and_ends(two_records, backend) -> None:
+    with db.open_db(two_records, backend) as database:
+        cursor = database.cursor()
+        assert cursor.valid and cursor.key() == b"cat.jpg"
+        datum = caffe_pb2.Datum.FromString(cursor.value())
+        assert (datum.channels, datum.height, datum.width, datum.label) == (3, 4, 6, 0)
+        cursor.next()
+        assert cursor.valid and cursor.key() == b"fish-bike.jpg"
+        cursor.next()
+        assert not cursor.valid
+        with pytest.raises(DataError, match="past the last record"):
+            cursor.value()
+
+
+def test_seek_to_first_restarts(two_records, backend) -> None:
+    with db.open_db(two_records, backend) as database:
+        cursor = database.cursor()
+        cursor.next()
+        cursor.seek_to_first()
+        assert cursor.valid and cursor.key() == b"cat.jpg"
+
+
+def test_write_mode_adds_records(two_records, backend) -> None:
+    with db.open_db(two_records, backend, "write") as database:
+        txn = database.transaction()
+        txn.put("a.jpg", b"x")
+        txn.commit()
+    assert [k for k, _ in read_all(two_records, backend)] == [b"a.jpg", b"cat.jpg", b"fish-bike.jpg"]
+
+
+def test_lmdb_map_grows_when_full(tmp_path) -> None:
+    big = {f"{i:04d}": bytes(200_000) for i in range(80)}  # 16 MB > LMDB's 10 MB default map
+    path = write_db(tmp_path / "big", big)
+    assert len(read_all(path)) == 80
+
+
+def test_new_refuses_an_existing_database(two_records, backend) -> None:
+    with pytest.raises(DataError, match="already exists"):
+        db.open_db(two_records, backend, "new")
+
+
+def test_missing_database_names_path_and_backend(tmp_path, backend) -> None:
+    with pytest.raises(DataError, match=rf"{backend.upper()} database '.*nowhere'.*no such file"):
+        db.open_db(tmp_path / "nowhere", backend)
+
+
+def test_backend_names() -> None:
+    assert db.backend_name(caffe_pb2.DataParameter.LMDB) == "lmdb"
+    assert db.backend_name(caffe_pb2.DataParameter.LEVELDB) == "leveldb"
+    assert db.backend_name("LMDB") == "lmdb"
+    with pytest.raises(DataError, match="unknown database backend"):
+        db.backend_name("rocksdb")
+
+
+def test_leveldb_without_plyvel_names_the_extra(tmp_path, monkeypatch) -> None:
+    (tmp_path / "db").mkdir()
+    monkeypatch.setitem(__import__("sys").modules, "plyvel", None)
+    with pytest.raises(DataError, match=r"pip install recaffe\[leveldb\]"):
+        db.open_db(tmp_path / "db", "leveldb")
+
+
+def test_lmdb_folder_opened_as_leveldb_gets_a_hint(tmp_path) -> None:
+    pytest.importorskip("plyvel")
+    path = write_db(tmp_path / "db", {"k": b"v"}, "lmdb")
+    with pytest.raises(DataError, match="backend: LMDB"):
+        db.open_db(path, "leveldb")
