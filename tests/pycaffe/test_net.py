@@ -320,16 +320,20 @@ def test_module_functions(caplog) -> None:
 
 
 def test_init_log_writes_glog_lines(capsys) -> None:
-    caffe.init_log(0, True)
+    logger = logging.getLogger("recaffe")
+    level, handlers = logger.level, list(logger.handlers)
     try:
+        caffe.init_log(0, True)
         caffe.log("glog style")
         line = capsys.readouterr().err.strip().splitlines()[-1]
         assert line.startswith("I") and line.endswith("] glog style")
         assert "_caffe.py:" in line
-    finally:
         caffe.init_log(2)
-    caffe.log("quiet now")
-    assert "quiet now" not in capsys.readouterr().err
+        caffe.log("quiet now")
+        assert "quiet now" not in capsys.readouterr().err
+    finally:  # leave the logger as other tests expect it
+        logger.setLevel(level)
+        logger.handlers[:] = handlers
 
 
 def test_timer() -> None:
@@ -379,3 +383,33 @@ def test_host_mirrors_sync_like_synced_memory(tiny_net, monkeypatch) -> None:
     tiny_net.params["ip_a"][1].data[...] = 0.5
     tiny_net.clear_param_diffs()
     assert (tiny_net._net.layer_by_name("ip_a").blobs[1].data.numpy() == 0.5).all()
+
+
+MEMORY_NET = """
+layer { name: "mem" type: "MemoryData" top: "data" top: "label"
+        memory_data_param { batch_size: 2 channels: 3 height: 1 width: 2 } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+        inner_product_param { num_output: 2 weight_filler { type: "gaussian" } } }
+layer { name: "quiet" type: "Silence" bottom: "label" }
+"""
+
+
+def test_set_input_arrays_feeds_memory_data(write_net) -> None:
+    net = caffe.Net(write_net(MEMORY_NET), caffe.TEST)
+    data = np.arange(4 * 6, dtype=np.float32).reshape(4, 3, 1, 2)
+    labels = np.array([5, 6, 7, 8], dtype=np.float32)
+    net.set_input_arrays(data, labels)
+    for start in (0, 2, 0):  # batches cycle through the arrays
+        net.forward()
+        np.testing.assert_array_equal(net.blobs["data"].data, data[start:start + 2])
+        np.testing.assert_array_equal(net.blobs["label"].data.ravel(), labels[start:start + 2])
+    for bad_data, bad_labels, message in [
+        (np.ascontiguousarray(data[:, :2]), labels, "data array has wrong number of channels"),
+        (data.astype(np.float64), labels, "data array must be float32"),
+        (data[:, :, :, ::-1], labels, "data array must be C contiguous"),
+        (data.reshape(4, 6), labels, "data array must be 4-d"),
+        (data, labels[:3], "data and labels must have the same first dimension"),
+        (data[:3], labels[:3], "multiple of batch size"),
+    ]:
+        with pytest.raises(RuntimeError, match=message):
+            net.set_input_arrays(bad_data, bad_labels)
