@@ -15,9 +15,14 @@ def set_mode_cpu() -> None:
 
 
 def set_mode_gpu() -> None:
-    """Put new nets on CUDA device ``device_id``; raises if PyTorch sees no CUDA device."""
+    """Put new nets on CUDA device ``device_id``; raises if PyTorch sees no CUDA device.
+
+    cuDNN is switched to deterministic algorithms, so repeated runs give the same numbers.
+    """
     if not torch.cuda.is_available():
         raise RuntimeError("set_mode_gpu: no CUDA device is available to PyTorch on this machine")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
     _state["mode"] = "gpu"
 
 
