@@ -6,6 +6,7 @@ registries ``LAYERS``, ``SOLVERS``, ``FILLERS`` and ``LR_POLICIES``.
 """
 
 from recaffe import layers as _layers  # noqa: F401  (registers every layer type)
+from recaffe import solvers as _solvers  # noqa: F401  (registers every solver and lr policy)
 from recaffe.blob import Blob
 from recaffe.device import set_device, set_mode_cpu, set_mode_gpu
 from recaffe.layer import Layer, LayerError
@@ -13,6 +14,7 @@ from recaffe.net import TEST, TRAIN, Net
 from recaffe.proto import caffe_pb2
 from recaffe.registry import FILLERS, LAYERS, LR_POLICIES, SOLVERS, UnknownTypeError
 from recaffe.rng import set_random_seed
+from recaffe.solver import Solver, SolverError, load_solver
 
 __version__ = "0.1.0"
 
@@ -27,8 +29,11 @@ __all__ = [
     "Layer",
     "LayerError",
     "Net",
+    "Solver",
+    "SolverError",
     "UnknownTypeError",
     "caffe_pb2",
+    "load_solver",
     "set_device",
     "set_mode_cpu",
     "set_mode_gpu",

@@ -6,7 +6,7 @@ import importlib
 import pkgutil
 
 import tests.layers
-from recaffe.registry import LAYERS
+from recaffe.registry import LAYERS, LR_POLICIES, SOLVERS
 from recaffe.testing.layer_case import LayerCase
 from tests.conftest import TESTS
 
@@ -42,3 +42,11 @@ def test_every_layer_type_has_a_test() -> None:
         covered.add(layer_type)
     missing = sorted(set(LAYERS.names()) - covered)
     assert not missing, f"registered layer types without a test: {missing}"
+
+
+def test_every_solver_and_lr_policy_has_a_test() -> None:
+    from tests.solvers import test_least_squares, test_lr_policies, test_snapshot
+
+    assert set(SOLVERS.names()) == set(test_least_squares.SOLVER_TYPES)
+    assert set(SOLVERS.names()) == {kind for kind, _, _ in test_snapshot.SOLVERS}
+    assert set(LR_POLICIES.names()) == set(test_lr_policies.FORMULAS)

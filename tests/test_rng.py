@@ -105,7 +105,8 @@ def test_vectorised_normal_equals_the_scalar_reference(seed: int) -> None:
 
 def test_gaussian_scales_then_shifts_in_float32() -> None:
     z = CaffeRNG(3).gaussian(100, 0.0, 1.0)
-    assert CaffeRNG(3).gaussian(100, -0.7, 3.3).tobytes() == (z * np.float32(3.3) + np.float32(-0.7)).tobytes()
+    expected = z * np.float32(3.3) + np.float32(-0.7)
+    assert CaffeRNG(3).gaussian(100, -0.7, 3.3).tobytes() == expected.tobytes()
 
 
 def test_gaussian_needs_positive_sigma() -> None:

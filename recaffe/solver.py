@@ -1,0 +1,537 @@
+"""Solver: Caffe's training loop (``Solver::Step``/``Solve``) and the SGD-family update template.
+
+One iteration of ``step`` does, in Caffe's order: clear the param diffs; test at
+``test_interval``; ``on_start`` callbacks; ``iter_size`` forward/backward passes (the diffs
+accumulate; the loss is averaged); the smoothed loss over ``average_loss`` iterations; display;
+``on_gradients_ready`` callbacks; ``apply_update``; snapshot at ``snapshot`` intervals or on
+request; stop on request.
+
+``apply_update`` is the template every registered solver shares: the rate of the current
+``lr_policy`` → global L2 gradient clipping (on the raw accumulated diffs) → per learnable param:
+normalize (1/iter_size), regularize (L2 or L1 weight decay × decay_mult), and the solver's own
+``compute_update_value`` (the one method a solver overrides) → ``net.update()`` (w -= diff) →
+``iter += 1``.
+
+Scalars (rates, decays, losses) are computed as C++ ``float`` arithmetic, one rounding per
+operation, so the numbers are Caffe's; the tensors hold the net's dtype.
+"""
+
+from __future__ import annotations
+
+import abc
+import ctypes
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import ClassVar
+
+import torch
+
+from recaffe import rng
+from recaffe.blob import Blob
+from recaffe.io import prototxt, snapshot, upgrade
+from recaffe.net import TEST, TRAIN, Net
+from recaffe.proto import caffe_pb2
+from recaffe.registry import LR_POLICIES, SOLVERS
+
+log = logging.getLogger("recaffe.solver")
+
+SolverSource = caffe_pb2.SolverParameter | str | os.PathLike[str]
+
+# What an action function (``set_action_function``) may return, as Caffe's SolverAction.
+NONE, STOP, SNAPSHOT = "none", "stop", "snapshot"
+ACTIONS = (NONE, STOP, SNAPSHOT)
+
+
+class SolverError(ValueError):
+    """A SolverParameter is invalid or a solver file does not fit the net; names the field."""
+
+
+def f32(x: float) -> float:
+    """``x`` rounded to the nearest C ``float`` (overflow gives ±inf), as a Python float."""
+    return ctypes.c_float(x).value
+
+
+def load_solver(
+    source: SolverSource, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> Solver:
+    """The registered solver named by the parameter's ``type`` (pycaffe's ``get_solver``)."""
+    param = _load_param(source)
+    return SOLVERS.get(param.type)(param, dtype=dtype, device=device)
+
+
+def _load_param(source: SolverSource) -> caffe_pb2.SolverParameter:
+    if isinstance(source, caffe_pb2.SolverParameter):
+        param = caffe_pb2.SolverParameter()
+        param.CopyFrom(source)
+        return upgrade.upgrade_solver(param)
+    return prototxt.read_solver_param(source)
+
+
+class Solver(abc.ABC):
+    """Caffe's Solver with SGDSolver's update template; subclasses supply ``compute_update_value``.
+
+    ``Solver(source)`` takes a SolverParameter or a solver prototxt path. ``random_seed >= 0``
+    seeds Caffe's random stream before the train net is built, then the test nets are built
+    (one per ``test_iter``) and the ``weights`` files are copied into each net.
+
+    ``history`` holds ``history_blobs_per_param`` blobs per learnable param (all of the first
+    kind, then all of the second), the layout of Caffe's solverstate.
+    """
+
+    type: ClassVar[str] = ""
+    history_blobs_per_param: ClassVar[int] = 1
+
+    def __init__(
+        self,
+        source: SolverSource,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> None:
+        param = _load_param(source)
+        log.info("Initializing solver from parameters: \n%s", prototxt.to_text(param))
+        self._param = param
+        self._dtype, self._device = dtype, device
+        if param.average_loss < 1:
+            raise SolverError(f"average_loss should be >= 1, got {param.average_loss}")
+        if param.iter_size < 1:
+            raise SolverError(f"iter_size must be >= 1, got {param.iter_size}")
+        self._iter = 0
+        self._current_step = 0
+        self._check_snapshot_write_permissions()
+        if param.random_seed >= 0:
+            rng.set_random_seed(param.random_seed)
+        self._net = self._init_train_net()
+        self._test_nets = self._init_test_nets()
+        log.info("Solver scaffolding done.")
+        self._callbacks: list[tuple[Callable[[], None], Callable[[], None]]] = []
+        self._action_function: Callable[[], str] | None = None
+        self._requested_early_exit = False
+        self._losses: list[float] = []
+        self._smoothed_loss = 0.0
+        self._iterations_last = 0
+        self._timer = time.perf_counter()
+        self.history = [
+            Blob(p.blob.shape, dtype=p.blob.dtype, device=p.blob.device)
+            for _ in range(self.history_blobs_per_param)
+            for p in self._net.learnable_params
+        ]
+        self.check_param()
+
+    def check_param(self) -> None:  # noqa: B027  (optional hook, empty by design)
+        """A solver's own CHECKs on its fields (AdaGrad: momentum == 0, ...); run at construction."""
+
+    # ================================================================ nets
+    def _init_train_net(self) -> Net:
+        p = self._param
+        fields = ("net", "net_param", "train_net", "train_net_param")
+        given = [name for name in fields if p.HasField(name)]
+        if len(given) != 1:
+            raise SolverError(
+                f"SolverParameter must specify exactly one train net using one of the fields "
+                f"{', '.join(fields)}; got {len(given)}" + (f" ({', '.join(given)})" if given else "")
+            )
+        source = given[0]
+        if source.endswith("_param"):
+            log.info("Creating training net specified in %s.", source)
+            net_param = caffe_pb2.NetParameter()
+            net_param.CopyFrom(getattr(p, source))
+        else:
+            log.info("Creating training net from %s file: %s", source, getattr(p, source))
+            net_param = prototxt.read_net_param(getattr(p, source))
+        state = caffe_pb2.NetState(phase=TRAIN)
+        state.MergeFrom(net_param.state)
+        state.MergeFrom(p.train_state)
+        net_param.state.CopyFrom(state)
+        net = Net(net_param, dtype=self._dtype, device=self._device)
+        self._load_weights(net)
+        return net
+
+    def _init_test_nets(self) -> list[Net]:
+        p = self._param
+        generic = p.HasField("net") or p.HasField("net_param")
+        num_specific = len(p.test_net_param) + len(p.test_net)
+        num_instances = len(p.test_iter)
+        if num_instances < num_specific or (not generic and num_instances != num_specific):
+            raise SolverError(
+                f"test_iter must be specified for each test network: {len(p.test_iter)} test_iter "
+                f"value(s) for {num_specific} test_net/test_net_param net(s)"
+                + (" plus the generic net" if generic else "")
+            )
+        if p.test_state and len(p.test_state) != num_instances:
+            raise SolverError(
+                f"test_state must be unspecified or specified once per test net: "
+                f"{len(p.test_state)} test_state(s) for {num_instances} test net(s)"
+            )
+        if num_instances and p.test_interval <= 0:
+            raise SolverError(f"test_interval must be > 0 when there are test nets, got {p.test_interval}")
+        sources: list[tuple[str, caffe_pb2.NetParameter]] = []
+        sources += [("test_net_param", net_param) for net_param in p.test_net_param]
+        sources += [(f"test_net file: {path}", prototxt.read_net_param(path)) for path in p.test_net]
+        for _ in range(num_instances - num_specific):
+            if p.HasField("net_param"):
+                sources.append(("net_param", p.net_param))
+            else:
+                sources.append((f"net file: {p.net}", prototxt.read_net_param(p.net)))
+        nets = []
+        for i, (where, source) in enumerate(sources):
+            net_param = caffe_pb2.NetParameter()
+            net_param.CopyFrom(source)
+            state = caffe_pb2.NetState(phase=TEST)
+            state.MergeFrom(net_param.state)
+            if p.test_state:
+                state.MergeFrom(p.test_state[i])
+            net_param.state.CopyFrom(state)
+            log.info("Creating test net (#%d) specified by %s", i, where)
+            net = Net(net_param, dtype=self._dtype, device=self._device)
+            net.debug_info = p.debug_info
+            self._load_weights(net)
+            nets.append(net)
+        return nets
+
+    def _load_weights(self, net: Net) -> None:
+        for entry in self._param.weights:
+            for name in entry.split(","):
+                log.info("Finetuning from %s", name.strip())
+                net.copy_trained_layers_from(name.strip())
+
+    # ================================================================ access
+    @property
+    def param(self) -> caffe_pb2.SolverParameter:
+        return self._param
+
+    @property
+    def net(self) -> Net:
+        return self._net
+
+    @property
+    def test_nets(self) -> list[Net]:
+        return self._test_nets
+
+    @property
+    def iter(self) -> int:
+        return self._iter
+
+    @property
+    def current_step(self) -> int:
+        return self._current_step
+
+    @property
+    def smoothed_loss(self) -> float:
+        return self._smoothed_loss
+
+    def share_weights(self, net: Net) -> None:
+        """Make ``net`` use the train net's parameter data in same-named layers (pycaffe)."""
+        net.share_trained_layers_with(self._net)
+
+    def add_callback(self, on_start: Callable[[], None], on_gradients_ready: Callable[[], None]) -> None:
+        self._callbacks.append((on_start, on_gradients_ready))
+
+    def set_action_function(self, function: Callable[[], str] | None) -> None:
+        """``function()`` is polled after each iteration and test pass: "none", "stop" or "snapshot"."""
+        self._action_function = function
+
+    def _requested_action(self) -> str:
+        if self._action_function is None:
+            return NONE
+        action = self._action_function()
+        if action not in ACTIONS:
+            raise SolverError(f"the action function returned {action!r}; expected one of {ACTIONS}")
+        return action
+
+    # ================================================================ the loop
+    def solve(self, resume_file: str | os.PathLike[str] | None = None) -> None:
+        """Train to ``max_iter`` (resuming from a solverstate if given), then snapshot and report."""
+        p = self._param
+        log.info("Solving %s", self._net.name)
+        log.info("Learning Rate Policy: %s", p.lr_policy)
+        self._requested_early_exit = False
+        if resume_file is not None:
+            log.info("Restoring previous solver status from %s", os.fspath(resume_file))
+            self.restore(resume_file)
+        start_iter = self._iter
+        self.step(p.max_iter - self._iter)
+        if p.snapshot_after_train and (not p.snapshot or self._iter % p.snapshot != 0):
+            self.snapshot()
+        if self._requested_early_exit:
+            log.info("Optimization stopped early.")
+            return
+        if p.display and self._iter % p.display == 0:
+            loss = self._net.forward()
+            self._update_smoothed_loss(f32(loss), start_iter, p.average_loss)
+            log.info("Iteration %d, loss = %g", self._iter, self._smoothed_loss)
+        if p.test_interval and self._iter % p.test_interval == 0:
+            self.test_all()
+        log.info("Optimization Done.")
+
+    def step(self, iters: int) -> None:
+        """Run ``iters`` iterations (fewer if an action function asks to stop)."""
+        p = self._param
+        start_iter, stop_iter = self._iter, self._iter + iters
+        self._losses, self._smoothed_loss = [], 0.0
+        self._timer = time.perf_counter()
+        while self._iter < stop_iter:
+            self._net.clear_param_diffs()
+            if p.test_interval and self._iter % p.test_interval == 0 and (
+                self._iter > 0 or p.test_initialization
+            ):
+                self.test_all()
+                if self._requested_early_exit:
+                    break
+            for on_start, _ in self._callbacks:
+                on_start()
+            display = bool(p.display) and self._iter % p.display == 0
+            self._net.debug_info = display and p.debug_info
+            loss = 0.0
+            for _ in range(p.iter_size):
+                loss = f32(loss + self._net.forward_backward())
+            loss = f32(loss / p.iter_size)
+            self._update_smoothed_loss(loss, start_iter, p.average_loss)
+            if display:
+                self._display()
+            for _, on_gradients_ready in self._callbacks:
+                on_gradients_ready()
+            self.apply_update()
+            request = self._requested_action()
+            if (p.snapshot and self._iter % p.snapshot == 0) or request == SNAPSHOT:
+                self.snapshot()
+            if request == STOP:
+                self._requested_early_exit = True
+                break
+
+    def _update_smoothed_loss(self, loss: float, start_iter: int, average_loss: int) -> None:
+        """Running mean of the last ``average_loss`` losses (Caffe's ring buffer, float arithmetic)."""
+        if len(self._losses) < average_loss:
+            self._losses.append(loss)
+            size = len(self._losses)
+            self._smoothed_loss = f32(f32(f32(self._smoothed_loss * (size - 1)) + loss) / size)
+        else:
+            idx = (self._iter - start_iter) % average_loss
+            self._smoothed_loss = f32(self._smoothed_loss + f32(f32(loss - self._losses[idx]) / average_loss))
+            self._losses[idx] = loss
+
+    def _display(self) -> None:
+        now = time.perf_counter()
+        lapse = f32(now - self._timer)
+        per_s = f32((self._iter - self._iterations_last) / (lapse or 1.0))
+        log.info("Iteration %d (%g iter/s, %gs/%d iters), loss = %g",
+                 self._iter, per_s, lapse, self._param.display, self._smoothed_loss)
+        self._timer, self._iterations_last = now, self._iter
+        index = 0
+        for blob_id in self._net.output_blob_indices:
+            weight = self._net.blob_loss_weights[blob_id]
+            for value in self._net.blob_list[blob_id].data.reshape(-1).tolist():
+                log.info("    Train net output #%d: %s", index, _output_text(
+                    self._net.blob_names[blob_id], value, weight))
+                index += 1
+
+    # ================================================================ testing
+    def test_all(self) -> list[list[tuple[str, float]]]:
+        """Run every test net (``test``); returns each one's mean outputs."""
+        results = []
+        for test_net_id in range(len(self._test_nets)):
+            if self._requested_early_exit:
+                break
+            results.append(self.test(test_net_id))
+        return results
+
+    def test(self, test_net_id: int = 0) -> list[tuple[str, float]]:
+        """``test_iter`` forwards of a test net sharing the train weights; the mean of each output."""
+        p = self._param
+        log.info("Iteration %d, Testing net (#%d)", self._iter, test_net_id)
+        net = self._test_nets[test_net_id]
+        net.share_trained_layers_with(self._net)
+        num_iter = p.test_iter[test_net_id]
+        scores: torch.Tensor | None = None
+        loss = 0.0
+        for _ in range(num_iter):
+            request = self._requested_action()
+            while request != NONE:
+                if request == SNAPSHOT:
+                    self.snapshot()
+                else:
+                    self._requested_early_exit = True
+                request = self._requested_action()
+            if self._requested_early_exit:
+                break
+            iter_loss = net.forward()
+            if p.test_compute_loss:
+                loss = f32(loss + iter_loss)
+            outputs = [net.blob_list[i].data.reshape(-1) for i in net.output_blob_indices]
+            if outputs:
+                values = torch.cat(outputs)
+                scores = values if scores is None else scores.add_(values)
+        if self._requested_early_exit:
+            log.info("Test interrupted.")
+            return []
+        if p.test_compute_loss:
+            log.info("Test loss: %g", f32(loss / num_iter) if num_iter else math.nan)
+        if scores is None:  # no test iterations or no outputs
+            return []
+        names, weights = [], []
+        for blob_id in net.output_blob_indices:
+            count = net.blob_list[blob_id].count()
+            names += [net.blob_names[blob_id]] * count
+            weights += [net.blob_loss_weights[blob_id]] * count
+        results = []
+        for i, (name, weight, total) in enumerate(zip(names, weights, scores.tolist())):
+            mean = f32(total / num_iter)
+            log.info("    Test net output #%d: %s", i, _output_text(name, mean, weight))
+            results.append((name, mean))
+        return results
+
+    # ================================================================ the update
+    def learning_rate(self) -> float:
+        """The rate of ``lr_policy`` at the current iter (Caffe's GetLearningRate; step and
+        multistep update ``current_step``, multistep by at most one step per call)."""
+        policy = self._param.lr_policy
+        if policy not in LR_POLICIES:
+            raise SolverError(f"Unknown learning rate policy: {policy!r} "
+                              f"(lr_policy must be one of {', '.join(LR_POLICIES.names())})")
+        rate, self._current_step = LR_POLICIES.get(policy)(self._param, self._iter, self._current_step)
+        return rate
+
+    def apply_update(self) -> None:
+        """Rate → clip → (normalize, regularize, compute_update_value) per param → update → iter+1."""
+        rate = self.learning_rate()
+        if self._param.display and self._iter % self._param.display == 0:
+            log.info("Iteration %d, lr = %g", self._iter, rate)
+        self.clip_gradients()
+        for param_id in range(len(self._net.learnable_params)):
+            self.normalize(param_id)
+            self.regularize(param_id)
+            self.compute_update_value(param_id, rate)
+        self._net.update()
+        self._iter += 1
+
+    def clip_gradients(self) -> None:
+        """Scale all diffs by clip/‖g‖ when the global L2 norm ‖g‖ exceeds ``clip_gradients`` ≥ 0."""
+        clip = self._param.clip_gradients
+        if clip < 0:
+            return
+        params = self._net.learnable_params
+        sumsq = 0.0
+        for p in params:
+            sumsq = f32(sumsq + p.blob.sumsq_diff())
+        l2norm = f32(sumsq**0.5)
+        if l2norm > clip:
+            scale = f32(clip / l2norm)
+            log.info("Gradient clipping: scaling down gradients (L2 norm %g > %g) by scale factor %g",
+                     l2norm, clip, scale)
+            for p in params:
+                p.blob.diff.mul_(scale)
+
+    def normalize(self, param_id: int) -> None:
+        """Undo the accumulation of ``iter_size`` passes: diff *= 1/iter_size."""
+        if self._param.iter_size > 1:
+            self._net.learnable_params[param_id].blob.diff.mul_(f32(1.0 / self._param.iter_size))
+
+    def regularize(self, param_id: int) -> None:
+        """Weight decay: diff += weight_decay·decay_mult · (w for "L2", sign(w) for "L1")."""
+        p = self._net.learnable_params[param_id]
+        local_decay = f32(self._param.weight_decay * p.decay_mult)
+        if not local_decay:
+            return
+        kind = self._param.regularization_type
+        data = p.blob.data
+        if kind == "L2":
+            p.blob.diff.add_(data, alpha=local_decay)
+        elif kind == "L1":
+            p.blob.diff.add_((data > 0).to(data.dtype) - (data < 0).to(data.dtype), alpha=local_decay)
+        else:
+            raise SolverError(f"Unknown regularization type: {kind!r} (regularization_type must be L2 or L1)")
+
+    def local_rate(self, param_id: int, rate: float) -> float:
+        """``rate · lr_mult`` of one learnable param, in float."""
+        return f32(rate * self._net.learnable_params[param_id].lr_mult)
+
+    @abc.abstractmethod
+    def compute_update_value(self, param_id: int, rate: float) -> None:
+        """Turn the param's (normalized, regularized) diff into the step that ``update`` subtracts."""
+
+    # ================================================================ snapshots
+    def _snapshot_filename(self, extension: str) -> str:
+        return snapshot.snapshot_filename(self._param.snapshot_prefix, self._iter, extension)
+
+    def _check_snapshot_write_permissions(self) -> None:
+        if not self._param.snapshot:
+            return
+        if not self._param.HasField("snapshot_prefix"):
+            raise SolverError("In solver params, snapshot is specified but snapshot_prefix is not")
+        probe = self._snapshot_filename(".tempfile")
+        try:
+            with open(probe, "w"):
+                pass
+            os.remove(probe)
+        except OSError as e:
+            raise SolverError(f"Cannot write to snapshot prefix {self._param.snapshot_prefix!r}. Make sure "
+                              f"that the directory exists and is writable ({e.strerror})") from e
+
+    def snapshot(self) -> None:
+        """Write ``<prefix>_iter_<N>.caffemodel[.h5]`` and the matching ``.solverstate[.h5]``."""
+        hdf5 = self._param.snapshot_format == caffe_pb2.SolverParameter.HDF5
+        if hdf5:
+            model_filename = self._snapshot_filename(".caffemodel.h5")
+            log.info("Snapshotting to HDF5 file %s", model_filename)
+            self._net.save_hdf5(model_filename, self._param.snapshot_diff)
+        else:
+            model_filename = self._snapshot_filename(".caffemodel")
+            log.info("Snapshotting to binary proto file %s", model_filename)
+            self._net.save(model_filename, self._param.snapshot_diff)
+        state_filename = self._snapshot_filename(".solverstate.h5" if hdf5 else ".solverstate")
+        kind = "HDF5" if hdf5 else "binary proto"
+        log.info("Snapshotting solver state to %s file %s", kind, state_filename)
+        state = snapshot.SolverState(
+            iter=self._iter,
+            current_step=self._current_step,
+            learned_net=model_filename,
+            history=[h.data.detach().cpu().numpy() for h in self.history],
+        )
+        snapshot.save(state_filename, state, hdf5)
+
+    def restore(self, state_file: str | os.PathLike[str]) -> None:
+        """Load a solverstate (HDF5 iff the name ends in ".h5"): iter, current_step, history, and
+        the weights of ``learned_net`` when it names them."""
+        state = snapshot.load(state_file)
+        if len(state.history) != len(self.history):
+            raise SolverError(
+                f"{os.fspath(state_file)!r}: Incorrect length of history blobs: the file holds "
+                f"{len(state.history)}, this {self.type or 'solver'} solver needs {len(self.history)}")
+        for i, (values, blob) in enumerate(zip(state.history, self.history)):
+            if values.size != blob.count():
+                raise SolverError(f"{os.fspath(state_file)!r}: history blob {i} holds {values.size} "
+                                  f"values, the param it belongs to has {blob.count()}")
+        self._iter = state.iter
+        if state.learned_net is not None:
+            weights = _resolve(state.learned_net, state_file)
+            if snapshot.is_hdf5_state(state_file):
+                self._net.copy_trained_layers_from(weights)
+            else:
+                self._net.copy_trained_layers_from(prototxt.read_net_weights(weights))
+        self._current_step = state.current_step
+        log.info("%s: restoring history", type(self).__name__)
+        for values, blob in zip(state.history, self.history):
+            blob.data.copy_(torch.from_numpy(values).reshape(blob.shape))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} iter {self._iter} on net {self._net.name!r}>"
+
+
+def _output_text(name: str, value: float, loss_weight: float) -> str:
+    """``name = v`` plus `` (* w = w·v loss)`` for outputs that carry a loss weight."""
+    text = f"{name} = {value:g}"
+    if loss_weight:
+        text += f" (* {loss_weight:g} = {f32(loss_weight * value):g} loss)"
+    return text
+
+
+def _resolve(learned_net: str, state_file: str | os.PathLike[str]) -> str:
+    """Caffe opens ``learned_net`` as written (relative to the working directory); if that file
+    does not exist, a relative name is also looked up beside the state file."""
+    if os.path.exists(learned_net) or os.path.isabs(learned_net):
+        return learned_net
+    beside = os.path.join(os.path.dirname(os.fspath(state_file)), learned_net)
+    return beside if os.path.exists(beside) else learned_net
