@@ -6,15 +6,12 @@ import runpy
 
 import pytest
 
-import caffe
 from tests.conftest import TESTS
 
 pytest.importorskip("sklearn")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not {"Convolution", "Pooling"} <= set(caffe.layer_type_list()),
-                    reason="needs the Convolution and Pooling layers")
 def test_lenet_notebook_learns_the_digits(capsys) -> None:
     example = runpy.run_path(str(TESTS.parent / "examples" / "pycaffe" / "lenet_notebook.py"))
     accuracy = example["main"](iterations=100, batch_size=32)  # about 2 epochs of the 1500 digits

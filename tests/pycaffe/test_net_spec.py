@@ -60,8 +60,6 @@ def test_anonymous_lenet_names() -> None:
     assert list(proto.layer[8].bottom) == ["InnerProduct2", "DummyData2"]
 
 
-@pytest.mark.skipif(not {"DummyData", "Convolution", "Pooling"} <= set(caffe.layer_type_list()),
-                    reason="needs the DummyData, Convolution and Pooling layers")
 @pytest.mark.parametrize("named", [True, False])
 def test_lenet_loads_with_nine_layers(write_net, named) -> None:
     net = caffe.Net(write_net(str(lenet(caffe.NetSpec() if named else None))), caffe.TEST)
@@ -70,8 +68,6 @@ def test_lenet_loads_with_nine_layers(write_net, named) -> None:
     assert np.isfinite(loss)
 
 
-@pytest.mark.skipif(not {"DummyData", "Silence"} <= set(caffe.layer_type_list()),
-                    reason="needs the DummyData and Silence layers")
 def test_top_less_layers(write_net) -> None:
     n = caffe.NetSpec()
     n.data, n.data2 = L.DummyData(shape=dict(dim=3), ntop=2)

@@ -10,10 +10,7 @@ import numpy as np
 import pytest
 
 import caffe
-from recaffe.registry import SOLVERS
 from tests.pycaffe.conftest import TINY_NET
-
-pytestmark = pytest.mark.skipif("SGD" not in SOLVERS, reason="recaffe's solvers are not available")
 
 X = np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3)
 LABELS = np.array([0, 4, 2, 1], dtype=np.float32)
