@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 import recaffe
 from caffe._blob import Blob, BlobVec, sync, wrap
@@ -307,7 +308,11 @@ def _check_array(array: np.ndarray, name: str, channels: int, height: int, width
 
 # ================================================================ Timer, NCCL
 class Timer:
-    """Caffe's Timer: ``start()``, ``stop()``, ``ms`` (reading ``ms`` stops a running timer)."""
+    """Caffe's Timer: ``start()``, ``stop()``, ``ms`` (reading ``ms`` stops a running timer).
+
+    In GPU mode it waits for the device at start and stop, so it times the device's work as
+    Caffe's CUDA-event timer does.
+    """
 
     def __init__(self) -> None:
         self._started: float | None = None
@@ -316,11 +321,13 @@ class Timer:
 
     def start(self) -> None:
         if self._started is None:
+            _wait_for_device()
             self._started = time.perf_counter()
             self._has_run = True
 
     def stop(self) -> None:
         if self._started is not None:
+            _wait_for_device()
             self._elapsed = time.perf_counter() - self._started
             self._started = None
 
@@ -331,6 +338,11 @@ class Timer:
             return 0.0
         self.stop()
         return self._elapsed * 1000.0
+
+
+def _wait_for_device() -> None:
+    if device.mode() == "gpu":
+        torch.cuda.synchronize()
 
 
 class NCCL:
