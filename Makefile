@@ -23,7 +23,8 @@ test: install lint
 	$(BIN)/python -m pytest -q
 
 demo: install
-	$(BIN)/python -m recaffe.cli.main demo
+	$(BIN)/recaffe convert_digits examples/digits
+	$(BIN)/recaffe train --solver=examples/digits/lenet_solver.prototxt
 
 bench: install
 	$(BIN)/python -m benchmarks.run

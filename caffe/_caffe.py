@@ -20,7 +20,7 @@ import torch
 import recaffe
 from caffe._blob import Blob, BlobVec, sync, wrap
 from caffe._layer import Layer, layer_view
-from recaffe import device
+from recaffe import device, logs
 from recaffe.registry import LAYERS
 
 __version__ = recaffe.__version__
@@ -78,40 +78,21 @@ def layer_type_list() -> list[str]:
     return LAYERS.names()
 
 
-# glog's minloglevel numbers: 0 INFO, 1 WARNING, 2 ERROR, 3 FATAL
-_GLOG_LEVELS = (logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
+_GLOG_LEVELS = (logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)  # minloglevel 0..3
 
 
-class GlogFormatter(logging.Formatter):
-    """``I0131 12:34:56.789012  1234 net.py:120] message``: glog's line prefix."""
+def init_log(level: int = 0, stderr: bool | None = None) -> None:
+    """Send recaffe's log to stderr in glog's format (``recaffe.logs``), from glog level ``level``
+    (0 INFO, 1 WARNING, 2 ERROR, 3 FATAL) up.
 
-    def format(self, record: logging.LogRecord) -> str:
-        stamp = time.strftime("%m%d %H:%M:%S", time.localtime(record.created))
-        micros = int(record.msecs * 1000)
-        letter = "F" if record.levelno >= logging.CRITICAL else record.levelname[:1]
-        return (f"{letter}{stamp}.{micros:06d} {record.process:5d} {record.filename}:{record.lineno}] "
-                f"{record.getMessage()}")
-
-
-_handler: dict[str, logging.Handler] = {}
-
-
-def init_log(level: int = 0, stderr: bool = False) -> None:
-    """Send recaffe's log to stderr in glog's format, from glog level ``level`` (0 = INFO) up.
-
-    As with glog, only ERROR and above reach stderr unless ``stderr`` is true (logtostderr);
-    glog's log files are not written.
+    As with glog, only ERROR and above reach stderr unless ``stderr`` is true (logtostderr;
+    default: the ``GLOG_logtostderr`` environment variable). ``GLOG_log_dir`` also writes glog
+    log files.
     """
+    if stderr is None:
+        stderr = os.environ.get("GLOG_logtostderr", "0").strip() not in ("", "0", "false")  # noqa: SIM112
     threshold = _GLOG_LEVELS[min(max(int(level), 0), 3)]
-    logger = logging.getLogger("recaffe")
-    if "stderr" in _handler:
-        logger.removeHandler(_handler["stderr"])
-    handler = logging.StreamHandler()
-    handler.setFormatter(GlogFormatter())
-    handler.setLevel(threshold if stderr else max(threshold, logging.ERROR))
-    logger.addHandler(handler)
-    logger.setLevel(threshold)
-    _handler["stderr"] = handler
+    logs.setup_logging(threshold if stderr else max(threshold, logging.ERROR), logger="recaffe")
 
 
 def log(message: str) -> None:

@@ -324,7 +324,7 @@ class Solver(abc.ABC):
         for blob_id in self._net.output_blob_indices:
             weight = self._net.blob_loss_weights[blob_id]
             for value in self._net.blob_list[blob_id].data.reshape(-1).tolist():
-                log.info("    Train net output #%d: %s", index, _output_text(
+                log.info("    Train net output #%d: %s", index, output_text(
                     self._net.blob_names[blob_id], value, weight))
                 index += 1
 
@@ -379,7 +379,7 @@ class Solver(abc.ABC):
         results = []
         for i, (name, weight, total) in enumerate(zip(names, weights, scores.tolist())):
             mean = f32(total / num_iter)
-            log.info("    Test net output #%d: %s", i, _output_text(name, mean, weight))
+            log.info("    Test net output #%d: %s", i, output_text(name, mean, weight))
             results.append((name, mean))
         return results
 
@@ -520,7 +520,7 @@ class Solver(abc.ABC):
         return f"<{type(self).__name__} iter {self._iter} on net {self._net.name!r}>"
 
 
-def _output_text(name: str, value: float, loss_weight: float) -> str:
+def output_text(name: str, value: float, loss_weight: float) -> str:
     """``name = v`` plus `` (* w = w·v loss)`` for outputs that carry a loss weight."""
     text = f"{name} = {value:g}"
     if loss_weight:

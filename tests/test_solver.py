@@ -277,9 +277,9 @@ def test_display_and_test_logging_use_caffes_lines(caplog) -> None:
 def test_outputs_are_formatted_like_iostream() -> None:
     from recaffe import solver as solver_module
 
-    assert solver_module._output_text("loss", 2.3234992, 1.0) == "loss = 2.3235 (* 1 = 2.3235 loss)"
-    assert solver_module._output_text("acc", 1e-7, 0.0) == "acc = 1e-07"
-    assert solver_module._output_text("l", 123456789.0, 0.5) == "l = 1.23457e+08 (* 0.5 = 6.17284e+07 loss)"
+    assert solver_module.output_text("loss", 2.3234992, 1.0) == "loss = 2.3235 (* 1 = 2.3235 loss)"
+    assert solver_module.output_text("acc", 1e-7, 0.0) == "acc = 1e-07"
+    assert solver_module.output_text("l", 123456789.0, 0.5) == "l = 1.23457e+08 (* 0.5 = 6.17284e+07 loss)"
 
 
 def test_zero_test_iterations_report_nothing(caplog) -> None:

@@ -3,17 +3,41 @@
 Flags are accepted in every spelling Caffe's gflags took and argparse takes: ``-solver=x``,
 ``-solver x``, ``--solver=x`` and ``--solver x``. Each subcommand lives in its own module, which
 exposes ``register(subparsers)``; ``COMMAND_MODULES`` below is the manifest.
+
+Every command logs through glog's format to stderr (``recaffe.logs``). A command that cannot run
+as asked (a missing file, a bad flag value, an invalid net) ends with a FATAL line naming the
+problem and exit status 1; ``RECAFFE_TRACEBACK=1`` adds the Python traceback to that line.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES: list[str] = ["data_tools", "pycaffe_tools"]
+from recaffe import logs
+from recaffe.cli.common import CliError
+
+COMMAND_MODULES: list[str] = [
+    "train",
+    "score",
+    "benchmark",
+    "device_query",
+    "upgrade",
+    "parse_log",
+    "plot_log",
+    "data_tools",
+    "pycaffe_tools",
+]
+
+log = logging.getLogger("recaffe.cli")
+
+# what a user's input can cause; anything else is a bug and keeps its traceback
+USER_ERRORS = (CliError, ValueError, KeyError, OSError)
 
 _GFLAG = re.compile(r"^-([A-Za-z][A-Za-z0-9_]+)(=.*)?$")
 
@@ -39,7 +63,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 1
-    return int(args.run(args) or 0)
+    logs.setup_logging(logger="")
+    logging.captureWarnings(True)  # Python warnings become W lines of the log
+    try:
+        return int(args.run(args) or 0)
+    except USER_ERRORS as e:
+        message = str(e) if not isinstance(e, KeyError) or not e.args else str(e.args[0])
+        log.critical("%s", message, exc_info=bool(os.environ.get("RECAFFE_TRACEBACK")))
+        return 1
+    except KeyboardInterrupt:
+        log.critical("Interrupted.")
+        return 130
 
 
 if __name__ == "__main__":

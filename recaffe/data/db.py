@@ -166,7 +166,8 @@ _READERS = _SharedEnvironments()
 class _LMDB(Database):
     def __init__(self, path: str, mode: str, where: str) -> None:
         super().__init__(where)
-        self._path, self._shared = path, mode == "read"
+        # absolute: the shared environment is released by the same name if the cwd changes meanwhile
+        self._path, self._shared = os.path.abspath(path), mode == "read"
         try:
             if self._shared:
                 self._env = _READERS.acquire(path)

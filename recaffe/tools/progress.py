@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-from tqdm import tqdm
+from recaffe import logs
 
 T = TypeVar("T")
 log = logging.getLogger("recaffe.tools")
@@ -16,7 +16,11 @@ log = logging.getLogger("recaffe.tools")
 def track(items: Iterable[T], total: int | None, desc: str, every: int = 1000) -> Iterator[T]:
     """Yield ``items``, showing progress on stderr: a bar if it is a TTY, else a log line per ``every``."""
     if sys.stderr.isatty():
-        yield from tqdm(items, total=total, desc=desc, unit=" records", file=sys.stderr)
+        # log lines are printed above this bar while it is shown (see recaffe.logs)
+        with logs.progress_bar(total, desc, unit=" records") as bar:
+            for item in items:
+                yield item
+                bar.update(1)
         return
     done = 0
     for done, item in enumerate(items, 1):

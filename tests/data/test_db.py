@@ -88,3 +88,13 @@ def test_lmdb_folder_opened_as_leveldb_gets_a_hint(tmp_path) -> None:
     path = write_db(tmp_path / "db", {"k": b"v"}, "lmdb")
     with pytest.raises(DataError, match="backend: LMDB"):
         db.open_db(path, "leveldb")
+
+
+def test_shared_lmdb_closes_after_the_working_directory_changed(tmp_path, monkeypatch) -> None:
+    write_db(tmp_path / "db", {"a": make_datum(0, (1, 1, 1), 1)}, "lmdb")
+    monkeypatch.chdir(tmp_path)
+    database = db.open_db("db", "lmdb")
+    monkeypatch.chdir(tmp_path.parent)
+    database.close()  # releases the environment it acquired, not one named by the new cwd
+    with db.open_db(tmp_path / "db", "lmdb") as again:
+        assert again.cursor().key() == b"a"

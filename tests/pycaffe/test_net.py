@@ -321,7 +321,7 @@ def test_module_functions(caplog) -> None:
 
 def test_init_log_writes_glog_lines(capsys) -> None:
     logger = logging.getLogger("recaffe")
-    level, handlers = logger.level, list(logger.handlers)
+    level, handlers, propagate = logger.level, list(logger.handlers), logger.propagate
     try:
         caffe.init_log(0, True)
         caffe.log("glog style")
@@ -331,9 +331,15 @@ def test_init_log_writes_glog_lines(capsys) -> None:
         caffe.init_log(2)
         caffe.log("quiet now")
         assert "quiet now" not in capsys.readouterr().err
+        caffe.init_log()  # glog's default: INFO is logged, but only ERROR reaches stderr
+        caffe.log("to the files only")
+        logging.getLogger("recaffe.pycaffe").error("an error")
+        err = capsys.readouterr().err
+        assert "to the files only" not in err and "] an error" in err
     finally:  # leave the logger as other tests expect it
         logger.setLevel(level)
         logger.handlers[:] = handlers
+        logger.propagate = propagate
 
 
 def test_timer() -> None:

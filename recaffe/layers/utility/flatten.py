@@ -1,15 +1,15 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import final
 
-from recaffe.layer import Blobs, Layer
+from recaffe.layer import Blobs
+from recaffe.layers.utility.view import ViewLayer
 from recaffe.registry import LAYERS
 
 
 @LAYERS.register("Flatten")
 @final
-class FlattenLayer(Layer):
+class FlattenLayer(ViewLayer):
     """Merges the axes ``axis..end_axis`` (inclusive) into one, without copying.
 
     Forward: y = x viewed with the merged shape (the top shares the bottom's data).
@@ -21,22 +21,10 @@ class FlattenLayer(Layer):
     In place: no (Caffe CHECKs top != bottom).
     """
 
-    exact_num_bottom_blobs = 1
-    exact_num_top_blobs = 1
-    supports_in_place = False
-
     def reshape(self, bottom: Blobs, top: Blobs) -> None:
         p, x = self.param.flatten_param, bottom[0]
         start, end = x.canonical_axis(p.axis), x.canonical_axis(p.end_axis)
         if end + 1 < start:
             raise self.error(f"flatten_param.end_axis {p.end_axis} (axis {end}) lies before "
                              f"flatten_param.axis {p.axis} (axis {start}) for bottom shape {x.shape}")
-        top[0].reshape((*x.shape[:start], x.count(start, end + 1), *x.shape[end + 1:]))
-        top[0].share_data(x)
-        top[0].share_diff(x)
-
-    def forward(self, bottom: Blobs, top: Blobs) -> None:
-        pass  # the top already shares the bottom's data
-
-    def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
-        pass  # the bottom's diff is the top's diff
+        self.view(x, top[0], (*x.shape[:start], x.count(start, end + 1), *x.shape[end + 1:]))

@@ -1,16 +1,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import final
 
-from recaffe.layer import Blobs, Layer
+from recaffe.layer import Blobs
+from recaffe.layers.utility.view import ViewLayer
 from recaffe.registry import LAYERS
 
 
 @LAYERS.register("Reshape")
 @final
-class ReshapeLayer(Layer):
+class ReshapeLayer(ViewLayer):
     """Gives the bottom a new shape with the same count, without copying.
 
     Forward: y = x viewed with the new shape (the top shares the bottom's data).
@@ -23,10 +23,6 @@ class ReshapeLayer(Layer):
     Tops: y, x.shape[:axis] + shape + x.shape[axis + num_axes:].
     In place: no (Caffe CHECKs top != bottom).
     """
-
-    exact_num_bottom_blobs = 1
-    exact_num_top_blobs = 1
-    supports_in_place = False
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
         dims = list(self.param.reshape_param.shape.dim)
@@ -65,13 +61,4 @@ class ReshapeLayer(Layer):
         if count != x.count():
             raise self.error(f"output count must match input count: top shape {shape} has {count} "
                              f"elements, bottom {x.shape} has {x.count()}")
-        top[0].reshape(shape)
-        top[0].share_data(x)
-        top[0].share_diff(x)
-
-    def forward(self, bottom: Blobs, top: Blobs) -> None:
-        pass  # the top already shares the bottom's data
-
-    def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
-        pass  # the bottom's diff is the top's diff
-
+        self.view(x, top[0], shape)

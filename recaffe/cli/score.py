@@ -1,0 +1,74 @@
+"""``caffe test -model M -weights W``: score a trained model over ``-iterations`` TEST batches.
+
+As tools/caffe.cpp does, every batch logs ``Batch i, <output> = v`` for each element of each
+output blob, then the mean loss (``Loss: L``), then each element's mean over the batches with the
+``(* w = w·v loss)`` suffix on loss outputs (as the solver logs its test outputs). The sums
+are float32, as in Caffe. ``-weights`` may
+name several files separated by commas; they are copied in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import numpy as np
+import torch
+
+from recaffe import logs, solver
+from recaffe.cli import common
+from recaffe.net import TEST, Net
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("test", help="score a model", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="", help="the model definition (net prototxt)")
+    parser.add_argument("--weights", default="", help="trained weights (.caffemodel or .h5), ',' separated")
+    common.add_iterations_flag(parser)
+    common.add_state_flags(parser)
+    common.add_gpu_flag(parser)
+    common.add_progress_flag(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.model:
+        raise common.CliError("Need a model definition to score.")
+    if not args.weights:
+        raise common.CliError("Need model weights to score.")
+    common.check_iterations(args.iterations)
+    device = common.select_device(args.gpu)
+    net = Net(args.model, TEST, args.level, common.split_list(args.stage), device=device)
+    for weights in common.split_list(args.weights):
+        net.copy_trained_layers_from(weights)
+    log.info("Running for %d iterations.", args.iterations)
+    means, loss = score(net, args.iterations, logs.wants_progress_bar(args.progress))
+    log.info("Loss: %g", loss)
+    for name, weight, mean in means:
+        log.info("%s", solver.output_text(name, mean, weight))
+    return 0
+
+
+def score(net: Net, iterations: int, progress: bool = False) -> tuple[list[tuple[str, float, float]], float]:
+    """Forward ``iterations`` batches; returns (name, loss weight, mean) per output element and
+    the mean loss, all in float32 arithmetic."""
+    names: list[tuple[str, float]] = []
+    for blob_id in net.output_blob_indices:
+        names += [(net.blob_names[blob_id], net.blob_loss_weights[blob_id])] * net.blob_list[blob_id].count()
+    totals = torch.zeros(len(names), dtype=torch.float32)
+    loss = np.float32(0.0)
+    with logs.progress_bar(iterations, "test", enabled=progress) as bar:
+        for i in range(iterations):
+            loss += np.float32(net.forward())
+            values = torch.cat([net.blob_list[b].data.reshape(-1) for b in net.output_blob_indices])
+            values = values.to("cpu", torch.float32)
+            totals += values
+            for (name, _), value in zip(names, values.tolist()):
+                log.info("Batch %d, %s = %g", i, name, value)
+            if bar is not None:
+                bar.update(1)
+    means = (totals / iterations).tolist()
+    outputs = [(name, weight, mean) for (name, weight), mean in zip(names, means)]
+    return outputs, float(loss / np.float32(iterations))
