@@ -86,8 +86,8 @@ def init_log(level: int = 0, stderr: bool | None = None) -> None:
     (0 INFO, 1 WARNING, 2 ERROR, 3 FATAL) up.
 
     As with glog, only ERROR and above reach stderr unless ``stderr`` is true (logtostderr;
-    default: the ``GLOG_logtostderr`` environment variable). ``GLOG_log_dir`` also writes glog
-    log files.
+    default: the ``GLOG_logtostderr`` environment variable). glog's log files are written only
+    when ``GLOG_log_dir`` is set, and then hold the same lines as stderr.
     """
     if stderr is None:
         stderr = os.environ.get("GLOG_logtostderr", "0").strip() not in ("", "0", "false")  # noqa: SIM112
