@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 lint: install
-	$(BIN)/ruff check recaffe caffe tests benchmarks scripts
+	$(BIN)/ruff check recaffe caffe tests benchmarks scripts examples
 
 test: install lint
 	$(BIN)/python -m pytest -q
