@@ -17,13 +17,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 lint: install
-	$(BIN)/ruff check recaffe caffe tests benchmarks scripts
+	$(BIN)/ruff check recaffe caffe tests benchmarks scripts examples
 
 test: install lint
 	$(BIN)/python -m pytest -q
 
 demo: install
-	$(BIN)/python -m recaffe.cli.main demo
+	$(BIN)/recaffe convert_digits examples/digits
+	$(BIN)/recaffe train --solver=examples/digits/lenet_solver.prototxt
 
 bench: install
 	$(BIN)/python -m benchmarks.run

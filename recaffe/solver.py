@@ -438,9 +438,9 @@ class Solver(abc.ABC):
         kind = self._param.regularization_type
         data = p.blob.data
         if kind == "L2":
-            p.blob.diff.add_(data, alpha=local_decay)
+            p.blob.diff.add_(data * local_decay)  # rounded product, then the sum (no fused multiply-add)
         elif kind == "L1":
-            p.blob.diff.add_((data > 0).to(data.dtype) - (data < 0).to(data.dtype), alpha=local_decay)
+            p.blob.diff.add_(((data > 0).to(data.dtype) - (data < 0).to(data.dtype)) * local_decay)
         else:
             raise SolverError(f"Unknown regularization type: {kind!r} (regularization_type must be L2 or L1)")
 

@@ -1,4 +1,5 @@
-"""Every layer case produced by the real BVLC Caffe: tops, bottom diffs, param diffs, params after."""
+"""Every layer case produced by the real BVLC Caffe, checked through the pycaffe API (as it was
+recorded): tops, bottom diffs, param diffs and params after a forward and backward."""
 
 from __future__ import annotations
 
@@ -6,9 +7,8 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-import recaffe
+import caffe
 from tests.conftest import GOLDEN
 
 CASES = sorted(p.name for p in (GOLDEN / "layers").iterdir() if p.is_dir())
@@ -21,49 +21,39 @@ def assert_matches(name: str, got: np.ndarray, want: np.ndarray) -> None:
     assert error <= tolerance, f"{name}: max |ours - Caffe| = {error:.3g} > {tolerance:.3g}"
 
 
-def load_case(name: str) -> tuple[dict, dict[str, np.ndarray], recaffe.Net]:
+def load_case(name: str) -> tuple[dict, dict[str, np.ndarray], caffe.Net]:
     folder = GOLDEN / "layers" / name
     case = json.loads((folder / "case.json").read_text())
     with np.load(folder / "data.npz") as npz:
         data = {k: npz[k] for k in npz.files}
-    phase = recaffe.TRAIN if case["phase"] == "TRAIN" else recaffe.TEST
-    return case, data, recaffe.Net(str(folder / "net.prototxt"), phase)
+    phase = caffe.TRAIN if case["phase"] == "TRAIN" else caffe.TEST
+    return case, data, caffe.Net(str(folder / "net.prototxt"), phase)
 
 
-def set_values(blob: recaffe.Blob, values: np.ndarray, diff: bool = False) -> None:
-    target = blob.diff if diff else blob.data
-    target.copy_(torch.from_numpy(np.ascontiguousarray(values)).reshape(target.shape))
+def entries(data: dict[str, np.ndarray], kind: str) -> list[tuple[str, np.ndarray]]:
+    """(name, values) of the npz keys ``<kind>/<name>``."""
+    return [(key.partition("/")[2], values) for key, values in data.items() if key.partition("/")[0] == kind]
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_layer_matches_caffe(name: str) -> None:
     case, data, net = load_case(name)
-    blobs = net.blobs
-    layer = net.layer_by_name("L")
-    for key, values in data.items():
-        kind, _, which = key.partition("/")
-        if kind == "bottom":
-            blobs[which].reshape(values.shape)
-            set_values(blobs[which], values)
-        elif kind == "param":
-            set_values(layer.blobs[int(which)], values)
+    for blob, values in entries(data, "bottom"):
+        net.blobs[blob].reshape(*values.shape)
+        net.blobs[blob].data[...] = values
+    for j, values in entries(data, "param"):
+        net.params["L"][int(j)].data[...] = values
     net.forward()
-    for key, values in data.items():
-        kind, _, which = key.partition("/")
-        if kind == "top":
-            assert_matches(key, blobs[which].data.numpy(), values)
+    for blob, values in entries(data, "top"):
+        assert_matches(f"top/{blob}", net.blobs[blob].data, values)
     if not case["backward"]:
         return
-    for key, values in data.items():
-        kind, _, which = key.partition("/")
-        if kind == "top_diff":
-            set_values(blobs[which], values, diff=True)
+    for blob, values in entries(data, "top_diff"):
+        net.blobs[blob].diff[...] = values
     net.backward()
-    for key, values in data.items():
-        kind, _, which = key.partition("/")
-        if kind == "bottom_diff":
-            assert_matches(key, blobs[which].diff.numpy(), values)
-        elif kind == "param_diff":
-            assert_matches(key, layer.blobs[int(which)].diff.numpy(), values)
-        elif kind == "param_after":
-            assert_matches(key, layer.blobs[int(which)].data.numpy(), values)
+    for blob, values in entries(data, "bottom_diff"):
+        assert_matches(f"bottom_diff/{blob}", net.blobs[blob].diff, values)
+    for j, values in entries(data, "param_diff"):
+        assert_matches(f"param_diff/{j}", net.params["L"][int(j)].diff, values)
+    for j, values in entries(data, "param_after"):
+        assert_matches(f"param_after/{j}", net.params["L"][int(j)].data, values)

@@ -4,11 +4,7 @@ convert_cifar10 and convert_digits, with Caffe's argument order and flag names."
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from collections.abc import Callable
-
-from recaffe.data import DataError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -80,12 +76,7 @@ def _add(subparsers: argparse._SubParsersAction, name: str, run: Callable[[argpa
 
 
 def _run(run: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname).1s %(asctime)s %(name)s] %(message)s")
-    try:
-        run(args)
-    except (DataError, ValueError, OSError) as e:
-        print(f"{args.command}: error: {e}", file=sys.stderr)
-        return 1
+    run(args)  # errors (DataError, ValueError, OSError) end as a FATAL line in recaffe.cli.main
     return 0
 
 

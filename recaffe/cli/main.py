@@ -31,6 +31,7 @@ COMMAND_MODULES: list[str] = [
     "parse_log",
     "plot_log",
     "data_tools",
+    "pycaffe_tools",
 ]
 
 log = logging.getLogger("recaffe.cli")

@@ -8,8 +8,12 @@ from recaffe.solver import f32
 
 
 def axpby(alpha: float, x: torch.Tensor, beta: float, y: torch.Tensor) -> None:
-    """y ← alpha·x + beta·y, as Caffe's ``caffe_cpu_axpby`` does it: y *= beta, then y += alpha·x."""
-    y.mul_(beta).add_(x, alpha=alpha)
+    """y ← alpha·x + beta·y, as Caffe's ``caffe_cpu_axpby`` does it: y *= beta, then y += alpha·x.
+
+    NOTE: each product is rounded before the sum (no fused multiply-add, which ``add_(x,
+    alpha=...)`` may use), so a numpy loop ``h = beta * h + alpha * g`` gives the same bits.
+    """
+    y.mul_(beta).add_(x * alpha)
 
 
 def moving_average(history: torch.Tensor, value: torch.Tensor, decay: float) -> None:

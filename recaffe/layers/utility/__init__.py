@@ -7,6 +7,7 @@ from recaffe.layers.utility import (  # noqa: F401
     eltwise,
     filter,
     flatten,
+    python,
     reduction,
     reshape,
     silence,

@@ -1,0 +1,54 @@
+"""pycaffe on recaffe: ``import caffe`` runs pycaffe scripts and notebooks unchanged.
+
+The names of BVLC's ``caffe`` package, backed by recaffe (PyTorch tensors, Caffe's semantics):
+``caffe.Net``, the solvers, ``caffe.Layer`` for Python layers, ``caffe.io``, ``caffe.NetSpec``
+with ``caffe.layers``/``caffe.params``, ``caffe.Classifier``/``caffe.Detector``, and the module
+functions. ``caffe.proto.caffe_pb2`` is recaffe's ``caffe_pb2``. ``NCCL`` is a single-process
+stand-in (multi-GPU NCCL is not available; ``has_nccl()`` is False).
+"""
+
+from caffe import io
+from caffe._caffe import (
+    Layer,
+    __version__,
+    has_nccl,
+    init_log,
+    layer_type_list,
+    log,
+    set_device,
+    set_mode_cpu,
+    set_mode_gpu,
+    set_multiprocess,
+    set_random_seed,
+    set_solver_count,
+    set_solver_rank,
+    solver_count,
+    solver_rank,
+)
+from caffe.classifier import Classifier
+from caffe.detector import Detector
+from caffe.net_spec import NetSpec, layers, params, to_proto
+from caffe.proto import caffe_pb2 as _caffe_pb2
+from caffe.pycaffe import (
+    NCCL,
+    AdaDeltaSolver,
+    AdaGradSolver,
+    AdamSolver,
+    NesterovSolver,
+    Net,
+    RMSPropSolver,
+    SGDSolver,
+    Timer,
+    get_solver,
+)
+
+TRAIN = _caffe_pb2.TRAIN
+TEST = _caffe_pb2.TEST
+
+__all__ = [
+    "NCCL", "TEST", "TRAIN", "AdaDeltaSolver", "AdaGradSolver", "AdamSolver", "Classifier",
+    "Detector", "Layer", "Net", "NesterovSolver", "NetSpec", "RMSPropSolver", "SGDSolver", "Timer",
+    "__version__", "get_solver", "has_nccl", "init_log", "io", "layer_type_list", "layers", "log",
+    "params", "set_device", "set_mode_cpu", "set_mode_gpu", "set_multiprocess", "set_random_seed",
+    "set_solver_count", "set_solver_rank", "solver_count", "solver_rank", "to_proto",
+]

@@ -1,0 +1,358 @@
+"""The surface of BVLC's compiled ``caffe._caffe`` module, written over recaffe.
+
+Here live the binding-level pieces: module functions (modes, logging, layer types, solver
+counts), ``Blob``/``BlobVec`` (from ``caffe._blob``), ``Layer`` (from ``caffe._layer``), the
+binding-level ``Net`` (``_forward``, ``_blobs``, ``save``...), ``Timer`` and ``NCCL``.
+``caffe.pycaffe`` adds the Pythonic Net methods and the solvers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+import recaffe
+from caffe._blob import Blob, BlobVec, sync, wrap
+from caffe._layer import Layer, layer_view
+from recaffe import device, logs
+from recaffe.registry import LAYERS
+
+__version__ = recaffe.__version__
+
+_logger = logging.getLogger("recaffe.pycaffe")
+
+PathLike = str | os.PathLike[str]
+
+__all__ = [
+    "NCCL", "Blob", "BlobVec", "Layer", "Net", "Timer", "__version__", "has_nccl", "init_log",
+    "layer_type_list", "log", "set_device", "set_mode_cpu", "set_mode_gpu", "set_multiprocess",
+    "set_random_seed", "set_solver_count", "set_solver_rank", "solver_count", "solver_rank",
+]
+
+# ================================================================ module functions
+set_mode_cpu = device.set_mode_cpu
+set_mode_gpu = device.set_mode_gpu
+set_device = device.set_device
+set_random_seed = recaffe.set_random_seed
+
+_parallel = {"solver_count": 1, "solver_rank": 0, "multiprocess": False}
+
+
+def solver_count() -> int:
+    return int(_parallel["solver_count"])
+
+
+def set_solver_count(count: int) -> None:
+    _parallel["solver_count"] = int(count)
+
+
+def solver_rank() -> int:
+    return int(_parallel["solver_rank"])
+
+
+def set_solver_rank(rank: int) -> None:
+    _parallel["solver_rank"] = int(rank)
+
+
+def multiprocess() -> bool:
+    return bool(_parallel["multiprocess"])
+
+
+def set_multiprocess(value: bool) -> None:
+    _parallel["multiprocess"] = bool(value)
+
+
+def has_nccl() -> bool:
+    """False: recaffe has no NCCL backend (``NCCL`` is a single-process stand-in)."""
+    return False
+
+
+def layer_type_list() -> list[str]:
+    """Every registered layer type, sorted (Caffe's LayerRegistry::LayerTypeList)."""
+    return LAYERS.names()
+
+
+_GLOG_LEVELS = (logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)  # minloglevel 0..3
+
+
+def init_log(level: int = 0, stderr: bool | None = None) -> None:
+    """Send recaffe's log to stderr in glog's format (``recaffe.logs``), from glog level ``level``
+    (0 INFO, 1 WARNING, 2 ERROR, 3 FATAL) up.
+
+    As with glog, only ERROR and above reach stderr unless ``stderr`` is true (logtostderr;
+    default: the ``GLOG_logtostderr`` environment variable). glog's log files are written only
+    when ``GLOG_log_dir`` is set, and then hold the same lines as stderr.
+    """
+    if stderr is None:
+        stderr = os.environ.get("GLOG_logtostderr", "0").strip() not in ("", "0", "false")  # noqa: SIM112
+    threshold = _GLOG_LEVELS[min(max(int(level), 0), 3)]
+    logs.setup_logging(threshold if stderr else max(threshold, logging.ERROR), logger="recaffe")
+
+
+def log(message: str) -> None:
+    """Log ``message`` at INFO (Caffe's ``LOG(INFO)``)."""
+    _logger.info("%s", message)
+
+
+# ================================================================ Net (binding level)
+def _check_file(path: Any) -> str:
+    """The bindings' CheckFile: RuntimeError when ``path`` cannot be opened."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb"):
+            pass
+    except OSError:
+        raise RuntimeError(f"Could not open file {name}") from None
+    return name
+
+
+def _synced(callback: Callable[[int], Any]) -> Callable[[int], None]:
+    def run(layer_index: int) -> None:
+        callback(layer_index)
+        sync()
+    return run
+
+
+class Net:
+    """The bindings' Net over a ``recaffe.Net`` (kept as ``self._net``).
+
+    ``Net(network_file, phase, level=0, stages=None, weights=None)``, or the deprecated
+    ``Net(network_file, weights_file, phase)``; RuntimeError when a file cannot be opened.
+    """
+
+    def __init__(self, network_file: PathLike, *args: Any, **kwargs: Any) -> None:
+        if args and isinstance(args[0], str | bytes | os.PathLike):
+            weights, phase = _legacy_args(*args, **kwargs)
+            _logger.warning("DEPRECATION WARNING - deprecated use of Python interface; use "
+                         "Net(%r, %d, weights=%r) instead", os.fspath(network_file), phase,
+                         os.fspath(weights))
+            level, stages = 0, None
+        else:
+            phase, level, stages, weights = _new_args(*args, **kwargs)
+        path = _check_file(network_file)
+        weights_file = _check_file(weights) if weights is not None else None
+        net = recaffe.Net(path, int(phase), int(level), tuple(stages or ()))
+        if weights_file is not None:
+            net.copy_trained_layers_from(weights_file)
+        self._attach(net)
+
+    @classmethod
+    def _from_native(cls, net: recaffe.Net) -> Net:
+        """Wrap an existing recaffe Net (a solver's train or test net)."""
+        wrapper = cls.__new__(cls)
+        wrapper._attach(net)
+        return wrapper
+
+    def _attach(self, net: recaffe.Net) -> None:
+        self._net = net
+        self._blob_views = [wrap(b) for b in net.blob_list]  # held, so identities stay stable
+        self._layer_views = [layer_view(layer) for layer in net.layers]
+        self._input_arrays: tuple[np.ndarray, np.ndarray] | None = None
+
+    # ------------------------------------------------------------ structure
+    @property
+    def _blobs(self) -> list[Blob]:
+        return list(self._blob_views)
+
+    @property
+    def layers(self) -> list[Layer]:
+        return list(self._layer_views)
+
+    @property
+    def _blob_names(self) -> list[str]:
+        return list(self._net.blob_names)
+
+    @property
+    def _layer_names(self) -> list[str]:
+        return list(self._net.layer_names)
+
+    @property
+    def _inputs(self) -> list[int]:
+        return list(self._net.input_blob_indices)
+
+    @property
+    def _outputs(self) -> list[int]:
+        return list(self._net.output_blob_indices)
+
+    @property
+    def _blob_loss_weights(self) -> list[float]:
+        return list(self._net.blob_loss_weights)
+
+    def _top_ids(self, layer_index: int) -> list[int]:
+        return list(self._net.top_id_vecs[layer_index])
+
+    def _bottom_ids(self, layer_index: int) -> list[int]:
+        return list(self._net.bottom_id_vecs[layer_index])
+
+    # ------------------------------------------------------------ running
+    def _forward(self, start: int, end: int) -> float:
+        """Forward layers ``start..end`` (inclusive); returns the weighted loss."""
+        sync()
+        return self._net.forward(start, end)
+
+    def _backward(self, start: int, end: int) -> None:
+        """Backward layers ``start`` down to ``end`` (inclusive)."""
+        sync()
+        self._net.backward(start, end)
+
+    def reshape(self) -> None:
+        sync()
+        self._net.reshape()
+
+    def clear_param_diffs(self) -> None:
+        sync()
+        self._net.clear_param_diffs()
+
+    def before_forward(self, callback: Callable[[int], Any]) -> None:
+        self._net.before_forward.append(_synced(callback))
+
+    def after_forward(self, callback: Callable[[int], Any]) -> None:
+        self._net.after_forward.append(_synced(callback))
+
+    def before_backward(self, callback: Callable[[int], Any]) -> None:
+        self._net.before_backward.append(_synced(callback))
+
+    def after_backward(self, callback: Callable[[int], Any]) -> None:
+        self._net.after_backward.append(_synced(callback))
+
+    # ------------------------------------------------------------ weights
+    def copy_from(self, path: PathLike) -> None:
+        """Load weights by layer name from a ``.caffemodel`` or an HDF5 weights file."""
+        sync()
+        self._net.copy_trained_layers_from(os.fspath(path))
+
+    def share_with(self, other: Net) -> None:
+        """Use ``other``'s parameter data in the layers of the same name."""
+        sync()
+        self._net.share_trained_layers_with(other._net)
+
+    def save(self, path: PathLike) -> None:
+        """Write the weights as a binary ``.caffemodel`` (no diffs)."""
+        sync()
+        self._net.save(os.fspath(path))
+
+    def save_hdf5(self, path: PathLike) -> None:
+        sync()
+        self._net.save_hdf5(os.fspath(path))
+
+    def load_hdf5(self, path: PathLike) -> None:
+        sync()
+        self._net.load_hdf5(os.fspath(path))
+
+    # ------------------------------------------------------------ MemoryData
+    def _set_input_arrays(self, data: np.ndarray, labels: np.ndarray) -> None:
+        """Point the MemoryData layer (layer 0) at ``data`` and ``labels`` (N a batch multiple)."""
+        layer = self._net.layers[0] if self._net.layers else None
+        if layer is None or layer.type != "MemoryData":
+            raise RuntimeError("set_input_arrays may only be called if the first layer is a MemoryDataLayer")
+        p = layer.param.memory_data_param
+        _check_array(data, "data array", p.channels, p.height, p.width)
+        _check_array(labels, "labels array", 1, 1, 1)
+        if data.shape[0] != labels.shape[0]:
+            raise RuntimeError("data and labels must have the same first dimension")
+        if data.shape[0] % p.batch_size != 0:
+            raise RuntimeError("first dimensions of input arrays must be a multiple of batch size")
+        self._input_arrays = (data, labels)  # the layer reads them until the next call
+        layer.reset(data, labels, data.shape[0])
+
+    def __repr__(self) -> str:
+        return f"<caffe.Net {self._net.name!r}: {len(self._layer_views)} layers>"
+
+
+def _new_args(phase: int, level: int = 0, stages: Sequence[str] | None = None,
+              weights: PathLike | None = None) -> tuple[int, int, Sequence[str] | None, PathLike | None]:
+    return phase, level, stages, weights
+
+
+def _legacy_args(weights_file: PathLike, phase: int) -> tuple[PathLike, int]:
+    return weights_file, phase
+
+
+def _check_array(array: np.ndarray, name: str, channels: int, height: int, width: int) -> None:
+    if not isinstance(array, np.ndarray) or not array.flags.c_contiguous:
+        raise RuntimeError(f"{name} must be C contiguous")
+    if array.ndim != 4:
+        raise RuntimeError(f"{name} must be 4-d")
+    if array.dtype != np.float32:
+        raise RuntimeError(f"{name} must be float32")
+    for axis, (what, want) in enumerate((("number of channels", channels), ("height", height),
+                                         ("width", width)), start=1):
+        if array.shape[axis] != want:
+            raise RuntimeError(f"{name} has wrong {what}")
+
+
+# ================================================================ Timer, NCCL
+class Timer:
+    """Caffe's Timer: ``start()``, ``stop()``, ``ms`` (reading ``ms`` stops a running timer).
+
+    In GPU mode it waits for the device at start and stop, so it times the device's work as
+    Caffe's CUDA-event timer does.
+    """
+
+    def __init__(self) -> None:
+        self._started: float | None = None
+        self._elapsed = 0.0
+        self._has_run = False
+
+    def start(self) -> None:
+        if self._started is None:
+            _wait_for_device()
+            self._started = time.perf_counter()
+            self._has_run = True
+
+    def stop(self) -> None:
+        if self._started is not None:
+            _wait_for_device()
+            self._elapsed = time.perf_counter() - self._started
+            self._started = None
+
+    @property
+    def ms(self) -> float:
+        if not self._has_run:
+            _logger.warning("Timer has never been run before reading time.")
+            return 0.0
+        self.stop()
+        return self._elapsed * 1000.0
+
+
+def _wait_for_device() -> None:
+    if device.mode() == "gpu":
+        torch.cuda.synchronize()
+
+
+class NCCL:
+    """A single-process stand-in for Caffe's NCCL: multi-GPU NCCL is not available in recaffe.
+
+    With one solver (``solver_count() == 1``) it does nothing, so ``python/train.py --gpus 0``
+    runs; with more it raises RuntimeError. ``has_nccl()`` is False.
+    """
+
+    def __init__(self, solver: Any, uid: bytes | str) -> None:
+        if solver_count() > 1:
+            raise RuntimeError(
+                f"multi-GPU training with NCCL is not available in recaffe (solver_count() is "
+                f"{solver_count()}); train on one device")
+        self.solver = solver
+        self.uid = uid
+
+    @staticmethod
+    def new_uid() -> bytes:
+        return os.urandom(128)
+
+    def bcast(self) -> None:
+        """Nothing to broadcast with one solver."""
+
+    def on_start(self) -> None:
+        """Solver callback: nothing to do with one solver."""
+
+    def on_gradients_ready(self) -> None:
+        """Solver callback: no gradients to all-reduce with one solver."""
+
+    def __call__(self, layer_index: int) -> None:
+        """``net.after_backward(nccl)``: no per-layer reduction with one solver."""
