@@ -56,11 +56,23 @@ def preferred(x: torch.Tensor) -> torch.Tensor:
     return to_channels_last(x) if preferred_layout_is_channels_last(x) else x
 
 
+def output(blob: Blob, like: torch.Tensor, diff: bool = False) -> torch.Tensor:
+    """Memory to compute the blob's next data (or diff) into, shaped and laid out like ``like``:
+    the blob's own current memory when it already has that layout (reused, as Caffe reuses its
+    buffers: no allocation and no page faults), else a new tensor. Hand it over with ``store``."""
+    current = blob.strided_diff() if diff else blob.strided_data()
+    if current.shape == like.shape and current.stride() == like.stride() and current.dtype == like.dtype:
+        return current
+    return torch.empty_like(like)
+
+
 def store(blob: Blob, value: torch.Tensor, diff: bool = False) -> None:
     """Hand ``value`` (the blob's shape) to the blob as its data (or diff): copied into the row-major
     storage when it is row-major itself, so views of that storage stay current; else adopted in its
-    own layout, without a conversion."""
+    own layout, without a conversion. A tensor from ``output`` that is the storage already stays."""
     if value.is_contiguous():
-        (blob.diff if diff else blob.data).copy_(value)
+        target = blob.diff if diff else blob.data
+        if target.data_ptr() != value.data_ptr():
+            target.copy_(value)
     else:
         (blob.adopt_diff if diff else blob.adopt_data)(value)

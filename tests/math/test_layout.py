@@ -139,3 +139,37 @@ def test_store_copies_row_major_results_and_adopts_the_rest() -> None:
     assert torch.equal(blob.data, channels_last) and torch.equal(view, channels_last)
     layout.store(blob, channels_last, diff=True)
     assert blob.strided_diff() is channels_last
+
+
+def test_output_reuses_the_blobs_memory_of_the_same_layout() -> None:
+    from recaffe.blob import Blob
+
+    blob = Blob((2, 4, 3, 3))
+    channels_last = torch.randn(2, 4, 3, 3).contiguous(memory_format=CL)
+    fresh = layout.output(blob, channels_last)  # the blob is row-major: new memory in the layout
+    assert fresh.stride() == channels_last.stride() and fresh.data_ptr() != blob.data.data_ptr()
+    layout.store(blob, fresh.copy_(channels_last))
+    assert layout.output(blob, channels_last) is fresh  # held in that layout: written over next time
+    row_major = torch.randn(2, 4, 3, 3)
+    assert layout.output(blob, row_major).is_contiguous()  # another layout: new memory, no read back
+    storage = blob.data  # read back row-major: from now on the storage itself is the output
+    assert layout.output(blob, row_major).data_ptr() == storage.data_ptr()
+    target = layout.output(blob, row_major, diff=True)
+    layout.store(blob, target.copy_(row_major), diff=True)  # already the storage: nothing to copy
+    assert target.data_ptr() == blob.diff.data_ptr() and torch.equal(blob.diff, row_major)
+
+
+def test_lrn_tiles_cover_the_blob_once() -> None:
+    """Pieces of the blob, whole images or bands of rows, each element in exactly one."""
+    from recaffe.blob import Blob
+    from recaffe.layers.vision import lrn
+
+    for fields, shape in (("", (3, 8, 40, 7)), ("norm_region: WITHIN_CHANNEL", (3, 8, 40, 7)),
+                          ("", (5, 2, 2, 2)), ("", (1, 4096, 33, 9))):
+        param = prototxt.parse_text(f"lrn_param {{ {fields} }}", caffe_pb2.LayerParameter(type="LRN"))
+        layer = lrn.LRNLayer(param)
+        layer.setup([Blob(shape)], [Blob()])
+        seen = torch.zeros(shape)
+        for tile in layer._tiles(shape):
+            seen[tile] += 1
+        assert torch.equal(seen, torch.ones(shape)), (fields, shape)

@@ -12,6 +12,8 @@ from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
 
 ACROSS_CHANNELS = caffe_pb2.LRNParameter.ACROSS_CHANNELS
+# Elements per piece of work (``LRNLayer._tiles``): 1 MB of float32, cache-sized.
+TILE = 1 << 18
 
 
 @LAYERS.register("LRN")
@@ -40,6 +42,7 @@ class LRNLayer(Layer):
         if p.local_size % 2 != 1:
             raise self.error(f"LRN only supports odd values for local_size, got {p.local_size}")
         self.across = p.norm_region == ACROSS_CHANNELS
+        self.scale: torch.Tensor | None = None  # k + α·window mean of x², kept for backward
 
     def reshape(self, bottom: Blobs, top: Blobs) -> None:
         if bottom[0].num_axes != 4:
@@ -65,22 +68,46 @@ class LRNLayer(Layer):
 
     @staticmethod
     def _power(t: torch.Tensor, exponent: float) -> torch.Tensor:
-        """t^exponent for t > 0 as exp(exponent · log t): torch's pow has no vectorised kernel for a
-        general exponent (this is 2-3x faster and within a few ulp)."""
+        """t^exponent for t > 0, within a few ulp of std::pow. torch's pow has no vectorised kernel
+        for a general exponent: exp(exponent · log t) is 2-3x faster, and 1/√(t·√t) for the usual
+        β = 0.75 is faster still."""
+        if exponent == -0.75:
+            return torch.sqrt(t).mul_(t).rsqrt_()
         return torch.log(t).mul_(exponent).exp_()
+
+    def _tiles(self, shape: Sequence[int]) -> list[tuple[slice, ...]]:
+        """Index tuples that cut (N, C, H, W) into pieces of about ``TILE`` elements: whole images,
+        and, across channels (where a window never leaves its pixel), bands of rows. Each piece's
+        dozen elementwise passes then run in cache instead of streaming the blob from memory."""
+        n, c, h, w = shape
+        images = max(1, TILE // max(1, c * h * w))
+        rows = h if images > 1 or not self.across else max(1, TILE // max(1, c * w))
+        return [(slice(i, i + images), slice(None), slice(r, r + rows))
+                for i in range(0, n, images) for r in range(0, h, rows)]
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         x = bottom[0].strided_data()  # in the layout it is held in
-        scale = self._scale(x)
-        if self.need_backward:
-            self.scale = scale
-        layout.store(top[0], self._power(scale, -self.param.lrn_param.beta).mul_(x))
+        y = layout.output(top[0], x)
+        if not self.need_backward:
+            self.scale = None
+        elif self.scale is None or self.scale.shape != x.shape or self.scale.stride() != x.stride():
+            self.scale = torch.empty_like(x)
+        for tile in self._tiles(x.shape):
+            scale = self._scale(x[tile])
+            if self.scale is not None:
+                self.scale[tile] = scale
+            torch.mul(self._power(scale, -self.param.lrn_param.beta), x[tile], out=y[tile])
+        layout.store(top[0], y)
 
     def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
         if not propagate_down[0]:
             return
         p, x, dy = self.param.lrn_param, bottom[0].strided_data(), top[0].strided_diff()
-        # The window sums are symmetric, so each is its own adjoint.
-        ratio = self._window_mean(dy * x * self._power(self.scale, -p.beta - 1.0))
-        dx = dy * self._power(self.scale, -p.beta) - (2.0 * p.alpha * p.beta) * x * ratio
+        dx = layout.output(bottom[0], x, diff=True)
+        for tile in self._tiles(x.shape):
+            # The window sums are symmetric, so each is its own adjoint; scale^(−β−1) = scale^(−β) / scale.
+            scale = self.scale[tile]
+            factor = self._power(scale, -p.beta)
+            ratio = self._window_mean((dy[tile] * x[tile]).mul_(factor).div_(scale))
+            torch.sub(factor.mul_(dy[tile]), ratio.mul_(x[tile]), alpha=2.0 * p.alpha * p.beta, out=dx[tile])
         layout.store(bottom[0], dx, diff=True)

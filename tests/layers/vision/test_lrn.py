@@ -80,3 +80,26 @@ def test_within_channel_ignores_k() -> None:
 def test_invalid_inputs_are_refused(fields: str, shape: tuple[int, ...], message: str) -> None:
     with pytest.raises(LayerError, match=message):
         make(fields, shape)
+
+
+@pytest.mark.parametrize(("fields", "shape"), [
+    ("lrn_param { local_size: 5 alpha: 0.1 }", (3, 16, 70, 90)),  # pieces of two images
+    ("lrn_param { local_size: 5 alpha: 0.1 }", (1, 64, 80, 80)),  # bands of rows of one image
+    ("lrn_param { local_size: 3 alpha: 0.2 beta: 0.6 norm_region: WITHIN_CHANNEL }", (3, 16, 70, 90)),
+])
+def test_blobs_larger_than_a_tile_compute_piece_by_piece(fields: str, shape: tuple[int, ...]) -> None:
+    """Forward and backward of a blob cut into pieces equal the reference and autograd."""
+    layer, bottom, top = make(fields, shape)
+    assert len(layer._tiles(shape)) > 1
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(3)).contiguous(
+        memory_format=torch.channels_last)
+    bottom[0].adopt_data(x)
+    layer.run_forward(bottom, top)
+    leaf = x.detach().clone().requires_grad_(True)
+    expected = naive_lrn(leaf, layer.param.lrn_param)
+    torch.testing.assert_close(top[0].data, expected.detach(), rtol=1e-5, atol=1e-6)
+    dy = torch.randn(shape, generator=torch.Generator().manual_seed(4))
+    top[0].diff.copy_(dy)
+    layer.run_backward(top, [True], bottom)
+    expected.backward(dy)
+    torch.testing.assert_close(bottom[0].diff, leaf.grad, rtol=1e-4, atol=1e-5)
