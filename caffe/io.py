@@ -183,6 +183,21 @@ class Transformer:
         self.input_scale[in_] = scale
 
 
+def image_transformer(shape: Sequence[int], in_: str, mean: np.ndarray | None = None,
+                      input_scale: float | None = None, raw_scale: float | None = None,
+                      channel_swap: Sequence[int] | None = None) -> Transformer:
+    """The Transformer of ``caffe.Classifier`` and ``caffe.Detector`` for input ``in_`` of blob
+    ``shape``: HxWxK images transposed to KxHxW, and each setting that is given."""
+    transformer = Transformer({in_: shape})
+    transformer.set_transpose(in_, (2, 0, 1))
+    settings = ((transformer.set_mean, mean), (transformer.set_input_scale, input_scale),
+                (transformer.set_raw_scale, raw_scale), (transformer.set_channel_swap, channel_swap))
+    for setter, value in settings:
+        if value is not None:
+            setter(in_, value)
+    return transformer
+
+
 def _resize_mean(mean: np.ndarray, dims: Sequence[int]) -> np.ndarray:
     """A (K, H', W') mean resized to (K, H, W) through its [0, 1]-normalised values."""
     low, high = float(mean.min()), float(mean.max())

@@ -5,7 +5,7 @@ from typing import final
 import torch
 
 from recaffe.layer import Blobs, Layer
-from recaffe.layers.loss.base import ignore_label, read_labels
+from recaffe.layers.loss.base import ignore_label, label_geometry, read_labels
 from recaffe.registry import LAYERS
 
 
@@ -38,16 +38,8 @@ class AccuracyLayer(Layer):
                 f"accuracy_param.top_k must be at most the number of classes "
                 f"({bottom[0].count() // bottom[1].count()}), got {self.top_k}"
             )
-        self.axis = bottom[0].canonical_axis(self.param.accuracy_param.axis)
-        self.outer = bottom[0].count(0, self.axis)
-        self.channels = bottom[0].shape[self.axis]
-        self.inner = bottom[0].count(self.axis + 1)
-        if self.outer * self.inner != bottom[1].count():
-            raise self.error(
-                f"number of labels must match number of predictions: scores of shape "
-                f"{bottom[0].shape} with the label axis {self.axis} need "
-                f"{self.outer * self.inner} labels, got {bottom[1].count()}"
-            )
+        self.axis, self.outer, self.channels, self.inner = label_geometry(
+            self, bottom, self.param.accuracy_param.axis, "the label axis")
         top[0].reshape(())
         if len(top) > 1:
             top[1].reshape((self.channels,))

@@ -49,6 +49,18 @@ def read_labels(
     return torch.where(valid, index, 0), valid
 
 
+def label_geometry(layer: Layer, bottom: Blobs, axis: int, what: str) -> tuple[int, int, int, int]:
+    """Canonical ``axis`` of the scores (bottom 0) and their ``(outer, channels, inner)`` around it;
+    bottom 1 must hold ``outer·inner`` labels (``what`` names the axis in the error)."""
+    axis = bottom[0].canonical_axis(axis)
+    outer, channels, inner = bottom[0].count(0, axis), bottom[0].shape[axis], bottom[0].count(axis + 1)
+    if outer * inner != bottom[1].count():
+        raise layer.error(
+            f"number of labels must match number of predictions: scores of shape {bottom[0].shape} "
+            f"with {what} {axis} need {outer * inner} labels, got {bottom[1].count()}")
+    return axis, outer, channels, inner
+
+
 class LossLayer(Layer):
     """Two bottoms (predictions, targets) sharing the batch axis, one 0-axis scalar top.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from recaffe.layer import Blobs
-from recaffe.layers.loss.base import LossLayer, read_labels
+from recaffe.layers.loss.base import LossLayer, label_geometry, read_labels
 from recaffe.math.softmax import softmax
 
 
@@ -31,16 +31,8 @@ class SoftmaxLossLayer(LossLayer):
 
     def reshape(self, bottom: Blobs, top: Blobs) -> None:
         super().reshape(bottom, top)
-        self.axis = bottom[0].canonical_axis(self.softmax_axis())
-        self.outer = bottom[0].count(0, self.axis)
-        self.channels = bottom[0].shape[self.axis]
-        self.inner = bottom[0].count(self.axis + 1)
-        if self.outer * self.inner != bottom[1].count():
-            raise self.error(
-                f"number of labels must match number of predictions: scores of shape "
-                f"{bottom[0].shape} with the softmax on axis {self.axis} need "
-                f"{self.outer * self.inner} labels, got {bottom[1].count()}"
-            )
+        self.axis, self.outer, self.channels, self.inner = label_geometry(
+            self, bottom, self.softmax_axis(), "the softmax on axis")
         self.prob.reshape_like(bottom[0])
         if len(top) > 1:
             top[1].reshape_like(bottom[0])
