@@ -423,7 +423,7 @@ def test_layers_know_whether_backward_will_run(force_backward: bool) -> None:
     net.forward()
     assert [layer.need_backward for layer in net.layers] == [force_backward] * 4
     assert (net.layer_by_name("pool").max_idx.numel() > 0) == force_backward
-    assert hasattr(net.layer_by_name("norm"), "scale") == force_backward
+    assert (net.layer_by_name("norm").scale is not None) == force_backward
     assert not any(blob.has_diff for blob in net.blob_list + net.params)
     pooled = net.blobs["pool"].data.clone()
     conv = net.blobs["conv"].data
