@@ -2,8 +2,9 @@
 
 On the CPU, ``blob.data`` and ``blob.diff`` are live numpy views of the blob's torch storage:
 writing into them changes the net, and they follow reshapes and shared storage because the view
-is made again on every access (which also copies a tensor the blob holds in channels-last order
-back into that storage, see ``recaffe.blob``).
+is made again on every access. A blob viewed this way keeps its values in that row-major storage
+from then on (``recaffe.Blob.keep_row_major``): layers that would hand over a channels-last result
+copy it in, so an array kept across a forward or backward shows the new values, as in Caffe.
 
 A tensor on another device (CUDA) cannot be viewed from numpy. There the wrapper behaves like
 Caffe's SyncedMemory: every access copies the device values into a host mirror (one buffer per
@@ -102,6 +103,7 @@ class Blob:
     def _view(self, side: str) -> np.ndarray:
         tensor = self._tensor(side)
         if not needs_mirror(tensor):
+            self._blob.keep_row_major(diff=side == "diff")  # numpy's view must stay current
             return tensor.numpy()
         key = (id(self), side)
         mirror = self._mirrors.get(side)

@@ -19,12 +19,13 @@ class _Memory:
     storage first copies the held tensor back (row-major) and drops it.
     """
 
-    __slots__ = ("size", "dtype", "device", "flat", "held")
+    __slots__ = ("size", "dtype", "device", "flat", "held", "row_major_only")
 
     def __init__(self, size: int, dtype: torch.dtype, device: torch.device) -> None:
         self.size, self.dtype, self.device = size, dtype, device
         self.flat: torch.Tensor | None = None
         self.held: torch.Tensor | None = None
+        self.row_major_only = False  # set while someone outside keeps a view of ``flat``
 
     def get(self) -> torch.Tensor:
         if self.flat is None:
@@ -172,11 +173,27 @@ class Blob:
 
     def adopt_data(self, tensor: torch.Tensor) -> None:
         """Make ``tensor`` (this blob's shape and dtype, any strides) the blob's data, without a copy,
-        until ``data`` is next read."""
-        self._data_mem.held = self._checked(tensor)
+        until ``data`` is next read (after ``keep_row_major``: copy it into the storage)."""
+        self._adopt(self._data_mem, tensor)
 
     def adopt_diff(self, tensor: torch.Tensor) -> None:
-        self._diff_mem.held = self._checked(tensor)
+        self._adopt(self._diff_mem, tensor)
+
+    def keep_row_major(self, diff: bool = False) -> None:
+        """From now on keep the data (or diff) in the row-major storage only: ``adopt_*`` copies in.
+        pycaffe calls this when numpy gets a view of the storage, so that the view stays current
+        across forward and backward as a view of Caffe's CPU blob does. A reshape that allocates
+        new storage ends it (the old view is of the old memory then, as in Caffe)."""
+        memory = self._diff_mem if diff else self._data_mem
+        memory.get()
+        memory.row_major_only = True
+
+    def _adopt(self, memory: _Memory, tensor: torch.Tensor) -> None:
+        self._checked(tensor)
+        if memory.row_major_only:
+            memory.get()[: self._count].view(self._view_shape()).copy_(tensor)
+        else:
+            memory.held = tensor
 
     def _checked(self, tensor: torch.Tensor) -> torch.Tensor:
         if tuple(tensor.shape) != self._shape or tensor.dtype != self.dtype:

@@ -234,3 +234,17 @@ def test_adopt_checks_shape_and_dtype() -> None:
         blob.adopt_data(torch.zeros(3, 2))
     with pytest.raises(ValueError, match="torch.float64 tensor"):
         blob.adopt_diff(torch.zeros(2, 3, dtype=torch.float64))
+
+
+def test_keep_row_major_copies_adopted_tensors_into_the_storage() -> None:
+    blob = Blob((2, 4, 3, 3))
+    blob.keep_row_major()
+    view = blob.data
+    value = torch.randn(2, 4, 3, 3).contiguous(memory_format=torch.channels_last)
+    blob.adopt_data(value)
+    assert torch.equal(view, value) and blob.strided_data().is_contiguous()
+    blob.adopt_diff(value)  # the diff side is still free to hold the tensor as it is
+    assert blob.strided_diff() is value
+    blob.reshape((4, 4, 3, 3))  # new storage: held tensors are adopted again until the next view
+    blob.adopt_data(torch.randn(4, 4, 3, 3).contiguous(memory_format=torch.channels_last))
+    assert not blob.strided_data().is_contiguous()

@@ -122,6 +122,40 @@ def test_blob_views_are_live_and_stable(tiny_net) -> None:
     assert tiny_net.blobs["data"].shape == [2, 3]
 
 
+
+VISION_NET = """force_backward: true
+layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 dim: 9 dim: 9 } } }
+layer { name: "conv" type: "Convolution" bottom: "x" top: "conv"
+        convolution_param { num_output: 8 kernel_size: 3 weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }
+layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool" pooling_param { kernel_size: 2 stride: 2 } }
+layer { name: "norm" type: "LRN" bottom: "pool" top: "norm" lrn_param { local_size: 3 } }
+"""
+
+
+def test_arrays_kept_across_passes_stay_live(write_net) -> None:
+    """As views of Caffe's CPU blobs: arrays taken once show every later forward's and backward's
+    values, also for the blobs recaffe would hold channels-last."""
+    net = caffe.Net(write_net(VISION_NET), caffe.TEST)
+    kept = {name: (blob.data, blob.diff) for name, blob in net.blobs.items()}
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        net.blobs["x"].data[...] = rng.standard_normal((2, 3, 9, 9))
+        net.forward()
+        net.blobs["norm"].diff[...] = rng.standard_normal(net.blobs["norm"].data.shape)
+        net.backward()
+        fresh = caffe.Net(write_net(VISION_NET), caffe.TEST)  # nothing viewed before its passes
+        fresh.params["conv"][0].data[...] = net.params["conv"][0].data
+        fresh._net.blob_by_name("x").data.copy_(net._net.blob_by_name("x").data)
+        fresh._net.forward()
+        fresh._net.blob_by_name("norm").diff.copy_(net._net.blob_by_name("norm").diff)
+        fresh._net.backward()
+        for name, (data, diff) in kept.items():
+            np.testing.assert_array_equal(data, fresh._net.blob_by_name(name).data.numpy(), err_msg=name)
+            if name != "x":
+                np.testing.assert_array_equal(diff, fresh._net.blob_by_name(name).diff.numpy(),
+                                              err_msg=name)
+
 def test_layer_views(tiny_net) -> None:
     ip = tiny_net.layers[2]
     assert ip.type == "InnerProduct"
