@@ -174,32 +174,30 @@ class Blob:
     def adopt_data(self, tensor: torch.Tensor) -> None:
         """Make ``tensor`` (this blob's shape and dtype, any strides) the blob's data, without a copy,
         until ``data`` is next read (after ``keep_row_major``: copy it into the storage)."""
-        self._adopt(self._data_mem, tensor)
+        self._adopt(tensor, diff=False)
 
     def adopt_diff(self, tensor: torch.Tensor) -> None:
-        self._adopt(self._diff_mem, tensor)
+        self._adopt(tensor, diff=True)
 
     def keep_row_major(self, diff: bool = False) -> None:
         """From now on keep the data (or diff) in the row-major storage only: ``adopt_*`` copies in.
         pycaffe calls this when numpy gets a view of the storage, so that the view stays current
         across forward and backward as a view of Caffe's CPU blob does. A reshape that allocates
         new storage ends it (the old view is of the old memory then, as in Caffe)."""
-        memory = self._diff_mem if diff else self._data_mem
-        memory.get()
-        memory.row_major_only = True
+        (self._diff_mem if diff else self._data_mem).row_major_only = True
 
-    def _adopt(self, memory: _Memory, tensor: torch.Tensor) -> None:
-        self._checked(tensor)
+    def _adopt(self, tensor: torch.Tensor, diff: bool) -> None:
+        self._check_adoptable(tensor)
+        memory = self._diff_mem if diff else self._data_mem
         if memory.row_major_only:
-            memory.get()[: self._count].view(self._view_shape()).copy_(tensor)
+            (self.diff if diff else self.data).copy_(tensor)
         else:
             memory.held = tensor
 
-    def _checked(self, tensor: torch.Tensor) -> torch.Tensor:
+    def _check_adoptable(self, tensor: torch.Tensor) -> None:
         if tuple(tensor.shape) != self._shape or tensor.dtype != self.dtype:
             raise ValueError(f"cannot adopt a {tensor.dtype} tensor of shape {tuple(tensor.shape)} into "
                              f"a {self.dtype} blob of shape {self._shape}")
-        return tensor
 
     def _view_shape(self) -> tuple[int, ...]:
         # a default Blob() has no shape yet and no elements: present it as an empty vector

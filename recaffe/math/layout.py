@@ -56,14 +56,19 @@ def preferred(x: torch.Tensor) -> torch.Tensor:
     return to_channels_last(x) if preferred_layout_is_channels_last(x) else x
 
 
+def reuse(buffer: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """``buffer`` when it has ``like``'s shape, strides and dtype (written over: no allocation and
+    no page faults, as Caffe reuses its buffers), else a new tensor laid out like ``like``."""
+    if (buffer is not None and buffer.shape == like.shape and buffer.stride() == like.stride()
+            and buffer.dtype == like.dtype):
+        return buffer
+    return torch.empty_like(like)
+
+
 def output(blob: Blob, like: torch.Tensor, diff: bool = False) -> torch.Tensor:
     """Memory to compute the blob's next data (or diff) into, shaped and laid out like ``like``:
-    the blob's own current memory when it already has that layout (reused, as Caffe reuses its
-    buffers: no allocation and no page faults), else a new tensor. Hand it over with ``store``."""
-    current = blob.strided_diff() if diff else blob.strided_data()
-    if current.shape == like.shape and current.stride() == like.stride() and current.dtype == like.dtype:
-        return current
-    return torch.empty_like(like)
+    the blob's own current memory when it has that layout (``reuse``). Hand it over with ``store``."""
+    return reuse(blob.strided_diff() if diff else blob.strided_data(), like)
 
 
 def store(blob: Blob, value: torch.Tensor, diff: bool = False) -> None:

@@ -27,10 +27,12 @@ class ReLULayer(NeuronLayer):
         # in the layout the bottom is held in (channels-last after a convolution or pooling)
         slope = self.param.relu_param.negative_slope
         x = bottom[0].strided_data()
-        out = x if top[0] is bottom[0] else top[0].data if x.is_contiguous() else None
-        y = torch.clamp(x, min=0, out=out) if slope == 0 else torch.where(x > 0, x, x * slope, out=out)
-        if out is None:
-            top[0].adopt_data(y)  # the bottom is held in another layout: so is the top
+        y = x if top[0] is bottom[0] else layout.output(top[0], x)  # the top in the bottom's layout
+        if slope == 0:
+            torch.clamp(x, min=0, out=y)
+        else:
+            torch.where(x > 0, x, x * slope, out=y)
+        layout.store(top[0], y)
 
     def backward(self, top: Blobs, propagate_down: list[bool], bottom: Blobs) -> None:
         if not propagate_down[0]:

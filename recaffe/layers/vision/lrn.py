@@ -88,10 +88,7 @@ class LRNLayer(Layer):
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         x = bottom[0].strided_data()  # in the layout it is held in
         y = layout.output(top[0], x)
-        if not self.need_backward:
-            self.scale = None
-        elif self.scale is None or self.scale.shape != x.shape or self.scale.stride() != x.stride():
-            self.scale = torch.empty_like(x)
+        self.scale = layout.reuse(self.scale, x) if self.need_backward else None
         for tile in self._tiles(x.shape):
             scale = self._scale(x[tile])
             if self.scale is not None:
