@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from recaffe.io import blobproto
 from recaffe.proto import caffe_pb2
 
 
@@ -30,10 +31,7 @@ def blobproto_to_array(blob: caffe_pb2.BlobProto, return_diff: bool = False) -> 
     is set, else by ``shape.dim`` (no shape: a scalar, so more than one value is a ValueError)."""
     doubles, floats = (blob.double_diff, blob.diff) if return_diff else (blob.double_data, blob.data)
     values = np.array(doubles if len(doubles) else floats, dtype=np.float64)
-    if any(blob.HasField(f) for f in ("num", "channels", "height", "width")):
-        shape: tuple[int, ...] = (blob.num, blob.channels, blob.height, blob.width)
-    else:
-        shape = tuple(int(d) for d in blob.shape.dim)
+    shape = blobproto.proto_shape(blob)
     if values.size != int(np.prod(shape, dtype=np.int64)):
         raise ValueError(f"BlobProto holds {values.size} values, which cannot take the shape {shape}")
     return values.reshape(shape)
@@ -41,12 +39,8 @@ def blobproto_to_array(blob: caffe_pb2.BlobProto, return_diff: bool = False) -> 
 
 def array_to_blobproto(arr: np.ndarray, diff: np.ndarray | None = None) -> caffe_pb2.BlobProto:
     """A BlobProto with ``shape.dim`` and float ``data`` (and ``diff``, not checked against arr)."""
-    blob = caffe_pb2.BlobProto()
-    blob.shape.dim.extend(int(d) for d in np.shape(arr))
-    blob.data.extend(np.asarray(arr, dtype=np.float32).ravel().tolist())
-    if diff is not None:
-        blob.diff.extend(np.asarray(diff, dtype=np.float32).ravel().tolist())
-    return blob
+    return blobproto.array_to_proto(np.asarray(arr, dtype=np.float32),
+                                    None if diff is None else np.asarray(diff, dtype=np.float32))
 
 
 def arraylist_to_blobprotovector_str(arraylist: Sequence[np.ndarray]) -> bytes:
