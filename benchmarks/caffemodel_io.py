@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import torch
 from google.protobuf import text_format
 
 import recaffe
+from benchmarks.memory import peak_mb, status_mb
 from recaffe.io import prototxt
 from recaffe.proto import caffe_pb2
 
@@ -42,17 +42,6 @@ def net_param(outputs: int, inputs: int) -> caffe_pb2.NetParameter:
     )
 
 
-def status_kb(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def reset_peak() -> bool:
     """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not possible."""
     try:
@@ -63,21 +52,14 @@ def reset_peak() -> bool:
         return False
 
 
-def peak_kb(reset: bool) -> int:
-    hwm = status_kb("VmHWM")
-    if reset and hwm is not None:
-        return hwm
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
 def measure(operation) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     """(seconds, peak extra MB) of ``operation()``."""
     reset = reset_peak()
-    before = status_kb("VmRSS") or 0
+    before = status_mb("VmRSS") or 0.0
     start = time.perf_counter()
     operation()
     seconds = time.perf_counter() - start
-    return seconds, (peak_kb(reset) - before) / 1024
+    return seconds, peak_mb(hwm_valid=reset) - before
 
 
 def fill(net: recaffe.Net) -> None:

@@ -26,8 +26,9 @@ def status_mb(field: str) -> float | None:
     return None
 
 
-def peak_mb() -> float:
-    hwm = status_mb("VmHWM")
+def peak_mb(hwm_valid: bool = True) -> float:
+    """The process's high-water mark: ``VmHWM`` (unless ``hwm_valid`` is False), else ``ru_maxrss``."""
+    hwm = status_mb("VmHWM") if hwm_valid else None
     return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -123,7 +123,7 @@ def bench_training(key: str, args: argparse.Namespace) -> dict:
         for name in trainers:
             runs[name].append(total[name] / (max(1, iters // chunk) * chunk))
     ms = {name: statistics.median(values) for name, values in runs.items()}
-    return {"net": spec.name, "batch": spec.data_shape[0], "runs": runs, "ms": ms,
+    return {"net": spec.name, "key": key, "batch": spec.data_shape[0], "runs": runs, "ms": ms,
             "ratio": ms["recaffe"] / ms["pytorch"], "loss": losses, "iters": iters, "warmup": warmup}
 
 
@@ -132,9 +132,8 @@ def training_table(results: list[dict]) -> str:
              "runs recaffe / PyTorch | final loss recaffe / PyTorch | issue: Caffe, PyTorch |",
              "|---|---:|---:|---:|---:|---|---|---|"]
     for r in results:
-        key = next(k for k, s in models.TRAIN_NETS.items() if s.name == r["net"])
         runs = " / ".join(", ".join(f"{v:.1f}" for v in r["runs"][n]) for n in ("recaffe", "pytorch"))
-        caffe, torch_ms = CAFFE_TRAIN_MS[key], ISSUE_PYTORCH_MS[key]
+        caffe, torch_ms = CAFFE_TRAIN_MS[r["key"]], ISSUE_PYTORCH_MS[r["key"]]
         lines.append(
             f"| {r['net']} | {r['batch']} | {r['ms']['recaffe']:.1f} | {r['ms']['pytorch']:.1f} | "
             f"**{r['ratio']:.2f}** {'✓' if r['ratio'] <= TRAIN_TARGET else '✗'} | {runs} | "

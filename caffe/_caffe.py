@@ -112,9 +112,10 @@ def _check_file(path: Any) -> str:
     return name
 
 
-def _synced(callback: Callable[[int], Any]) -> Callable[[int], None]:
-    def run(layer_index: int) -> None:
-        callback(layer_index)
+def _synced(callback: Callable[..., Any]) -> Callable[..., None]:
+    """``callback``, then the host mirrors written back (``sync``)."""
+    def run(*args: Any) -> None:
+        callback(*args)
         sync()
     return run
 
@@ -153,7 +154,6 @@ class Net:
         self._net = net
         self._blob_views = [wrap(b) for b in net.blob_list]  # held, so identities stay stable
         self._layer_views = [layer_view(layer) for layer in net.layers]
-        self._input_arrays: tuple[np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------ structure
     @property
@@ -258,7 +258,6 @@ class Net:
             raise RuntimeError("data and labels must have the same first dimension")
         if data.shape[0] % p.batch_size != 0:
             raise RuntimeError("first dimensions of input arrays must be a multiple of batch size")
-        self._input_arrays = (data, labels)  # the layer reads them until the next call
         layer.reset(data, labels, data.shape[0])
 
     def __repr__(self) -> str:

@@ -8,6 +8,7 @@ the identity ``(None, 1, 0)``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -95,11 +96,14 @@ def _mappable_bottoms(top: Top) -> tuple[Top, ...]:
     return top.fn.inputs[:1] if top.fn.type_name == "Crop" else top.fn.inputs
 
 
-def _maps_to_ancestors(top: Top) -> dict[Top, CoordMap]:
+def _walk(top: Top) -> Iterator[tuple[Top, CoordMap]]:
+    """Each ancestor reachable through spatial layers (``top`` itself first) with the map from its
+    coordinates to ``top``'s, depth first; an ancestor reached twice comes again with its newer map."""
     maps: dict[Top, CoordMap] = {top: (None, 1, 0)}
     frontier = [top]
     while frontier:
         current = frontier.pop()
+        yield current, maps[current]
         try:
             step = coord_map(current.fn)
         except UndefinedMapException:
@@ -107,7 +111,6 @@ def _maps_to_ancestors(top: Top) -> dict[Top, CoordMap]:
         for bottom in _mappable_bottoms(current):
             maps[bottom] = compose(maps[current], step)
             frontier.append(bottom)
-    return maps
 
 
 def coord_map_from_to(top_from: Top, top_to: Top) -> CoordMap:
@@ -115,20 +118,10 @@ def coord_map_from_to(top_from: Top, top_to: Top) -> CoordMap:
 
     Raises RuntimeError when no ancestor is reachable from both through spatial layers.
     """
-    from_maps = _maps_to_ancestors(top_from)
-    to_maps: dict[Top, CoordMap] = {top_to: (None, 1, 0)}
-    frontier = [top_to]
-    while frontier:
-        current = frontier.pop()
+    from_maps = dict(_walk(top_from))
+    for current, to_map in _walk(top_to):
         if current in from_maps:
-            return compose(to_maps[current], inverse(from_maps[current]))
-        try:
-            step = coord_map(current.fn)
-        except UndefinedMapException:
-            continue
-        for bottom in _mappable_bottoms(current):
-            to_maps[bottom] = compose(to_maps[current], step)
-            frontier.append(bottom)
+            return compose(to_map, inverse(from_maps[current]))
     raise RuntimeError("Could not compute map between tops; are they connected by spatial layers?")
 
 

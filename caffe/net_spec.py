@@ -20,6 +20,7 @@ meets them).
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
 from google.protobuf import message
@@ -46,10 +47,15 @@ def param_name_dict() -> dict[str, str]:
 
 def to_proto(*tops: Top) -> caffe_pb2.NetParameter:
     """A NetParameter with every layer needed to compute ``tops``, with generated names."""
+    return _net_of(tops, {})
+
+
+def _net_of(tops: Iterable[Top], names: Names) -> caffe_pb2.NetParameter:
+    """The layers that compute ``tops``, in order; ``names`` gives chosen names (others generated)."""
     layers: OrderedDict[Function, caffe_pb2.LayerParameter] = OrderedDict()
     autonames: Counter[str] = Counter()
     for top in tops:
-        top.fn._to_proto(layers, {}, autonames)
+        top._to_proto(layers, names, autonames)
     net = caffe_pb2.NetParameter()
     net.layer.extend(layers.values())
     return net
@@ -175,14 +181,7 @@ class NetSpec:
         return self.tops[item]
 
     def to_proto(self) -> caffe_pb2.NetParameter:
-        names: Names = {top: name for name, top in self.tops.items()}
-        autonames: Counter[str] = Counter()
-        layers: OrderedDict[Function, caffe_pb2.LayerParameter] = OrderedDict()
-        for top in self.tops.values():
-            top._to_proto(layers, names, autonames)
-        net = caffe_pb2.NetParameter()
-        net.layer.extend(layers.values())
-        return net
+        return _net_of(self.tops.values(), {top: name for name, top in self.tops.items()})
 
 
 class Layers:

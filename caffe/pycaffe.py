@@ -204,22 +204,6 @@ class SolverParameter:
         return f"<caffe.SolverParameter of a {self._solver.param.type} solver>"
 
 
-class _Callback:
-    """A pair of Python callables as a recaffe solver callback (host mirrors synced after each)."""
-
-    def __init__(self, on_start: Callable[[], Any], on_gradients_ready: Callable[[], Any]) -> None:
-        self._on_start = on_start
-        self._on_gradients_ready = on_gradients_ready
-
-    def on_start(self) -> None:
-        self._on_start()
-        sync()
-
-    def on_gradients_ready(self) -> None:
-        self._on_gradients_ready()
-        sync()
-
-
 class Solver:
     """pycaffe's Solver over a recaffe solver: ``net``, ``test_nets``, ``iter``, ``param``,
     ``step``, ``solve``, ``restore``, ``snapshot``, ``apply_update``, ``add_callback``,
@@ -264,8 +248,7 @@ class Solver:
         update; or pass one object with those two methods (e.g. an ``NCCL``)."""
         if on_gradients_ready is None:
             on_start, on_gradients_ready = on_start.on_start, on_start.on_gradients_ready
-        callback = _Callback(on_start, on_gradients_ready)
-        self._solver.add_callback(callback.on_start, callback.on_gradients_ready)
+        self._solver.add_callback(_caffe._synced(on_start), _caffe._synced(on_gradients_ready))
 
     def solve(self, resume_file: str | None = None) -> None:
         sync()
