@@ -19,7 +19,6 @@ operation, so the numbers are Caffe's; the tensors hold the net's dtype.
 from __future__ import annotations
 
 import abc
-import ctypes
 import logging
 import math
 import os
@@ -32,6 +31,7 @@ import torch
 from recaffe import rng
 from recaffe.blob import Blob
 from recaffe.io import prototxt, snapshot, upgrade
+from recaffe.math.floats import f32
 from recaffe.net import TEST, TRAIN, Net
 from recaffe.proto import caffe_pb2
 from recaffe.registry import LR_POLICIES, SOLVERS
@@ -47,11 +47,6 @@ ACTIONS = (NONE, STOP, SNAPSHOT)
 
 class SolverError(ValueError):
     """A SolverParameter is invalid or a solver file does not fit the net; names the field."""
-
-
-def f32(x: float) -> float:
-    """``x`` rounded to the nearest C ``float`` (overflow gives ±inf), as a Python float."""
-    return ctypes.c_float(x).value
 
 
 def load_solver(

@@ -4,8 +4,9 @@ from typing import final
 
 import numpy as np
 
+from recaffe.math.floats import f32
 from recaffe.registry import SOLVERS
-from recaffe.solver import Solver, f32
+from recaffe.solver import Solver
 from recaffe.solvers.update_math import moving_average, rms_scaled
 
 

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from recaffe import rng
+from recaffe.math.floats import f32
 from recaffe.proto import caffe_pb2
 from recaffe.registry import LR_POLICIES
-from recaffe.solver import SolverError, f32
+from recaffe.solver import SolverError
 
 log = logging.getLogger("recaffe.solver")
 

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from typing import final
 
+from recaffe.math.floats import f32
 from recaffe.registry import SOLVERS
-from recaffe.solver import Solver, f32
+from recaffe.solver import Solver
 from recaffe.solvers.update_math import axpby
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from recaffe.solver import f32
+from recaffe.math.floats import f32
 
 
 def axpby(alpha: float, x: torch.Tensor, beta: float, y: torch.Tensor) -> None:
