@@ -20,8 +20,6 @@ is logged so the run can be repeated.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import logging
 import math
@@ -32,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from recaffe.math.floats import libm_float_function
+
 log = logging.getLogger(__name__)
 
 F32 = np.float32
@@ -40,23 +40,9 @@ TWO_M32 = F32(2.0**-32)
 
 
 # --------------------------------------------------------------------------- float32 expf
-@functools.cache
-def _glibc_expf() -> Any:
-    name = ctypes.util.find_library("m")
-    try:
-        libm = ctypes.CDLL(name) if name else None
-    except OSError:
-        libm = None
-    if libm is None or not hasattr(libm, "expf"):
-        return None
-    fn = libm.expf
-    fn.argtypes, fn.restype = [ctypes.c_float], ctypes.c_float
-    return fn
-
-
 def expf(x: np.float32) -> np.float32:
     """C's float ``expf`` (glibc's when present; Boost's wedge test calls it)."""
-    fn = _glibc_expf()
+    fn = libm_float_function("expf", 1)
     return F32(fn(float(x))) if fn is not None else F32(math.exp(float(x)))
 
 

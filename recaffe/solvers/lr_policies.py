@@ -8,17 +8,13 @@ updates done so far. The arithmetic is Caffe's float code: ``pow(float, int)`` p
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 import logging
 import math
-from typing import Any
 
 import numpy as np
 
 from recaffe import rng
-from recaffe.math.floats import f32
+from recaffe.math.floats import f32, libm_float_function
 from recaffe.proto import caffe_pb2
 from recaffe.registry import LR_POLICIES
 from recaffe.solver import SolverError
@@ -28,21 +24,9 @@ log = logging.getLogger("recaffe.solver")
 Param = caffe_pb2.SolverParameter
 
 
-@functools.cache
-def _libm_powf() -> Any:
-    name = ctypes.util.find_library("m")
-    try:
-        fn = ctypes.CDLL(name).powf if name else None
-    except (OSError, AttributeError):
-        fn = None
-    if fn is not None:
-        fn.argtypes, fn.restype = [ctypes.c_float, ctypes.c_float], ctypes.c_float
-    return fn
-
-
 def powf(x: float, y: float) -> float:
     """C's float ``powf`` (glibc's when present)."""
-    fn = _libm_powf()
+    fn = libm_float_function("powf", 2)
     if fn is not None:
         return float(fn(x, y))
     with np.errstate(all="ignore"):
