@@ -429,6 +429,17 @@ class Net:
     def outputs(self) -> list[str]:
         return [self.blob_names[i] for i in self.output_blob_indices]
 
+    def output_elements(self) -> list[tuple[str, float]]:
+        """(blob name, loss weight) of each element of the output blobs, in ``output_values`` order
+        (how Caffe's solver and ``caffe test`` label "output #i")."""
+        return [(self.blob_names[i], self.blob_loss_weights[i])
+                for i in self.output_blob_indices for _ in range(self.blob_list[i].count())]
+
+    def output_values(self) -> torch.Tensor:
+        """Every element of the output blobs, flattened and joined in output order."""
+        return torch.cat([self.blob_list[i].data.reshape(-1) for i in self.output_blob_indices]
+                         or [torch.zeros(0, dtype=self.dtype, device=self.device)])
+
     def has_blob(self, name: str) -> bool:
         return name in self._blob_names_index
 

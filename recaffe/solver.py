@@ -315,13 +315,9 @@ class Solver(abc.ABC):
         log.info("Iteration %d (%g iter/s, %gs/%d iters), loss = %g",
                  self._iter, per_s, lapse, self._param.display, self._smoothed_loss)
         self._timer, self._iterations_last = now, self._iter
-        index = 0
-        for blob_id in self._net.output_blob_indices:
-            weight = self._net.blob_loss_weights[blob_id]
-            for value in self._net.blob_list[blob_id].data.reshape(-1).tolist():
-                log.info("    Train net output #%d: %s", index, output_text(
-                    self._net.blob_names[blob_id], value, weight))
-                index += 1
+        values = self._net.output_values().tolist()
+        for index, ((name, weight), value) in enumerate(zip(self._net.output_elements(), values)):
+            log.info("    Train net output #%d: %s", index, output_text(name, value, weight))
 
     # ================================================================ testing
     def test_all(self) -> list[list[tuple[str, float]]]:
@@ -355,24 +351,17 @@ class Solver(abc.ABC):
             iter_loss = net.forward()
             if p.test_compute_loss:
                 loss = f32(loss + iter_loss)
-            outputs = [net.blob_list[i].data.reshape(-1) for i in net.output_blob_indices]
-            if outputs:
-                values = torch.cat(outputs)
-                scores = values if scores is None else scores.add_(values)
+            values = net.output_values()
+            scores = values if scores is None else scores.add_(values)
         if self._requested_early_exit:
             log.info("Test interrupted.")
             return []
         if p.test_compute_loss:
             log.info("Test loss: %g", f32(loss / num_iter) if num_iter else math.nan)
-        if scores is None:  # no test iterations or no outputs
+        if scores is None:  # no test iterations
             return []
-        names, weights = [], []
-        for blob_id in net.output_blob_indices:
-            count = net.blob_list[blob_id].count()
-            names += [net.blob_names[blob_id]] * count
-            weights += [net.blob_loss_weights[blob_id]] * count
         results = []
-        for i, (name, weight, total) in enumerate(zip(names, weights, scores.tolist())):
+        for i, ((name, weight), total) in enumerate(zip(net.output_elements(), scores.tolist())):
             mean = f32(total / num_iter)
             log.info("    Test net output #%d: %s", i, output_text(name, mean, weight))
             results.append((name, mean))

@@ -190,6 +190,22 @@ def test_inputs_in_layer_order_and_outputs_in_name_order() -> None:
     assert net.outputs == ["a5", "b9", "z2"]
 
 
+
+def test_output_elements_and_values_follow_the_output_order() -> None:
+    text = """
+    layer { name: "in" type: "Input" top: "zeta" top: "alpha" input_param { shape { dim: 2 } } }
+    layer { name: "r1" type: "ReLU" bottom: "zeta" top: "z2" loss_weight: 0.5 }
+    layer { name: "r2" type: "ReLU" bottom: "alpha" top: "a5" }
+    """
+    net = build(text)
+    net.blobs["zeta"].data.copy_(torch.tensor([1.0, 2.0]))
+    net.blobs["alpha"].data.copy_(torch.tensor([3.0, -4.0]))
+    net.forward()
+    assert net.output_elements() == [("a5", 0.0), ("a5", 0.0), ("z2", 0.5), ("z2", 0.5)]
+    assert net.output_values().tolist() == [3.0, 0.0, 1.0, 2.0]
+    assert build("layer { name: 'in' type: 'Input' top: 'x' input_param { shape { dim: 1 } } } "
+                 "layer { name: 's' type: 'Silence' bottom: 'x' }").output_values().numel() == 0
+
 def test_in_place_layers_share_one_blob() -> None:
     text = """
     layer { name: "data" type: "Input" top: "x" input_param { shape { dim: 4 } } }

@@ -54,16 +54,13 @@ def run(args: argparse.Namespace) -> int:
 def score(net: Net, iterations: int, progress: bool = False) -> tuple[list[tuple[str, float, float]], float]:
     """Forward ``iterations`` batches; returns (name, loss weight, mean) per output element and
     the mean loss, all in float32 arithmetic."""
-    names: list[tuple[str, float]] = []
-    for blob_id in net.output_blob_indices:
-        names += [(net.blob_names[blob_id], net.blob_loss_weights[blob_id])] * net.blob_list[blob_id].count()
+    names = net.output_elements()
     totals = torch.zeros(len(names), dtype=torch.float32)
     loss = np.float32(0.0)
     with logs.progress_bar(iterations, "test", enabled=progress) as bar:
         for i in range(iterations):
             loss += np.float32(net.forward())
-            values = torch.cat([net.blob_list[b].data.reshape(-1) for b in net.output_blob_indices])
-            values = values.to("cpu", torch.float32)
+            values = net.output_values().to("cpu", torch.float32)
             totals += values
             for (name, _), value in zip(names, values.tolist()):
                 log.info("Batch %d, %s = %g", i, name, value)
