@@ -7,7 +7,7 @@ import torch
 
 from recaffe.io import blobproto, prototxt
 from recaffe.layer import Blobs
-from recaffe.layers.loss.base import LOG_THRESHOLD, ignore_label
+from recaffe.layers.loss.base import LOG_THRESHOLD
 from recaffe.layers.loss.softmax_base import SoftmaxLossLayer
 from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
@@ -36,7 +36,6 @@ class InfogainLossLayer(SoftmaxLossLayer):
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
         super().layer_setup(bottom, top)
-        self.ignore = ignore_label(self.param.loss_param)
         if self.param.loss_param.HasField("normalize"):
             raise self.error('loss_param.normalize is deprecated here; use "normalization"')
         self.mode = self.normalization_mode()
@@ -73,7 +72,7 @@ class InfogainLossLayer(SoftmaxLossLayer):
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         prob = self.compute_prob(bottom, top)  # (outer, C, inner)
-        label, valid = self.labels(bottom, self.ignore)  # (outer, inner)
+        label, valid = self.labels(bottom)  # (outer, inner)
         weighted = self._h_rows(bottom, label) * prob.clamp(min=LOG_THRESHOLD).log()
         loss = -torch.where(valid.unsqueeze(1), weighted, 0).sum()
         top[0].data.copy_(loss / self.normalizer(self.mode, self.outer, self.inner, int(valid.sum())))
@@ -83,7 +82,7 @@ class InfogainLossLayer(SoftmaxLossLayer):
         if len(propagate_down) > 2 and propagate_down[2]:
             raise self.error("cannot backpropagate to the infogain matrix (bottom 2)")
         if propagate_down[0]:
-            label, valid = self.labels(bottom, self.ignore)
+            label, valid = self.labels(bottom)
             rows = self._h_rows(bottom, label)  # (outer, C, inner)
             dx = bottom[0].diff.view(self.outer, self.channels, self.inner)
             torch.mul(self.prob_view(), rows.sum(1, keepdim=True), out=dx)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from recaffe.layer import Blobs
-from recaffe.layers.loss.base import LossLayer, label_geometry, read_labels
+from recaffe.layers.loss.base import LossLayer, ignore_label, label_geometry, read_labels
 from recaffe.math.softmax import softmax
 
 
@@ -13,8 +13,9 @@ class SoftmaxLossLayer(LossLayer):
     """A loss over class scores through an internal softmax (SoftmaxWithLoss, InfogainLoss).
 
     The softmax runs along ``softmax_axis()``: scores ``(outer, C, inner)`` around that axis and
-    ``outer·inner`` labels. The probabilities live in ``self.prob``; an optional top[1] shares
-    their data, as Caffe's ShareData does.
+    ``outer·inner`` labels, of which ``loss_param.ignore_label`` (``self.ignore``) is skipped. The
+    probabilities live in ``self.prob``; an optional top[1] shares their data, as Caffe's
+    ShareData does.
     """
 
     exact_num_top_blobs = -1
@@ -27,6 +28,7 @@ class SoftmaxLossLayer(LossLayer):
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
         super().layer_setup(bottom, top)
+        self.ignore = ignore_label(self.param.loss_param)
         self.prob = self.new_blob(bottom[0].shape)
 
     def reshape(self, bottom: Blobs, top: Blobs) -> None:
@@ -47,6 +49,6 @@ class SoftmaxLossLayer(LossLayer):
     def prob_view(self) -> torch.Tensor:
         return self.prob.data.view(self.outer, self.channels, self.inner)
 
-    def labels(self, bottom: Blobs, ignore: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``read_labels`` of bottom 1 as (outer, inner)."""
-        return read_labels(self, bottom[1].data.view(self.outer, self.inner), self.channels, ignore)
+    def labels(self, bottom: Blobs) -> tuple[torch.Tensor, torch.Tensor]:
+        """``read_labels`` of bottom 1 as (outer, inner), skipping ``self.ignore``."""
+        return read_labels(self, bottom[1].data.view(self.outer, self.inner), self.channels, self.ignore)

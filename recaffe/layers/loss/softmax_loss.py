@@ -6,7 +6,7 @@ from typing import final
 import torch
 
 from recaffe.layer import Blobs
-from recaffe.layers.loss.base import FLT_MIN, ignore_label
+from recaffe.layers.loss.base import FLT_MIN
 from recaffe.layers.loss.softmax_base import SoftmaxLossLayer
 from recaffe.registry import LAYERS
 
@@ -30,7 +30,6 @@ class SoftmaxWithLossLayer(SoftmaxLossLayer):
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
         super().layer_setup(bottom, top)
-        self.ignore = ignore_label(self.param.loss_param)
         self.mode = self.normalization_mode()
 
     def softmax_axis(self) -> int:
@@ -38,7 +37,7 @@ class SoftmaxWithLossLayer(SoftmaxLossLayer):
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         prob = self.compute_prob(bottom, top)  # (outer, C, inner)
-        label, valid = self.labels(bottom, self.ignore)  # (outer, inner)
+        label, valid = self.labels(bottom)  # (outer, inner)
         log_p = prob.gather(1, label.unsqueeze(1)).squeeze(1).clamp_(min=FLT_MIN).log_()
         loss = -(log_p if self.ignore is None else torch.where(valid, log_p, 0)).sum()
         top[0].data.copy_(loss / self._normalizer(label, valid))
@@ -46,7 +45,7 @@ class SoftmaxWithLossLayer(SoftmaxLossLayer):
     def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
         self.check_no_label_gradient(propagate_down)
         if propagate_down[0]:
-            label, valid = self.labels(bottom, self.ignore)
+            label, valid = self.labels(bottom)
             mask = valid.unsqueeze(1)  # (outer, 1, inner)
             dx = bottom[0].diff.view(self.outer, self.channels, self.inner)
             dx.copy_(self.prob_view())

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import final
 
@@ -8,10 +7,9 @@ import numpy as np
 import torch
 
 from recaffe.layer import Blobs
-from recaffe.layers.neuron.base import NeuronLayer
+from recaffe.layers.neuron.base import NeuronLayer, log_of_base
+from recaffe.math.floats import f32
 from recaffe.registry import LAYERS
-
-F32 = np.float32
 
 
 @LAYERS.register("Exp")
@@ -29,17 +27,12 @@ class ExpLayer(NeuronLayer):
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
         p = self.param.exp_param
-        base, scale, shift = F32(p.base), F32(p.scale), F32(p.shift)
-        natural = base == F32(-1)
-        if not natural and not base > 0:
-            raise self.error(f"exp_param.base must be > 0 (or -1 for e), got {p.base}")
-        log_base = F32(1) if natural else F32(math.log(base))
-        if not math.isfinite(log_base):
-            raise self.error(f"exp_param.base {p.base} gives log(base) = {log_base}")
-        self.inner_scale = float(log_base * scale)
+        log_base = log_of_base(self, "exp_param", p.base)
+        base, shift = f32(p.base), f32(p.shift)
+        self.inner_scale = float(np.float32(log_base) * np.float32(p.scale))  # float32 product
         # base^shift in double (inf rather than an exception when it overflows), kept as float32
-        shift64 = torch.tensor(float(shift), dtype=torch.float64)
-        outer = shift64.exp() if natural else torch.pow(float(base), shift64)
+        shift64 = torch.tensor(shift, dtype=torch.float64)
+        outer = shift64.exp() if base == -1 else torch.pow(base, shift64)
         self.outer_scale = 1.0 if shift == 0 else float(outer.float())
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:

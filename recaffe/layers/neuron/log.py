@@ -1,17 +1,15 @@
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import final
 
 import numpy as np
 
 from recaffe.layer import Blobs
-from recaffe.layers.neuron.base import NeuronLayer
+from recaffe.layers.neuron.base import NeuronLayer, log_of_base
 from recaffe.math.affine import scale_shift
+from recaffe.math.floats import f32
 from recaffe.registry import LAYERS
-
-F32 = np.float32
 
 
 @LAYERS.register("Log")
@@ -28,17 +26,14 @@ class LogLayer(NeuronLayer):
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
         p = self.param.log_param
-        base = F32(p.base)
-        natural = base == F32(-1)
-        if not natural and not base > 0:
-            raise self.error(f"log_param.base must be > 0 (or -1 for e), got {p.base}")
-        log_base = F32(1) if natural else F32(math.log(base))
-        if not math.isfinite(log_base) or log_base == 0:
+        log_base = log_of_base(self, "log_param", p.base)
+        if log_base == 0:
             raise self.error(f"log_param.base {p.base} gives log(base) = {log_base}, "
                              "which has no finite inverse")
-        self.scale, self.shift = float(F32(p.scale)), float(F32(p.shift))
-        self.base_scale = float(F32(1) / log_base)
-        self.backward_scale = float(F32(p.scale) / log_base)
+        self.scale, self.shift = f32(p.scale), f32(p.shift)
+        ln = np.float32(log_base)  # the quotients below are float32 divisions, as in Caffe
+        self.base_scale = float(np.float32(1) / ln)
+        self.backward_scale = float(np.float32(p.scale) / ln)
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         y = scale_shift(bottom[0].data, self.scale, self.shift, top[0].data).log_()

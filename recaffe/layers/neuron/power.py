@@ -3,18 +3,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import final
 
-import numpy as np
 import torch
 
 from recaffe.layer import Blobs
 from recaffe.layers.neuron.base import NeuronLayer
 from recaffe.math.affine import scale_shift
+from recaffe.math.floats import f32
 from recaffe.registry import LAYERS
-
-
-def f32(value: float) -> float:
-    """Round to float32, as Caffe's float members hold their products."""
-    return float(np.float32(value))
 
 
 @LAYERS.register("Power")
@@ -37,13 +32,15 @@ class PowerLayer(NeuronLayer):
         p = self.param.power_param
         self.power, self.scale, self.shift = p.power, p.scale, p.shift  # float32 values
         self.diff_scale = f32(self.power * self.scale)
+        if self.diff_scale == 0:
+            # shift^power in double, as C's pow (no exception for 0^-1 or (-2)^0.5); 0th power is 1
+            value = torch.tensor(self.shift, dtype=torch.float64).pow(self.power)
+            self.constant = 1.0 if self.power == 0 else float(value)
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         y = top[0].data
         if self.diff_scale == 0:
-            # shift^power in double, as C's pow (no exception for 0^-1 or (-2)^0.5); 0th power is 1
-            value = torch.tensor(self.shift, dtype=torch.float64).pow(self.power)
-            y.fill_(1.0 if self.power == 0 else float(value))
+            y.fill_(self.constant)
             return
         scale_shift(bottom[0].data, self.scale, self.shift, y)
         if self.power != 1:

@@ -80,13 +80,13 @@ class ScaleLayer(Layer):
             self.saved_bottom = x.clone()  # the scale gradient needs x, which y overwrites
         torch.mul(x, self._scale(bottom).data.view(1, dim, 1), out=top[0].data.view(outer, dim, inner))
         if self.bias_layer is not None:
-            self.bias_layer.run_forward(top[:1], top)
+            self.bias_layer.forward(top[:1], top)  # reshaped in reshape
 
     def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
         outer, dim, inner = self.dims
         dy = top[0].diff.view(outer, dim, inner)
         if self.bias_layer is not None and self.param_propagate_down[-1]:
-            self.bias_layer.run_backward(top, [False], top[:1])
+            self.bias_layer.backward(top, [False], top[:1])
         scale = self._scale(bottom)
         if propagate_down[1] if len(bottom) > 1 else self.param_propagate_down[0]:
             x = self.saved_bottom if top[0] is bottom[0] else bottom[0].data.view(outer, dim, inner)

@@ -44,8 +44,8 @@ class LSTMUnitLayer(Layer):
         top[1].reshape_like(bottom[0])
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:
-        acts = lstm.lstm_gate_acts(bottom[1].data, bottom[2].data)
-        c, h = lstm.lstm_unit_forward(acts, bottom[0].data)
+        self.acts = lstm.lstm_gate_acts(bottom[1].data, bottom[2].data)  # Caffe's X_acts_
+        c, h = lstm.lstm_unit_forward(self.acts, bottom[0].data)
         top[0].data.copy_(c)
         top[1].data.copy_(h)
 
@@ -54,8 +54,8 @@ class LSTMUnitLayer(Layer):
             raise self.error("cannot backpropagate to the sequence continuation indicators (bottom[2], cont)")
         if not (propagate_down[0] or propagate_down[1]):
             return
-        acts = lstm.lstm_gate_acts(bottom[1].data, bottom[2].data)
-        dx, dc_prev = lstm.lstm_unit_backward(acts, bottom[0].data, top[0].data, top[0].diff, top[1].diff)
+        dx, dc_prev = lstm.lstm_unit_backward(
+            self.acts, bottom[0].data, top[0].data, top[0].diff, top[1].diff)
         if propagate_down[0]:
             bottom[0].diff.copy_(dc_prev)
         if propagate_down[1]:

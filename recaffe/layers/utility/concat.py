@@ -6,6 +6,7 @@ from typing import final
 import torch
 
 from recaffe.layer import Blobs, Layer
+from recaffe.layers.utility.view import share_view
 from recaffe.registry import LAYERS
 
 
@@ -48,10 +49,10 @@ class ConcatLayer(Layer):
                 raise self.error(f"all bottoms must have the same shape except on axis {self.axis}: "
                                  f"bottom[0] is {first.shape}, bottom[{i}] is {blob.shape}")
             shape[self.axis] += blob.shape[self.axis]
-        top[0].reshape(shape)
         if len(bottom) == 1:
-            top[0].share_data(first)
-            top[0].share_diff(first)
+            share_view(first, top[0], shape)
+        else:
+            top[0].reshape(shape)
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         if len(bottom) == 1:

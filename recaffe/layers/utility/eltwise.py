@@ -6,11 +6,11 @@ from typing import final
 import torch
 
 from recaffe.layer import Blobs, Layer
+from recaffe.math.pooling import FLT_MAX
 from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
 
 Op = caffe_pb2.EltwiseParameter
-FLT_MAX = 3.4028234663852886e38
 
 
 @LAYERS.register("Eltwise")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import final
 
 from recaffe.layer import Blobs
-from recaffe.layers.utility.view import ViewLayer
+from recaffe.layers.utility.view import ViewLayer, share_view
 from recaffe.registry import LAYERS
 
 
@@ -27,4 +27,4 @@ class FlattenLayer(ViewLayer):
         if end + 1 < start:
             raise self.error(f"flatten_param.end_axis {p.end_axis} (axis {end}) lies before "
                              f"flatten_param.axis {p.axis} (axis {start}) for bottom shape {x.shape}")
-        self.view(x, top[0], (*x.shape[:start], x.count(start, end + 1), *x.shape[end + 1:]))
+        share_view(x, top[0], (*x.shape[:start], x.count(start, end + 1), *x.shape[end + 1:]))

@@ -4,7 +4,7 @@ import math
 from typing import final
 
 from recaffe.layer import Blobs
-from recaffe.layers.utility.view import ViewLayer
+from recaffe.layers.utility.view import ViewLayer, share_view
 from recaffe.registry import LAYERS
 
 
@@ -61,4 +61,4 @@ class ReshapeLayer(ViewLayer):
         if count != x.count():
             raise self.error(f"output count must match input count: top shape {shape} has {count} "
                              f"elements, bottom {x.shape} has {x.count()}")
-        self.view(x, top[0], shape)
+        share_view(x, top[0], shape)

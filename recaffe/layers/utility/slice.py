@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from typing import final
 
 from recaffe.layer import Blobs, Layer
+from recaffe.layers.utility.view import share_view
 from recaffe.registry import LAYERS
 
 
@@ -40,13 +41,13 @@ class SliceLayer(Layer):
         else:
             self.axis = x.canonical_axis(p.axis)
         self.sizes = self._sizes(x.shape[self.axis], len(top))
+        if len(top) == 1:
+            share_view(x, top[0], x.shape)
+            return
         shape = list(x.shape)
         for blob, size in zip(top, self.sizes):
             shape[self.axis] = size
             blob.reshape(shape)
-        if len(top) == 1:
-            top[0].share_data(x)
-            top[0].share_diff(x)
 
     def _sizes(self, length: int, tops: int) -> list[int]:
         points = list(self.param.slice_param.slice_point)

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from recaffe.layer import Blobs, Layer
+from recaffe.layers.vision.shapes import require_4d
 from recaffe.math import layout
 from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
@@ -45,9 +46,7 @@ class LRNLayer(Layer):
         self.scale: torch.Tensor | None = None  # k + α·window mean of x², kept for backward
 
     def reshape(self, bottom: Blobs, top: Blobs) -> None:
-        if bottom[0].num_axes != 4:
-            raise self.error(f"input must have 4 axes (num, channels, height, width), got shape "
-                             f"{bottom[0].shape}")
+        require_4d(self, bottom[0])
         top[0].reshape_like(bottom[0])
 
     def _window_mean(self, t: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ import torch
 from recaffe import rng
 from recaffe.blob import Blob
 from recaffe.layer import Blobs, Layer
+from recaffe.layers.vision.shapes import require_4d
 from recaffe.math import layout, pooling
 from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
@@ -88,9 +89,7 @@ class PoolingLayer(Layer):
         return (getattr(p, f"{name}_h"), getattr(p, f"{name}_w")) if has_h else (getattr(p, name),) * 2
 
     def reshape(self, bottom: Blobs, top: Blobs) -> None:
-        if bottom[0].num_axes != 4:
-            raise self.error(f"input must have 4 axes (num, channels, height, width), got shape "
-                             f"{bottom[0].shape}")
+        require_4d(self, bottom[0])
         n, c, h, w = bottom[0].shape
         p = self.param.pooling_param
         self.window = pooling.PoolWindow(self.kernel or (h, w), self.stride, self.pad, p.round_mode == P.CEIL)

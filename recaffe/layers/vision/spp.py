@@ -7,6 +7,7 @@ from typing import final
 from recaffe.blob import Blob
 from recaffe.layer import Blobs, Layer
 from recaffe.layers.vision.pooling import PoolingLayer
+from recaffe.layers.vision.shapes import require_4d
 from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
 
@@ -52,9 +53,7 @@ class SPPLayer(Layer):
         return PoolingLayer(param, dtype=self.dtype, device=self.device)
 
     def reshape(self, bottom: Blobs, top: Blobs) -> None:
-        if bottom[0].num_axes != 4:
-            raise self.error(f"input must have 4 axes (num, channels, height, width), got shape "
-                             f"{bottom[0].shape}")
+        require_4d(self, bottom[0])
         n, _, h, w = bottom[0].shape
         if h == 0 or w == 0:
             raise self.error(f"input dimensions cannot be zero, got {bottom[0].shape}")
