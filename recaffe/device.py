@@ -40,3 +40,13 @@ def default_device() -> torch.device:
     if _state["mode"] == "gpu":
         return torch.device("cuda", int(_state["device_id"]))
     return torch.device("cpu")
+
+
+def use_device(ids: list[int]) -> torch.device:
+    """Make the first id (or the CPU) the default device of new nets; returns it."""
+    if not ids:
+        set_mode_cpu()
+        return torch.device("cpu")
+    set_device(ids[0])
+    set_mode_gpu()
+    return torch.device("cuda", ids[0])

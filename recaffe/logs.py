@@ -86,7 +86,7 @@ class StderrHandler(logging.StreamHandler):
 
 def default_level() -> int:
     """The threshold ``GLOG_minloglevel`` asks for (INFO when unset or not a number)."""
-    value = os.environ.get("GLOG_minloglevel", "0")  # noqa: SIM112  (glog's own name).strip()
+    value = os.environ.get("GLOG_minloglevel", "0").strip()  # noqa: SIM112  (glog's own name)
     index = int(value) if value.isdigit() else 0
     return _GLOG_LEVELS[min(index, len(_GLOG_LEVELS) - 1)]
 

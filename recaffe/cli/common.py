@@ -13,7 +13,7 @@ import os
 
 import torch
 
-from recaffe import device as devices
+from recaffe.device import use_device
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +83,6 @@ def gpu_ids(flag: str | None) -> list[int]:
         if not 0 <= i < count:
             raise CliError(f"-gpu {flag}: there is no CUDA device {i} (PyTorch sees {count})")
     return ids
-
-
-def use_device(ids: list[int]) -> torch.device:
-    """Make the first id (or the CPU) the default device of new nets; returns it."""
-    if not ids:
-        devices.set_mode_cpu()
-        return torch.device("cpu")
-    devices.set_device(ids[0])
-    devices.set_mode_gpu()
-    return torch.device("cuda", ids[0])
 
 
 def select_device(gpu_flag: str | None) -> torch.device:

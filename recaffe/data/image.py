@@ -58,18 +58,27 @@ def decode_image(data: bytes, flag: str = "native") -> np.ndarray:
     return _bgr(image.convert("RGB"))
 
 
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of the image file ``path`` (a DataError naming it if it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise DataError(f"could not open or find the image {os.fspath(path)!r}: {e.strerror}") from e
+
+
+def decode_file(data: bytes, path: str | os.PathLike[str], flag: str = "native") -> np.ndarray:
+    """``decode_image`` of the bytes read from ``path``, with errors naming that file."""
+    try:
+        return decode_image(data, flag)
+    except DataError as e:
+        raise DataError(f"could not read the image {os.fspath(path)!r}: {e}") from e
+
+
 def read_image(path: str | os.PathLike[str], height: int = 0, width: int = 0,
                is_color: bool = True) -> np.ndarray:
     """``ReadImageToCVMat``: read (colour or gray), then resize when both sizes are positive."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise DataError(f"could not open or find the image {os.fspath(path)!r}: {e.strerror}") from e
-    try:
-        image = decode_image(data, "color" if is_color else "gray")
-    except DataError as e:
-        raise DataError(f"could not read the image {os.fspath(path)!r}: {e}") from e
+    image = decode_file(read_bytes(path), path, "color" if is_color else "gray")
     if height > 0 and width > 0:
         image = resize_linear(image, height, width)
     return image

@@ -120,10 +120,15 @@ class ImageListReader:
         p = self.param
         return image.read_image(p.root_folder + self.lines[index][0], p.new_height, p.new_width, p.is_color)
 
+    def item_shape(self, img: np.ndarray | None = None) -> tuple[int, int, int]:
+        """The transformed shape of an (H, W, C) image, by default the one at the current position."""
+        img = self.read(self.position) if img is None else img
+        return self.transformer.output_shape((img.shape[2], *img.shape[:2]))
+
     def load_batch(self) -> Batch:
         first = self.read(self.position)
-        shape = self.transformer.output_shape((first.shape[2], *first.shape[:2]))
-        filler = _BatchFiller(self.param.batch_size, shape, self.transformer.dtype, labels=True)
+        filler = _BatchFiller(self.param.batch_size, self.item_shape(first), self.transformer.dtype,
+                              labels=True)
         for index in range(self.param.batch_size):
             img = first if index == 0 else self.read(self.position)
             path, label = self.lines[self.position]

@@ -21,7 +21,7 @@ import numpy as np
 
 from recaffe import rng
 from recaffe.data import DataError, datum
-from recaffe.io import blobproto, prototxt
+from recaffe.io import binaryproto
 from recaffe.proto import caffe_pb2
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,12 @@ class DataTransformer:
             raise DataError(f"an item of shape {(c, h, w)} is smaller than crop_size {crop}")
         return (c, crop, crop) if crop else (c, h, w)
 
+    def check_mean_values(self, channels: int) -> None:
+        """``mean_value`` is given 0 times, once (for every channel) or once per channel."""
+        if self.mean_values.size not in (0, 1, channels):
+            raise DataError(f"specify either 1 mean_value or as many as channels ({channels}), "
+                            f"got {self.mean_values.size}")
+
     def transform(self, values: np.ndarray) -> np.ndarray:
         """Transform one (C, H, W) item (uint8 or float) into a new (C, h, w) array of ``dtype``."""
         c, h, w = values.shape
@@ -91,9 +97,7 @@ class DataTransformer:
                                 f"but the item has shape {(c, h, w)}")
             out -= self.mean[window]
         elif self.mean_values.size:
-            if self.mean_values.size not in (1, c):
-                raise DataError(f"specify either 1 mean_value or as many as channels ({c}), "
-                                f"got {self.mean_values.size}")
+            self.check_mean_values(c)
             out -= np.broadcast_to(self.mean_values, (c,))[:, None, None]
         out *= self.dtype(np.float32(self.param.scale))
         return np.ascontiguousarray(out[:, :, ::-1]) if mirror else out
@@ -114,12 +118,6 @@ class DataTransformer:
 def load_mean_file(path: str) -> np.ndarray:
     """A ``.binaryproto`` mean as (C, H, W), read like the DataTransformer reads it."""
     try:
-        proto = prototxt.read_binary(path, caffe_pb2.BlobProto())
-        mean = blobproto.array_from_proto(proto)
+        return binaryproto.read_mean(path)
     except ValueError as e:
         raise DataError(f"cannot read the mean_file {path!r}: {e}") from e
-    if mean.ndim == 4 and mean.shape[0] == 1:
-        mean = mean[0]
-    if mean.ndim != 3:
-        raise DataError(f"the mean_file {path!r} must hold one (C, H, W) image, got shape {mean.shape}")
-    return mean

@@ -29,6 +29,7 @@ import numpy as np
 from recaffe import rng
 from recaffe.data import DataError, image
 from recaffe.data.prefetch import Batch
+from recaffe.data.transformer import DataTransformer
 from recaffe.proto import caffe_pb2
 
 F32 = np.float32
@@ -91,15 +92,15 @@ class WindowSampler:
     """The WindowData batch loader (see the module docstring)."""
 
     def __init__(self, windows: WindowSet, param: caffe_pb2.WindowDataParameter,
-                 transform: caffe_pb2.TransformationParameter, channels: int, mean: np.ndarray | None,
-                 mean_values: np.ndarray, dtype: type, engine: rng.CaffeRNG) -> None:
-        self.windows, self.param, self.channels = windows, param, channels
-        self.crop, self.mirror = transform.crop_size, transform.mirror
-        self.mean, self.mean_values, self.dtype, self.engine = mean, mean_values, dtype, engine
+                 transformer: DataTransformer, channels: int, engine: rng.CaffeRNG) -> None:
+        """Crop size, mirror, mean and dtype come from ``transformer`` (its engine is not used)."""
+        self.windows, self.param, self.channels, self.engine = windows, param, channels, engine
+        self.crop, self.mirror = transformer.param.crop_size, transformer.param.mirror
+        self.mean, self.mean_values, self.dtype = transformer.mean, transformer.mean_values, transformer.dtype
         self.cache: dict[str, bytes] = {}
         if param.cache_images:
             for path, _ in windows.images:
-                self.cache[path] = _read_bytes(path)
+                self.cache[path] = image.read_bytes(path)
 
     def load_batch(self) -> Batch:
         batch_size, crop = self.param.batch_size, self.crop
@@ -124,11 +125,8 @@ class WindowSampler:
             raise DataError(f"a window names image {window.image_index}, but the window file lists "
                             f"{len(self.windows.images)} images (indices must count from 0)")
         path = self.windows.images[window.image_index][0]
-        data = self.cache[path] if path in self.cache else _read_bytes(path)
-        try:
-            img = image.decode_image(data, "color")
-        except DataError as e:
-            raise DataError(f"could not read the image {path!r}: {e}") from e
+        data = self.cache[path] if path in self.cache else image.read_bytes(path)
+        img = image.decode_file(data, path, "color")
         if img.shape[2] != self.channels:
             raise DataError(
                 f"image {path!r} has {img.shape[2]} channels, the window file says {self.channels}")
@@ -185,10 +183,3 @@ def _c_round(value: np.float32) -> int:
     """C's ``round`` (half away from zero) of a float32, as an int."""
     return int(math.copysign(math.floor(abs(float(value)) + 0.5), float(value)))
 
-
-def _read_bytes(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise DataError(f"could not open or find the image {path!r}: {e.strerror}") from e

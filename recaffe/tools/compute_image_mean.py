@@ -9,8 +9,7 @@ import numpy as np
 
 from recaffe.data import DataError, db
 from recaffe.data.datum import datum_array, parse_datum
-from recaffe.io import prototxt
-from recaffe.proto import caffe_pb2
+from recaffe.io import binaryproto
 from recaffe.tools.progress import track
 
 log = logging.getLogger(__name__)
@@ -40,10 +39,7 @@ def compute_image_mean(input_db: str, output_file: str | None = None, backend: s
     mean = (total / np.float32(count)).astype(np.float32)
     if output_file:
         log.info("Write to %s", output_file)
-        c, h, w = mean.shape
-        proto = caffe_pb2.BlobProto(num=1, channels=c, height=h, width=w)
-        proto.data.extend(mean.reshape(-1).tolist())
-        prototxt.write_binary(output_file, proto)
+        binaryproto.write_mean(output_file, mean)
     log.info("Number of channels: %d", mean.shape[0])
     for c, channel in enumerate(mean):
         channel_sum = np.cumsum(channel.reshape(-1), dtype=np.float32)[-1]  # float, in order, as Caffe

@@ -30,11 +30,7 @@ def extract_features(pretrained_net_param: str, feature_extraction_proto_file: s
     if len(blob_names) != len(dataset_names):
         raise ValueError(f"the number of blob names ({len(blob_names)}) and dataset names "
                          f"({len(dataset_names)}) must be equal")
-    if mode.upper() == "GPU":
-        device.set_device(device_id)
-        device.set_mode_gpu()
-    else:
-        device.set_mode_cpu()
+    device.use_device([device_id] if mode.upper() == "GPU" else [])
     net = Net(feature_extraction_proto_file, TEST, weights_file=pretrained_net_param)
     for name in blob_names:
         if not net.has_blob(name):

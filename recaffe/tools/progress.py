@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -15,7 +14,7 @@ log = logging.getLogger("recaffe.tools")
 
 def track(items: Iterable[T], total: int | None, desc: str, every: int = 1000) -> Iterator[T]:
     """Yield ``items``, showing progress on stderr: a bar if it is a TTY, else a log line per ``every``."""
-    if sys.stderr.isatty():
+    if logs.wants_progress_bar("auto"):
         # log lines are printed above this bar while it is shown (see recaffe.logs)
         with logs.progress_bar(total, desc, unit=" records") as bar:
             for item in items:

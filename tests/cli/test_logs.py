@@ -83,7 +83,8 @@ def test_setup_replaces_its_own_handlers_only(logger: logging.Logger) -> None:
 
 @pytest.mark.parametrize(("value", "level"), [("", logging.INFO), ("0", logging.INFO), ("1", logging.WARNING),
                                               ("2", logging.ERROR), ("3", logging.CRITICAL),
-                                              ("7", logging.CRITICAL), ("x", logging.INFO)])
+                                              ("7", logging.CRITICAL), ("x", logging.INFO),
+                                              (" 1", logging.WARNING), ("2\n", logging.ERROR)])
 def test_glog_minloglevel(monkeypatch: pytest.MonkeyPatch, value: str, level: int) -> None:
     monkeypatch.setenv("GLOG_minloglevel", value)
     assert logs.default_level() == level

@@ -18,7 +18,7 @@ from recaffe.layer import Blobs, Layer
 
 
 class DataSourceLayer(Layer):
-    """A layer with no bottoms that fills its tops from outside data (HDF5Data, the data layers).
+    """A layer with no bottoms that fills its tops itself (HDF5Data, the data layers, DummyData).
 
     Data layers reshape their tops in ``forward``, so ``reshape`` does nothing, and so does
     ``backward``. Helpers: ``data_errors()`` re-raises problems with the data as errors naming the

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import final
 
 from recaffe import fillers, rng
 from recaffe.blob import Blob
-from recaffe.layer import Blobs, Layer
+from recaffe.layer import Blobs
+from recaffe.layers.data.base import DataSourceLayer
 from recaffe.proto import caffe_pb2
 from recaffe.registry import FILLERS, LAYERS
 
@@ -14,7 +14,7 @@ LEGACY_DIMS = ("num", "channels", "height", "width")
 
 @LAYERS.register("DummyData")
 @final
-class DummyDataLayer(Layer):
+class DummyDataLayer(DataSourceLayer):
     """Tops of fixed shapes filled by fillers: constant ones once at setup, others every forward.
 
     Forward: each top whose filler is not "constant" is refilled, in top order, drawing from
@@ -26,7 +26,6 @@ class DummyDataLayer(Layer):
     Bottoms: none. Tops: >= 1, shaped by ``shape`` or the legacy dims.
     """
 
-    exact_num_bottom_blobs = 0
     min_top_blobs = 1
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
@@ -74,13 +73,7 @@ class DummyDataLayer(Layer):
         except ValueError as e:
             raise self.error(str(e)) from None
 
-    def reshape(self, bottom: Blobs, top: Blobs) -> None:
-        pass
-
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         for i, blob in enumerate(top):
             if self._filler(i).type != "constant":
                 self._fill(blob, self._filler(i))
-
-    def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
-        pass

@@ -54,7 +54,6 @@ class ImageDataLayer(BasePrefetchingDataLayer):
                 raise self.error(f"not enough images to skip {start} (rand_skip {p.rand_skip}, "
                                  f"{len(lines)} images)")
         reader = ImageListReader(lines, p, self.transformer, shuffle_rng, start)
-        first = reader.read(start)
-        top[0].reshape((batch_size, *self.transformer.output_shape((first.shape[2], *first.shape[:2]))))
+        top[0].reshape((batch_size, *reader.item_shape()))
         top[1].reshape((batch_size,))
         return reader

@@ -52,11 +52,7 @@ class WindowDataLayer(BasePrefetchingDataLayer):
         log.info("%d images, %d foreground and %d background windows", len(windows.images),
                  len(windows.foreground), len(windows.background))
         channels = windows.images[-1][1][0]
-        mean_values = self.transformer.mean_values
-        if mean_values.size not in (0, 1, channels):
-            raise self.error(f"specify either 1 mean_value or as many as channels ({channels}), "
-                             f"got {mean_values.size}")
+        self.transformer.check_mean_values(channels)  # a DataError, raised as this layer's error
         top[0].reshape((batch_size, channels, t.crop_size, t.crop_size))
         top[1].reshape((batch_size,))
-        return WindowSampler(windows, p, t, channels, self.transformer.mean, mean_values,
-                             self.numpy_dtype, engine)
+        return WindowSampler(windows, p, self.transformer, channels, engine)

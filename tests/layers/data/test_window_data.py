@@ -87,3 +87,9 @@ def test_errors(window_file, tmp_path) -> None:
     layer, top = window_layer(window_file, str(tmp_path / "elsewhere"))
     with pytest.raises(LayerError, match=r"layer 'd' \(WindowData\): could not open or find the image"):
         forward(layer, top)
+
+
+def test_mean_values_must_fit_the_channels(window_file, tmp_path) -> None:
+    with pytest.raises(LayerError, match=r"layer 'd' \(WindowData\): specify either 1 mean_value or as "
+                                         r"many as channels \(3\), got 2"):
+        window_layer(window_file, str(tmp_path), transform="crop_size: 10 mean_value: 1 mean_value: 2")
