@@ -1,0 +1,215 @@
+"""Joining and leaving a distributed run: rendezvous, process group, collectives, fault handling.
+
+A run is ``solver_count`` processes, one per rank. They meet at a rendezvous (a ``TCPStore`` at
+``host:port``, hosted by rank 0 or by torchrun's agent), build one ``torch.distributed`` process
+group on it (NCCL when the rank trains on a CUDA device, gloo on the CPU), and start a watchdog
+thread (``recaffe.distributed.watchdog``) that ends this process with a FATAL line naming the
+rank that died. Where the rendezvous is comes from one of:
+
+* a torchrun-style environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``,
+  ``MASTER_PORT``): ``torchrun`` and ``recaffe train -gpu 0,1`` (which spawns its ranks) set it;
+* a uid from ``new_uid()`` (pycaffe's ``caffe.NCCL.new_uid()``), passed to every rank.
+
+``RECAFFE_DIST_TIMEOUT`` (seconds, default 60) bounds how long a rank waits for a rank that
+stopped answering; the rendezvous itself waits up to 5 times as long for every rank to arrive.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import dataclasses
+import datetime
+import logging
+import multiprocessing.util
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+
+import torch
+import torch.distributed as dist
+
+from recaffe.distributed import settings, watchdog
+
+log = logging.getLogger("recaffe.distributed")
+
+TIMEOUT_ENV = "RECAFFE_DIST_TIMEOUT"
+DEFAULT_TIMEOUT = 60.0
+# Collectives may wait as long as the root solver's test passes take; the watchdog, not this,
+# notices a dead rank.
+COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=30)
+_UID_PREFIX = "recaffe-rendezvous://"
+
+
+class DistributedError(RuntimeError):
+    """A distributed run cannot be set up as asked (bad uid, environment or rank)."""
+
+
+def fault_timeout() -> float:
+    """``RECAFFE_DIST_TIMEOUT`` in seconds (default 60): the bound on noticing a dead rank."""
+    value = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not value:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise DistributedError(f"{TIMEOUT_ENV} must be a positive number of seconds, got {value!r}")
+    return seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class Rendezvous:
+    """Where the ranks meet: the store's address, and whether torchrun's agent already hosts it."""
+
+    host: str
+    port: int
+    agent_hosts_store: bool = False
+
+    def uid(self) -> bytes:
+        return f"{_UID_PREFIX}{self.host}:{self.port}/{uuid.uuid4().hex}".encode()
+
+    @classmethod
+    def from_uid(cls, uid: bytes | str) -> Rendezvous:
+        text = uid.decode(errors="replace") if isinstance(uid, bytes) else str(uid)
+        address = text[len(_UID_PREFIX):].split("/", 1)[0] if text.startswith(_UID_PREFIX) else ""
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise DistributedError(f"not a uid from NCCL.new_uid(): {text[:80]!r}")
+        return cls(host, int(port))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def new_uid() -> bytes:
+    """A rendezvous for a new run: ``MASTER_ADDR`` (default 127.0.0.1) and a free port."""
+    host = os.environ.get("MASTER_ADDR", "127.0.0.1")
+    return Rendezvous(host, free_port()).uid()
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvWorld:
+    """The torchrun-style environment of this process: its rank, the world size, where to meet."""
+
+    rank: int
+    size: int
+    local_rank: int
+    rendezvous: Rendezvous
+
+
+def env_world() -> EnvWorld | None:
+    """The world ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``/``MASTER_ADDR``/``MASTER_PORT`` describe;
+    None when ``WORLD_SIZE`` is unset (not under a launcher)."""
+    env = os.environ
+    if "WORLD_SIZE" not in env:
+        return None
+    try:
+        size, rank = int(env["WORLD_SIZE"]), int(env.get("RANK", "0"))
+        local_rank = int(env.get("LOCAL_RANK", str(rank)))
+        port = int(env.get("MASTER_PORT", ""))
+    except ValueError:
+        raise DistributedError(
+            "WORLD_SIZE, RANK, LOCAL_RANK and MASTER_PORT must be integers (as torchrun sets them), got "
+            + ", ".join(f"{k}={env.get(k)!r}" for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_PORT"))
+        ) from None
+    if not 0 <= rank < size:
+        raise DistributedError(f"RANK={rank} is outside WORLD_SIZE={size}")
+    agent = env.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
+    return EnvWorld(rank, size, local_rank, Rendezvous(env.get("MASTER_ADDR", "127.0.0.1"), port, agent))
+
+
+class World:
+    """This process's membership of a run: collectives that never hang on a dead rank.
+
+    Joining sets the solver count and rank (``recaffe.distributed.settings``), so the solver built
+    afterwards seeds, shards its data, tests and logs as rank ``rank``. ``leave()`` at the end;
+    ``fail(message)`` when this rank cannot go on, so the others stop at once naming it.
+    """
+
+    def __init__(self, rank: int, size: int, rendezvous: Rendezvous, device: torch.device,
+                 timeout: float | None = None, verbose: bool = False) -> None:
+        if not 0 <= rank < size:
+            raise DistributedError(f"solver rank {rank} is outside solver count {size}")
+        if dist.is_initialized():
+            raise DistributedError("this process already belongs to a distributed run")
+        self.rank, self.size, self.device = rank, size, torch.device(device)
+        self.timeout = fault_timeout() if timeout is None else timeout
+        settings.set_solver_count(size)
+        settings.set_solver_rank(rank)
+        settings.set_multiprocess(True)
+        self.backend = "nccl" if self.device.type == "cuda" else "gloo"
+        log.info("Joining a run of %d solvers as rank %d at %s:%d (%s)", size, rank, rendezvous.host,
+                 rendezvous.port, self.backend)
+        wait = datetime.timedelta(seconds=5 * self.timeout)
+        try:
+            store = dist.TCPStore(rendezvous.host, rendezvous.port, size,
+                                  is_master=rank == 0 and not rendezvous.agent_hosts_store, timeout=wait)
+        except (RuntimeError, OSError) as e:
+            where = f"{rendezvous.host}:{rendezvous.port}"
+            raise DistributedError(f"rank {rank}: cannot reach the rendezvous at {where}: {e}") from e
+        self._store = dist.PrefixStore("recaffe", store)
+        self._watchdog = watchdog.Watchdog(rank, size, rendezvous, self.timeout)
+        self._watchdog.register(self._store)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        dist.init_process_group(self.backend, store=dist.PrefixStore("group", store), rank=rank,
+                                world_size=size, timeout=COLLECTIVE_TIMEOUT)
+        self._watchdog.start()
+        self._left = False
+        # pycaffe scripts never say they are done: leave when the process ends (multiprocessing's
+        # children skip atexit and run its own exit hooks instead)
+        atexit.register(self.leave)
+        multiprocessing.util.Finalize(None, self.leave, exitpriority=100)
+        settings.quiet_unless_root(verbose)
+
+    def all_reduce(self, tensor: torch.Tensor) -> None:
+        """Sum ``tensor`` over the ranks, in place."""
+        try:
+            dist.all_reduce(tensor)
+        except RuntimeError as e:
+            self._watchdog.collective_failed(e)
+
+    def broadcast(self, tensor: torch.Tensor, src: int = 0) -> None:
+        """Overwrite ``tensor`` with rank ``src``'s."""
+        try:
+            dist.broadcast(tensor, src)
+        except RuntimeError as e:
+            self._watchdog.collective_failed(e)
+
+    def fail(self, message: str) -> None:
+        """Tell the other ranks this one is going down (they stop with a FATAL naming it)."""
+        self._watchdog.report_failure(self._store, message)
+
+    def leave(self) -> None:
+        """Finish (once): rank 0 waits until every rank is done, so the store it hosts outlives them."""
+        if self._left:
+            return
+        self._left = True
+        self._watchdog.finish(self._store)
+        while self.rank == 0 and not self._watchdog.all_done(self._store):
+            time.sleep(self._watchdog.interval)
+        self._watchdog.stop()
+        dist.destroy_process_group()
+        log.info("Rank %d left the run.", self.rank)
+
+
+@contextlib.contextmanager
+def membership(world: World | None) -> Iterator[World | None]:
+    """Leave ``world`` at the end; on an exception, first tell the other ranks (None: no run)."""
+    if world is None:
+        yield None
+        return
+    try:
+        yield world
+    except BaseException as e:
+        world.fail(f"{type(e).__name__}: {e}")
+        raise
+    world.leave()
