@@ -145,6 +145,7 @@ class World:
         settings.set_solver_count(size)
         settings.set_solver_rank(rank)
         settings.set_multiprocess(True)
+        settings.quiet_unless_root(verbose)
         self.backend = "nccl" if self.device.type == "cuda" else "gloo"
         log.info("Joining a run of %d solvers as rank %d at %s:%d (%s)", size, rank, rendezvous.host,
                  rendezvous.port, self.backend)
@@ -168,7 +169,6 @@ class World:
         # children skip atexit and run its own exit hooks instead)
         atexit.register(self.leave)
         multiprocessing.util.Finalize(None, self.leave, exitpriority=100)
-        settings.quiet_unless_root(verbose)
 
     def all_reduce(self, tensor: torch.Tensor) -> None:
         """Sum ``tensor`` over the ranks, in place."""
