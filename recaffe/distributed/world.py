@@ -186,6 +186,7 @@ class World:
 
     def fail(self, message: str) -> None:
         """Tell the other ranks this one is going down (they stop with a FATAL naming it)."""
+        self._left = True
         self._watchdog.report_failure(self._store, message)
 
     def leave(self) -> None:

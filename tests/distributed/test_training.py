@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pathlib
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,8 +75,8 @@ def weights(path: pathlib.Path) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory, digits: pathlib.Path) -> dict[str, np.ndarray]:
-    """One process, ``iter_size: 2``: the same 32 digits per step as 2 ranks of 16."""
+def reference_run(tmp_path_factory: pytest.TempPathFactory, digits: pathlib.Path) -> pathlib.Path:
+    """One process, ``iter_size: 2``: the same 32 digits per step as 2 ranks of 16; its folder."""
     root = run_dir(tmp_path_factory.mktemp("reference"), digits, iter_size=2)
     cwd = os.getcwd()
     os.chdir(root)
@@ -83,7 +84,12 @@ def reference(tmp_path_factory: pytest.TempPathFactory, digits: pathlib.Path) ->
         solvers.load_solver("solver.prototxt").solve()
     finally:
         os.chdir(cwd)
-    return weights(root / "snapshots" / "lenet_iter_20.caffemodel")
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(reference_run: pathlib.Path) -> dict[str, np.ndarray]:
+    return weights(reference_run / "snapshots" / "lenet_iter_20.caffemodel")
 
 
 def assert_same_weights(path: pathlib.Path, reference: dict[str, np.ndarray]) -> None:
@@ -227,3 +233,18 @@ def test_sigint_to_rank_0_stops_both_ranks_at_the_same_iteration(tmp_path, digit
     written = [iteration_of(p) for p in root.glob("snapshots/lenet_iter_*.caffemodel")]
     assert len(written) == 1 and 5 < written[0] < 100000
     assert not re.search(r"Snapshotting", logs[1])  # rank 1 (-v: it logs) writes no snapshot
+
+
+def test_ranks_resume_from_a_snapshot(tmp_path, digits, reference_run) -> None:
+    root = run_dir(tmp_path, digits, max_iter=25, snapshot=25)
+    for name in ("lenet_iter_20.solverstate", "lenet_iter_20.caffemodel"):
+        shutil.copy(reference_run / "snapshots" / name, root / "snapshots")
+    ranks = start_ranks(root, "-snapshot", "snapshots/lenet_iter_20.solverstate")
+    for rank in ranks:
+        stopped_within(rank, 120)
+    log = (root / "rank0.log").read_text()
+    assert [r.returncode for r in ranks] == [0, 0], log[-3000:]
+    # every rank restored iteration 20 (else they would not meet in the same all-reduces)
+    assert display_iterations(log) == [20]
+    assert "Iteration 20, lr = 0.0025" in log  # step policy: 0.01 * 0.5^(20 // 8)
+    assert (root / "snapshots" / "lenet_iter_25.caffemodel").exists()
