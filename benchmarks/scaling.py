@@ -37,12 +37,14 @@ from recaffe.distributed.world import Rendezvous, World, free_port
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS.md"
 NET = "cifar10_quick"
-GLOBAL_BATCH = 100
-# name: (train prototxt, input shape, assumed seconds per iteration on one current GPU at the
-# published batch: 256 for CaffeNet, 32 for GoogLeNet; an assumption, to be replaced by a measurement)
+# name: (train net, solver, input shape per GPU at the published batch, assumed seconds per
+# iteration on one current GPU when not measured). CaffeNet's own train_val is not in
+# shared/caffe-models; AlexNet's has the same learnable parameters and about the same compute.
 PAPER_NETS = {
-    "CaffeNet": ("models/bvlc_reference_caffenet/deploy.prototxt", (256, 3, 227, 227), 0.25),
-    "GoogLeNet": ("models/bvlc_googlenet/train_val.prototxt", (32, 3, 224, 224), 0.10),
+    "CaffeNet": ("models/bvlc_alexnet/train_val.prototxt", "models/bvlc_alexnet/solver.prototxt",
+                 (256, 3, 227, 227), 0.25),
+    "GoogLeNet": ("models/bvlc_googlenet/train_val.prototxt", "models/bvlc_googlenet/solver.prototxt",
+                  (32, 3, 224, 224), 0.10),
 }
 LINKS = {"100 Gb/s": 12.5e9, "25 Gb/s": 3.125e9}  # bytes/s between the two nodes
 
@@ -52,6 +54,7 @@ class Config:
     ranks: int
     threads: int
     device: str
+    batch: int  # global: each rank takes batch / ranks
 
     def label(self) -> str:
         if self.device == "cuda":
@@ -66,7 +69,7 @@ def _rank(rank: int, config: Config, port: int, iters: int, warmup: int, out: mp
         recaffe.device.use_device([rank])
     device = recaffe.device.default_device()
     published = models.TRAIN_NETS[NET]
-    batch = GLOBAL_BATCH // config.ranks
+    batch = config.batch // config.ranks
     spec = dataclasses.replace(published, data_shape=(batch, *published.data_shape[1:]))
     trainer = training.Trainer(models.solver_param(spec, models.require_caffe_models()))
     batches = [(d.to(device), lab.to(device)) for d, lab in models.synthetic_batches(spec, 4, seed=rank)]
@@ -126,55 +129,79 @@ def measure(config: Config, iters: int, warmup: int) -> float:
                 os.environ[k] = v
 
 
-def measured_table(device: str, ranks: int, iters: int, warmup: int, reps: int) -> list[str]:
+def measured_table(device: str, ranks: int, batch: int, iters: int, warmup: int, reps: int) -> list[str]:
     threads = ranks if device == "cpu" else 1
-    configs = [Config(1, threads, device), Config(ranks, 1, device)]
+    configs = list(dict.fromkeys([Config(1, threads, device, batch), Config(ranks, 1, device, batch)]))
     runs: dict[Config, list[float]] = {c: [] for c in configs}
     for _ in range(reps):
         for config in configs:
             runs[config].append(measure(config, iters, warmup))
     base = statistics.median(runs[configs[0]])
-    lines = [f"CIFAR10-quick, global batch {GLOBAL_BATCH} per iteration, {device}, {iters} timed iterations "
+    lines = [f"CIFAR10-quick, global batch {batch} per iteration, {device}, {iters} timed iterations "
              f"after {warmup}, median of {reps} alternating runs:", "",
              "| configuration | batch per rank | ms/iter | images/s | speed-up | runs ms/iter |",
              "|---|---:|---:|---:|---:|---|"]
     for config in configs:
         ms = statistics.median(runs[config])
-        lines.append(f"| {config.label()} | {GLOBAL_BATCH // config.ranks} | {ms:.1f} | "
-                     f"{GLOBAL_BATCH * 1000.0 / ms:.0f} | {base / ms:.2f} | "
+        lines.append(f"| {config.label()} | {batch // config.ranks} | {ms:.1f} | "
+                     f"{batch * 1000.0 / ms:.0f} | {base / ms:.2f} | "
                      f"{', '.join(f'{x:.1f}' for x in runs[config])} |")
     return lines
 
 
-def parameter_bytes(prototxt_path: pathlib.Path, shape: tuple[int, ...]) -> tuple[int, int]:
-    """(learnable parameters, bytes as float32) of a net (a train net's Data layers made Inputs;
-    a deploy net has the same learnable parameters as its train net)."""
-    spec = models.TrainSpec("paper", str(prototxt_path), "", (1, *shape[1:]), 1000, (0.0, 1.0))
-    net = recaffe.Net(models.train_net_param(spec, pathlib.Path("/")))
-    count = sum(p.blob.count() for p in net.learnable_params)
-    return count, 4 * count
+def paper_spec(name: str, caffe_models: pathlib.Path, batch: int | None) -> models.TrainSpec:
+    net, solver, shape, _ = PAPER_NETS[name]
+    return models.TrainSpec(name, str(caffe_models / net), str(caffe_models / solver),
+                            (batch or shape[0], *shape[1:]), 1000, (-1.0, 1.0))
 
 
-def paper_table(caffe_models: pathlib.Path) -> list[str]:
+def paper_seconds(spec: models.TrainSpec, device: str, iters: int = 3) -> float:
+    """Measured seconds per training iteration of ``spec`` on one ``device`` (after one warm-up)."""
+    recaffe.device.use_device([0] if device == "cuda" else [])
+    trainer = training.Trainer(models.solver_param(spec, pathlib.Path("/")))
+    target = recaffe.device.default_device()
+    data, label = (t.to(target) for t in models.synthetic_batches(spec, 1)[0])
+    trainer.step(data, label)
+    _wait(target)
+    start = time.perf_counter()
+    for _ in range(iters):
+        trainer.step(data, label)
+    _wait(target)
+    recaffe.device.use_device([])
+    return (time.perf_counter() - start) / iters
+
+
+def paper_table(caffe_models: pathlib.Path, measure_on: str | None, batch: int | None) -> list[str]:
+    """The all-reduce volume of CaffeNet and GoogLeNet and the expected speed-up on 8 GPUs; T is
+    measured on ``measure_on`` (at ``batch`` when given) or assumed."""
+    source = (f"measured on one {'GPU' if measure_on == 'cuda' else 'CPU'}" if measure_on
+              else "assumed, not measured")
     lines = ["On paper: 8 GPUs on 2 nodes (4 per node), ring all-reduce of the fp32 gradients once per "
              "iteration, not overlapped with backward (recaffe reduces them in one buffer when all are "
              "ready). Each GPU sends and receives 2·(N−1)/N·S bytes per iteration (S = gradient bytes, "
              "N = 8), and the ring's two hops between the nodes carry as much each over the network, "
              "which decides C, the all-reduce time; NVLink inside a node is much faster. Expected "
-             "speed-up on 8 GPUs = 8·T / (T + C), with T the time of one iteration on one GPU "
-             "(assumed below, not measured).", "",
-             "| net | learnable params | S (fp32) | sent per GPU per iteration | assumed T | "
+             f"speed-up on 8 GPUs = 8·T / (T + C), with T the time of one iteration on one GPU ({source}).",
+             "", "| net | learnable params | S (fp32) | sent per GPU per iteration | T | "
              + " | ".join(f"C at {link} | speed-up at {link}" for link in LINKS) + " |",
              "|---|---:|---:|---:|---:|" + "---:|---:|" * len(LINKS)]
-    for name, (path, shape, seconds) in PAPER_NETS.items():
-        count, size = parameter_bytes(caffe_models / path, shape)
+    for name, (_, _, shape, assumed) in PAPER_NETS.items():
+        spec = paper_spec(name, caffe_models, batch)
+        one = dataclasses.replace(spec, data_shape=(1, *shape[1:]))
+        param = models.train_net_param(one, pathlib.Path("/"))
+        for layer in param.layer:  # counting needs the shapes only: skip the random fills
+            for field in ("convolution_param", "inner_product_param"):
+                if layer.HasField(field):
+                    getattr(layer, field).ClearField("weight_filler")
+        count = sum(p.blob.count() for p in recaffe.Net(param).learnable_params)
+        size = 4 * count
         moved = 2 * 7 / 8 * size
-        cells = []
-        for rate in LINKS.values():
-            c = moved / rate
-            cells.append(f"{c * 1000:.0f} ms | {8 * seconds / (seconds + c):.1f}×")
-        lines.append(f"| {name} (batch {shape[0]}/GPU) | {count / 1e6:.1f} M | {size / 2**20:.0f} MiB | "
-                     f"{moved / 2**20:.0f} MiB | {seconds * 1000:.0f} ms | {' | '.join(cells)} |")
+        seconds = paper_seconds(spec, measure_on) if measure_on else assumed
+        cells = [f"{moved / rate * 1000:.0f} ms | {8 * seconds / (seconds + moved / rate):.1f}×"
+                 for rate in LINKS.values()]
+        lines.append(f"| {name} (batch {spec.data_shape[0]}/GPU) | {count / 1e6:.1f} M | "
+                     f"{size / 2**20:.0f} MiB | {moved / 2**20:.0f} MiB | {seconds * 1000:.0f} ms | "
+                     f"{' | '.join(cells)} |")
     return lines
 
 
@@ -195,6 +222,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--ranks", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=100, help="global CIFAR10-quick batch per iteration")
+    parser.add_argument("--paper-batch", type=int, default=0,
+                        help="batch per GPU for the measured T of the paper nets (0: published)")
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--reps", type=int, default=3)
@@ -209,8 +239,9 @@ def main(argv: list[str] | None = None) -> None:
              f"{', ' + torch.cuda.get_device_name(0) if args.device == 'cuda' else ''}, "
              f"{datetime.datetime.now().isoformat(timespec='seconds')}, load average before: {load}. "
              "The machine is shared and noisy: compare the two rows of one table, not across tables.", ""]
-    lines += measured_table(args.device, args.ranks, args.iters, args.warmup, args.reps)
-    lines += ["", *paper_table(models.require_caffe_models())]
+    lines += measured_table(args.device, args.ranks, args.batch, args.iters, args.warmup, args.reps)
+    measure_on = args.device if args.device == "cuda" or args.paper_batch else None
+    lines += ["", *paper_table(models.require_caffe_models(), measure_on, args.paper_batch or None)]
     print("\n".join(lines))
     if not args.no_write:
         write_section(lines, args.results, args.device)

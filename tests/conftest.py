@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 import pytest
@@ -18,6 +19,10 @@ SHARED = next(
 )
 
 torch.set_num_threads(max(1, torch.get_num_threads()))
+
+# scripts/device_check.sh runs suites with RECAFFE_TEST_DEVICE=cuda: new nets then live on the GPU
+if os.environ.get("RECAFFE_TEST_DEVICE", "cpu") == "cuda":
+    recaffe.device.use_device([0])
 
 
 def cuda_available() -> bool:
