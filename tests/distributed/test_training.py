@@ -152,13 +152,14 @@ def test_pycaffe_train_py_pattern_trains_like_iter_size_2(tmp_path, digits, refe
 
 
 # ------------------------------------------------------------------ faults and signals
-def start_ranks(root: pathlib.Path, *flags: str) -> list[subprocess.Popen[str]]:
+def start_ranks(root: pathlib.Path, *flags: str, **env_extra: object) -> list[subprocess.Popen[str]]:
     """Two ``recaffe train`` ranks launched by hand with torchrun's variables; logs in rank<N>.log."""
     port = free_port()
     ranks = []
     argv = [str(BIN / "recaffe"), "train", "-solver", "solver.prototxt", *flags]
     for rank in range(2):
-        env = environment(RANK=rank, LOCAL_RANK=rank, WORLD_SIZE=2, MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+        env = environment(RANK=rank, LOCAL_RANK=rank, WORLD_SIZE=2, MASTER_ADDR="127.0.0.1", MASTER_PORT=port,
+                          **env_extra)
         with open(root / f"rank{rank}.log", "w") as log:
             ranks.append(subprocess.Popen(argv, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
                                           text=True))
@@ -210,6 +211,45 @@ def test_a_dead_rank_stops_the_other_naming_it(tmp_path, digits, how) -> None:
     assert re.search(rf"\] rank 1 is gone \({want}.*\); rank 0 stops$", fatal[0]), fatal[0]
     snapshots = sorted(root.glob("snapshots/lenet_iter_*.caffemodel"), key=iteration_of)
     assert snapshots and weights(snapshots[-1])  # the last good snapshot is readable
+
+
+BOOM = """import caffe
+
+
+class Boom(caffe.Layer):
+    \"\"\"Fails in the forward pass of iteration 8 on rank 1.\"\"\"
+
+    def setup(self, bottom, top):
+        self.calls = 0
+
+    def reshape(self, bottom, top):
+        pass
+
+    def forward(self, bottom, top):
+        self.calls += 1
+        if caffe.solver_rank() == 1 and self.calls == 8:
+            raise ValueError("boom on rank 1")
+
+    def backward(self, top, propagate_down, bottom):
+        pass
+"""
+
+
+def test_an_error_on_one_rank_stops_the_other_naming_it(tmp_path, digits) -> None:
+    root = run_dir(tmp_path, digits, max_iter=1000, snapshot=0)
+    (root / "boom.py").write_text(BOOM)
+    with open(root / "net.prototxt", "a") as net:
+        net.write('layer { name: "boom" type: "Python" bottom: "label" include { phase: TRAIN } '
+                  'python_param { module: "boom" layer: "Boom" } }\n')
+    ranks = start_ranks(root, PYTHONPATH=f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    for rank in ranks:
+        stopped_within(rank, TIMEOUT + 60)
+    logs = [(root / f"rank{r}.log").read_text() for r in range(2)]
+    assert [r.returncode for r in ranks] == [1, 1], logs[0][-2000:] + logs[1][-2000:]
+    assert "boom on rank 1" in [line for line in logs[1].splitlines() if line.startswith("F")][-1]
+    fatal = [line for line in logs[0].splitlines() if line.startswith("F")]
+    assert len(fatal) == 1, fatal
+    assert re.search(r"\] rank 1 failed: .*boom on rank 1.*; rank 0 stops too$", fatal[0]), fatal
 
 
 def test_sigint_to_rank_0_stops_both_ranks_at_the_same_iteration(tmp_path, digits) -> None:
