@@ -16,7 +16,8 @@ import signal
 import sys
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from multiprocessing.process import BaseProcess
 
 import torch.multiprocessing as mp
 
@@ -52,7 +53,7 @@ def spawn(target: Callable[[], int], nprocs: int) -> int:
             signal.signal(signum, handler)
 
 
-def _wait(processes: list) -> int:  # type: ignore[type-arg]  (multiprocessing's SpawnProcess)
+def _wait(processes: Sequence[BaseProcess]) -> int:
     """Wait for every rank; after the first failure, give the others the fault timeout (plus a
     margin) to stop by themselves, then terminate them."""
     failed: tuple[int, int] | None = None

@@ -70,10 +70,12 @@ class GradientSync:
         return agreed_action
 
     def _flatten(self, tensors: list[torch.Tensor], extra: float | None = None) -> torch.Tensor:
+        first = tensors[0] if tensors else torch.zeros(0, device=self.world.device)
+        dtype, device = first.dtype, first.device
         parts = [t.reshape(-1) for t in tensors]
         if extra is not None:
-            parts.append(torch.full((1,), float(extra), dtype=tensors[0].dtype, device=tensors[0].device))
-        return torch.cat(parts)
+            parts.append(torch.full((1,), float(extra), dtype=dtype, device=device))
+        return torch.cat(parts) if parts else first
 
     @staticmethod
     def _unflatten(flat: torch.Tensor, tensors: list[torch.Tensor]) -> None:
