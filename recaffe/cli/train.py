@@ -67,7 +67,10 @@ def run(args: argparse.Namespace) -> int:
     param = prototxt.read_solver_param(args.solver)
     param.train_state.level = args.level
     param.train_state.stage.extend(common.split_list(args.stage))
-    world = distributed.env_world()
+    try:
+        world = distributed.env_world()
+    except distributed.DistributedError as e:
+        raise common.CliError(str(e)) from e
     ranks = rank_count(args.gpu) if world is None else 1
     if ranks > 1:
         return launch.spawn(functools.partial(_spawned_rank, args), ranks)
@@ -77,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.weights:
         param.ClearField("weights")
         param.weights.append(args.weights)
-    member = distributed.World(world.rank, world.size, world.rendezvous, device, verbose=args.verbose) \
-        if world else None
+    member = _join(world, device, args.verbose) if world else None
     root = member is None or member.rank == 0
     effects = (args.sigint_effect, args.sighup_effect) if root else (signals.NONE, signals.NONE)
     with signals.SignalHandler(*effects) as handler, _tensorboard(args.tensorboard if root else ""), \
@@ -95,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         if member is not None:
             sync.broadcast()
         log.info("Starting Optimization")
-        enabled = logs.wants_progress_bar(args.progress)
+        enabled = root and logs.wants_progress_bar(args.progress)
         with logs.progress_bar(param.max_iter, "train", initial=trainer.iter, enabled=enabled) as bar:
             if bar is not None:
                 trainer.add_callback(_ignore, functools.partial(_advance, bar, weakref.ref(trainer)))
@@ -136,6 +138,13 @@ def select_device(gpu_flag: str | None, param: caffe_pb2.SolverParameter,
     else:
         log.info("Use CPU.")
     return common.use_device(ids)
+
+
+def _join(world: distributed.EnvWorld, device: torch.device, verbose: bool) -> distributed.World:
+    try:
+        return distributed.World(world.rank, world.size, world.rendezvous, device, verbose=verbose)
+    except distributed.DistributedError as e:
+        raise common.CliError(str(e)) from e
 
 
 def _spawned_rank(args: argparse.Namespace) -> int:

@@ -161,8 +161,11 @@ class World:
         self._watchdog.register(self._store)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        dist.init_process_group(self.backend, store=dist.PrefixStore("group", store), rank=rank,
-                                world_size=size, timeout=COLLECTIVE_TIMEOUT)
+        try:
+            dist.init_process_group(self.backend, store=dist.PrefixStore("group", store), rank=rank,
+                                    world_size=size, timeout=COLLECTIVE_TIMEOUT)
+        except RuntimeError as e:
+            raise DistributedError(f"rank {rank}: cannot form the process group of {size} ranks: {e}") from e
         self._watchdog.start()
         self._left = False
         # pycaffe scripts never say they are done: leave when the process ends (multiprocessing's

@@ -236,3 +236,13 @@ def test_missing_tensorboard_names_the_extra(cli, workdir: pathlib.Path, monkeyp
     result = cli("train", "-solver", "solver.prototxt", "--tensorboard", "tb")
     assert result.status == 1
     assert result.fatal() == "--tensorboard needs the tensorboard package: pip install recaffe[tensorboard]"
+
+
+def test_a_bad_launcher_environment_is_a_fatal_line(cli, workdir: pathlib.Path, monkeypatch) -> None:
+    nets.write_solver(workdir / "solver.prototxt", max_iter=1)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    result = cli("train", "-solver", "solver.prototxt")
+    assert result.status == 1
+    assert result.fatal() == "RANK=2 is outside WORLD_SIZE=2"
