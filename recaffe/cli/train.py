@@ -123,6 +123,7 @@ def select_device(gpu_flag: str | None, param: caffe_pb2.SolverParameter,
     if not gpu_flag and param.HasField("solver_mode") and param.solver_mode == param.GPU:
         if torch.cuda.is_available():
             gpu_flag = str(param.device_id if local_rank is None else local_rank)
+            local_rank = None  # the flag names this rank's device already
         else:
             log.info("The solver asks for solver_mode: GPU but PyTorch sees no CUDA device.")
     ids = common.gpu_ids(gpu_flag)

@@ -196,6 +196,11 @@ def test_each_rank_takes_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     assert train.select_device("0,1", param, local_rank=1) == [1]
     assert param.device_id == 1
     assert train.rank_count("0,1") == 2
+    monkeypatch.setattr(common, "gpu_ids", lambda flag: [int(flag)])
+    monkeypatch.setattr(train.torch.cuda, "is_available", lambda: True)
+    gpu_mode = caffe_pb2.SolverParameter(solver_mode=caffe_pb2.SolverParameter.GPU)
+    assert train.select_device(None, gpu_mode, local_rank=1) == [1]  # torchrun: cuda:LOCAL_RANK
+    monkeypatch.setattr(common, "gpu_ids", lambda flag: [0, 1])
     with pytest.raises(common.CliError, match="rank 2 of this machine has no device"):
         train.select_device("0,1", param, local_rank=2)
 
