@@ -252,12 +252,24 @@ def test_an_error_on_one_rank_stops_the_other_naming_it(tmp_path, digits) -> Non
     assert re.search(r"\] rank 1 failed: .*boom on rank 1.*; rank 0 stops too$", fatal[0]), fatal
 
 
-def test_sigint_to_rank_0_stops_both_ranks_at_the_same_iteration(tmp_path, digits) -> None:
+def snapshots_written(root: pathlib.Path) -> list[int]:
+    return sorted(iteration_of(p) for p in root.glob("snapshots/lenet_iter_*.caffemodel"))
+
+
+def test_signals_to_rank_0_act_on_every_rank_at_the_same_iteration(tmp_path, digits) -> None:
     root = run_dir(tmp_path, digits, max_iter=100000, snapshot=0)
     ranks = start_ranks(root, "-v")
     try:
         wait_for_iteration(root, ranks, 5)
-        ranks[0].send_signal(signal.SIGINT)
+        ranks[1].send_signal(signal.SIGINT)  # ignored: rank 0 decides for all
+        ranks[0].send_signal(signal.SIGHUP)  # snapshot and carry on
+        deadline = time.monotonic() + 60
+        while not snapshots_written(root) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        hup = snapshots_written(root)
+        assert len(hup) == 1, (root / "rank0.log").read_text()[-3000:]
+        wait_for_iteration(root, ranks, hup[0] + 5)  # both ranks still training
+        ranks[0].send_signal(signal.SIGINT)  # stop (after a snapshot)
         for rank in ranks:
             stopped_within(rank, 60)
     finally:
@@ -266,12 +278,12 @@ def test_sigint_to_rank_0_stops_both_ranks_at_the_same_iteration(tmp_path, digit
                 rank.kill()
                 rank.wait()
     logs = [(root / f"rank{r}.log").read_text() for r in range(2)]
+    # had rank 1 stopped at another iteration than rank 0, the one left would wait in an
+    # all-reduce for a rank that is gone, and fail
     assert [r.returncode for r in ranks] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
     assert all("Optimization stopped early." in log for log in logs)
-    # had rank 1 stopped at another iteration, rank 0 would wait in an all-reduce for a rank that
-    # left and fail; the snapshot after training names the iteration both stopped after
-    written = [iteration_of(p) for p in root.glob("snapshots/lenet_iter_*.caffemodel")]
-    assert len(written) == 1 and 5 < written[0] < 100000
+    written = snapshots_written(root)
+    assert len(written) == 2 and hup[0] + 5 <= written[1] < 100000  # the SIGHUP's and the last
     assert not re.search(r"Snapshotting", logs[1])  # rank 1 (-v: it logs) writes no snapshot
 
 
