@@ -25,8 +25,11 @@ esac
 step() { printf '\n== %s (%ds)\n' "$*" "$SECONDS"; }
 
 step "device"
-GPUS=$("$PYTHON" -c "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)")
-"$PYTHON" -c "import torch, recaffe; print('recaffe', recaffe.__version__, 'torch', torch.__version__, 'CUDA', torch.version.cuda)"
+INFO=$("$PYTHON" -c "import torch, recaffe
+print(torch.cuda.device_count() if torch.cuda.is_available() else 0)
+print('recaffe', recaffe.__version__, 'torch', torch.__version__, 'CUDA', torch.version.cuda)")
+GPUS=${INFO%%$'\n'*}
+echo "${INFO#*$'\n'}"
 echo "CUDA devices: $GPUS"
 if [ "$DRY_RUN" = 1 ]; then
   DEVICE=cpu
