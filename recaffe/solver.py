@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import torch
 
-from recaffe import rng
+from recaffe import net_builder, rng
 from recaffe.blob import Blob
 from recaffe.io import prototxt, snapshot, upgrade
 from recaffe.math.floats import f32
@@ -141,7 +141,8 @@ class Solver(abc.ABC):
         state.MergeFrom(net_param.state)
         state.MergeFrom(p.train_state)
         net_param.state.CopyFrom(state)
-        net = Net(net_param, dtype=self._dtype, device=self._device)
+        with net_builder.building(None if source.endswith("_param") else getattr(p, source)):
+            net = Net(net_param, dtype=self._dtype, device=self._device)
         self._load_weights(net)
         return net
 

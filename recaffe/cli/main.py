@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import os
 import re
@@ -31,8 +32,10 @@ COMMAND_MODULES: list[str] = [
     "parse_log",
     "plot_log",
     "data_tools",
-    "pycaffe_tools",
 ]
+# more commands from installed packages: ``register(subparsers)`` functions in this entry-point
+# group (the pycaffe scripts classify and draw_net, from ``caffe.tools``)
+COMMAND_ENTRY_POINTS = "recaffe.cli"
 
 log = logging.getLogger("recaffe.cli")
 
@@ -54,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     for name in COMMAND_MODULES:
         importlib.import_module(f"recaffe.cli.{name}").register(subparsers)
+    for entry in importlib.metadata.entry_points(group=COMMAND_ENTRY_POINTS):
+        entry.load()(subparsers)
     return parser
 
 
