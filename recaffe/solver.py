@@ -490,6 +490,7 @@ class Solver(abc.ABC):
                 raise SolverError(f"{os.fspath(state_file)!r}: history blob {i} holds {values.size} "
                                   f"values, the param it belongs to has {blob.count()}")
         self._iter = state.iter
+        self._iterations_last = state.iter  # the next display counts iter/s from here, not from 0
         if state.learned_net is not None:
             weights = _resolve(state.learned_net, state_file)
             if snapshot.is_hdf5_state(state_file):
