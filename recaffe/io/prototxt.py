@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from google.protobuf import message, text_format
 
+from recaffe.io import text_writer
 from recaffe.proto import caffe_pb2
 
 M = TypeVar("M", bound=message.Message)
@@ -85,7 +86,7 @@ def looks_binary(data: bytes, head: int = 1 << 16) -> bool:
 
 def write_text(path: PathLike, msg: message.Message) -> None:
     with open(path, "w", encoding="utf-8") as f:
-        f.write(text_format.MessageToString(msg))
+        f.write(to_text(msg))
 
 
 def write_binary(path: PathLike, msg: message.Message) -> None:
@@ -94,7 +95,8 @@ def write_binary(path: PathLike, msg: message.Message) -> None:
 
 
 def to_text(msg: message.Message) -> str:
-    return text_format.MessageToString(msg)
+    """``msg`` in text format as Caffe writes it (``lr_mult: 1``, not ``1.0``)."""
+    return text_writer.message_to_text(msg)
 
 
 def read_net_param(path: PathLike) -> caffe_pb2.NetParameter:
