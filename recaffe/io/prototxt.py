@@ -62,12 +62,17 @@ def read_binary(path: PathLike, msg: M) -> M:
     try:
         msg.ParseFromString(data)
     except message.DecodeError as e:
-        hint = " It looks like a text prototxt, which is read as text." if not looks_binary(data) else ""
+        hint = f" This is a text prototxt, not {BINARY_FILES.get(msg.DESCRIPTOR.name, 'a binary file')}." \
+            if not looks_binary(data) else ""
         raise ProtoFileError(
             f"{os.fspath(path)!r} is not a binary {msg.DESCRIPTOR.name} ({e}).{hint}"
         ) from e
     return msg
 
+
+# what a binary file of each message is called, for the error when a text prototxt is given instead
+BINARY_FILES = {"NetParameter": "a caffemodel (weights; a net's prototxt only describes it)",
+                "SolverState": "a solverstate", "BlobProto": "a binaryproto (e.g. a mean file)"}
 
 _CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
 

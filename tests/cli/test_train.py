@@ -233,3 +233,10 @@ def test_the_progress_bar_shows_the_logged_smoothed_loss(cli, workdir: pathlib.P
     logged = [m.rsplit("loss = ", 1)[1] for m in result.messages if re.match(r"Iteration 2 \(.*loss = ", m)]
     assert len(logged) == 1
     assert f"loss={logged[0]}]" in result.err.split("\r")[-1]  # the bar after the last iteration
+
+
+def test_weights_given_a_text_prototxt_says_so(cli, workdir: pathlib.Path) -> None:
+    result = cli("train", "-solver", "solver.prototxt", "-weights", "net.prototxt")
+    assert result.status == 1
+    assert "'net.prototxt' is not a binary NetParameter" in result.fatal()
+    assert "This is a text prototxt, not a caffemodel" in result.fatal()
