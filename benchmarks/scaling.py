@@ -32,8 +32,9 @@ import torch.multiprocessing as mp
 
 import recaffe
 from benchmarks import models, training
+from recaffe.distributed.rendezvous import Rendezvous, free_port
 from recaffe.distributed.sync import GradientSync
-from recaffe.distributed.world import Rendezvous, World, free_port
+from recaffe.distributed.world import World
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS.md"
 NET = "cifar10_quick"

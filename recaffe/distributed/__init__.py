@@ -2,8 +2,8 @@
 
 * ``settings``: solver count, rank and multiprocess flag of this process (Caffe's singleton), the
   Data layers' round-robin sharding and root-only logging;
-* ``world``: joining a run (torchrun environment or a ``new_uid()`` rendezvous), collectives
-  that never hang on a dead rank;
+* ``rendezvous``: where the ranks meet (torchrun's environment or a ``new_uid()``), the timeout;
+* ``world``: joining a run, collectives that never hang on a dead rank;
 * ``watchdog``: names a dead rank and stops the others within ``RECAFFE_DIST_TIMEOUT``;
 * ``sync``: ``GradientSync``, Caffe's NCCL object (broadcast, gradient all-reduce, shared solver
   actions);
@@ -12,6 +12,14 @@
 See docs/distributed.md.
 """
 
+from recaffe.distributed.rendezvous import (
+    DistributedError,
+    EnvWorld,
+    Rendezvous,
+    env_world,
+    fault_timeout,
+    new_uid,
+)
 from recaffe.distributed.settings import (
     data_shard,
     is_root,
@@ -22,16 +30,7 @@ from recaffe.distributed.settings import (
     solver_count,
     solver_rank,
 )
-from recaffe.distributed.world import (
-    DistributedError,
-    EnvWorld,
-    Rendezvous,
-    World,
-    env_world,
-    fault_timeout,
-    membership,
-    new_uid,
-)
+from recaffe.distributed.world import World, membership
 
 __all__ = [
     "DistributedError", "EnvWorld", "Rendezvous", "World", "data_shard", "env_world", "fault_timeout",

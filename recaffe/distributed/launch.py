@@ -21,7 +21,7 @@ from multiprocessing.process import BaseProcess
 
 import torch.multiprocessing as mp
 
-from recaffe.distributed.world import fault_timeout, free_port
+from recaffe.distributed.rendezvous import fault_timeout, free_port
 
 log = logging.getLogger("recaffe.distributed")
 

@@ -24,12 +24,11 @@ import os
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 import torch.distributed as dist
 
-if TYPE_CHECKING:
-    from recaffe.distributed.world import Rendezvous
+from recaffe.distributed.rendezvous import Rendezvous
 
 log = logging.getLogger("recaffe.distributed")
 

@@ -4,126 +4,30 @@ A run is ``solver_count`` processes, one per rank. They meet at a rendezvous (a 
 ``host:port``, hosted by rank 0 or by torchrun's agent), build one ``torch.distributed`` process
 group on it (NCCL when the rank trains on a CUDA device, gloo on the CPU), and start a watchdog
 thread (``recaffe.distributed.watchdog``) that ends this process with a FATAL line naming the
-rank that died. Where the rendezvous is comes from one of:
-
-* a torchrun-style environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``,
-  ``MASTER_PORT``): ``torchrun`` and ``recaffe train -gpu 0,1`` (which spawns its ranks) set it;
-* a uid from ``new_uid()`` (pycaffe's ``caffe.NCCL.new_uid()``), passed to every rank.
-
-``RECAFFE_DIST_TIMEOUT`` (seconds, default 60) bounds how long a rank waits for a rank that
-stopped answering; the rendezvous itself waits up to 5 times as long for every rank to arrive.
+rank that died. Where they meet and how long they wait: ``recaffe.distributed.rendezvous``.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
 import datetime
 import logging
 import multiprocessing.util
-import os
-import socket
 import time
-import uuid
 from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
 
 from recaffe.distributed import settings, watchdog
+from recaffe.distributed.rendezvous import DistributedError, Rendezvous, fault_timeout
 
 log = logging.getLogger("recaffe.distributed")
 
-TIMEOUT_ENV = "RECAFFE_DIST_TIMEOUT"
-DEFAULT_TIMEOUT = 60.0
 # Collectives may wait as long as the root solver's test passes take; the watchdog, not this,
 # notices a dead rank.
 COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=30)
-_UID_PREFIX = "recaffe-rendezvous://"
-
-
-class DistributedError(RuntimeError):
-    """A distributed run cannot be set up as asked (bad uid, environment or rank)."""
-
-
-def fault_timeout() -> float:
-    """``RECAFFE_DIST_TIMEOUT`` in seconds (default 60): the bound on noticing a dead rank."""
-    value = os.environ.get(TIMEOUT_ENV, "").strip()
-    if not value:
-        return DEFAULT_TIMEOUT
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = 0.0
-    if not seconds > 0:
-        raise DistributedError(f"{TIMEOUT_ENV} must be a positive number of seconds, got {value!r}")
-    return seconds
-
-
-@dataclasses.dataclass(frozen=True)
-class Rendezvous:
-    """Where the ranks meet: the store's address, and whether torchrun's agent already hosts it."""
-
-    host: str
-    port: int
-    agent_hosts_store: bool = False
-
-    def uid(self) -> bytes:
-        return f"{_UID_PREFIX}{self.host}:{self.port}/{uuid.uuid4().hex}".encode()
-
-    @classmethod
-    def from_uid(cls, uid: bytes | str) -> Rendezvous:
-        text = uid.decode(errors="replace") if isinstance(uid, bytes) else str(uid)
-        address = text[len(_UID_PREFIX):].split("/", 1)[0] if text.startswith(_UID_PREFIX) else ""
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            raise DistributedError(f"not a uid from NCCL.new_uid(): {text[:80]!r}")
-        return cls(host, int(port))
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def new_uid() -> bytes:
-    """A rendezvous for a new run: ``MASTER_ADDR`` (default 127.0.0.1) and a free port."""
-    host = os.environ.get("MASTER_ADDR", "127.0.0.1")
-    return Rendezvous(host, free_port()).uid()
-
-
-@dataclasses.dataclass(frozen=True)
-class EnvWorld:
-    """The torchrun-style environment of this process: its rank, the world size, where to meet."""
-
-    rank: int
-    size: int
-    local_rank: int
-    rendezvous: Rendezvous
-
-
-def env_world() -> EnvWorld | None:
-    """The world ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``/``MASTER_ADDR``/``MASTER_PORT`` describe;
-    None when ``WORLD_SIZE`` is unset (not under a launcher)."""
-    env = os.environ
-    if "WORLD_SIZE" not in env:
-        return None
-    try:
-        size, rank = int(env["WORLD_SIZE"]), int(env.get("RANK", "0"))
-        local_rank = int(env.get("LOCAL_RANK", str(rank)))
-        port = int(env.get("MASTER_PORT", ""))
-    except ValueError:
-        raise DistributedError(
-            "WORLD_SIZE, RANK, LOCAL_RANK and MASTER_PORT must be integers (as torchrun sets them), got "
-            + ", ".join(f"{k}={env.get(k)!r}" for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_PORT"))
-        ) from None
-    if not 0 <= rank < size:
-        raise DistributedError(f"RANK={rank} is outside WORLD_SIZE={size}")
-    agent = env.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
-    return EnvWorld(rank, size, local_rank, Rendezvous(env.get("MASTER_ADDR", "127.0.0.1"), port, agent))
 
 
 class World:

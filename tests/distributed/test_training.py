@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from recaffe import solver as solvers
-from recaffe.distributed.world import free_port
+from recaffe.distributed.rendezvous import free_port
 from recaffe.proto import caffe_pb2
 from recaffe.tools.datasets import convert_digits
 
