@@ -39,6 +39,18 @@ class Node:
     def type(self) -> str:
         return self.layer.type
 
+    def axis(self, axis: int, which: int = 0) -> int:
+        """A (possibly negative) axis of bottom ``which`` made non-negative."""
+        return axis % max(len(self.bottom_shapes[which]), 1)
+
+    def crop_offsets(self) -> tuple[int, list[int]]:
+        """Crop's first cropped axis and its offset on every cropped axis."""
+        p = self.layer.param.crop_param
+        axis = self.axis(p.axis)
+        count = len(self.bottom_shapes[0]) - axis
+        offsets = list(p.offset) if len(p.offset) > 1 else [p.offset[0] if p.offset else 0] * count
+        return axis, offsets
+
     def error(self, why: str) -> ExportError:
         return ExportError(f"layer {self.name!r} (type {self.type}): {why}")
 

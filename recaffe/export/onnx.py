@@ -78,14 +78,10 @@ class Builder:
 Emit = Callable[[Builder, Node], None]
 
 
-def _only_axis(node: Node, axis: int) -> int:
-    return axis % max(len(node.bottom_shapes[0]), 1)
-
-
 def _conv(b: Builder, node: Node) -> None:
     p = node.layer.param.convolution_param
     g = node.layer.geometry  # type: ignore[attr-defined]
-    if _only_axis(node, p.axis) != 1:
+    if node.axis(p.axis) != 1:
         raise node.error(f"convolution over axis {p.axis}: ONNX convolves from axis 1 only")
     inputs = [node.bottoms[0]] + [b.const(node, "blob", blob.data) for blob in node.layer.blobs]
     b.op(node, "ConvTranspose" if node.type == "Deconvolution" else "Conv", inputs, node.tops[0],
@@ -128,7 +124,8 @@ def _lrn(b: Builder, node: Node) -> None:
     p = node.layer.param.lrn_param
     if p.norm_region == caffe_pb2.LRNParameter.ACROSS_CHANNELS:
         # ONNX's LRN: x / (bias + alpha/size · Σ x²)^beta over the same centred window as Caffe's
-        b.op(node, "LRN", [node.bottoms[0]], node.tops[0], size=p.local_size, alpha=p.alpha, beta=p.beta, bias=p.k)
+        b.op(node, "LRN", [node.bottoms[0]], node.tops[0], size=p.local_size, alpha=p.alpha, beta=p.beta,
+             bias=p.k)
         return
     x = node.bottoms[0]
     pre = (p.local_size - 1) // 2
@@ -142,7 +139,7 @@ def _lrn(b: Builder, node: Node) -> None:
 
 def _inner_product(b: Builder, node: Node) -> None:
     p = node.layer.param.inner_product_param
-    axis = _only_axis(node, p.axis)
+    axis = node.axis(p.axis)
     flat = b.op(node, "Flatten", [node.bottoms[0]], axis=axis)
     inputs = [flat] + [b.const(node, "blob", blob.data) for blob in node.layer.blobs]
     if axis == 1:
@@ -192,7 +189,7 @@ def _batch_norm(b: Builder, node: Node) -> None:
 
 def _scale_or_bias(b: Builder, node: Node) -> None:
     p = node.layer.param.scale_param if node.type == "Scale" else node.layer.param.bias_param
-    axis = _only_axis(node, p.axis)
+    axis = node.axis(p.axis)
     blobs = list(node.layer.blobs)
     x = node.bottoms[0]
     if len(node.bottoms) > 1:
@@ -286,7 +283,7 @@ def _log(b: Builder, node: Node) -> None:
 
 
 def _softmax(b: Builder, node: Node) -> None:
-    axis = _only_axis(node, node.layer.param.softmax_param.axis)
+    axis = node.axis(node.layer.param.softmax_param.axis)
     b.op(node, "Softmax", [node.bottoms[0]], node.tops[0], axis=axis)
 
 
@@ -313,10 +310,8 @@ def _eltwise(b: Builder, node: Node) -> None:
 
 
 def _crop(b: Builder, node: Node) -> None:
-    p = node.layer.param.crop_param
-    axis = _only_axis(node, p.axis)
+    axis, offsets = node.crop_offsets()
     axes = list(range(axis, len(node.bottom_shapes[0])))
-    offsets = [0] * len(axes) if not p.offset else list(p.offset) * len(axes) if len(p.offset) == 1 else list(p.offset)
     ends = [o + node.bottom_shapes[1][a] for o, a in zip(offsets, axes)]
     b.op(node, "Slice", [node.bottoms[0], b.const(node, "starts", offsets), b.const(node, "ends", ends),
                          b.const(node, "axes", axes)], node.tops[0])
@@ -325,9 +320,10 @@ def _crop(b: Builder, node: Node) -> None:
 def _reduction(b: Builder, node: Node) -> None:
     p = node.layer.param.reduction_param
     R = caffe_pb2.ReductionParameter
-    axis = _only_axis(node, p.axis)
+    axis = node.axis(p.axis)
     axes = b.const(node, "axes", list(range(axis, len(node.bottom_shapes[0]))))
-    op = {R.SUM: "ReduceSum", R.ASUM: "ReduceL1", R.SUMSQ: "ReduceSumSquare", R.MEAN: "ReduceMean"}[p.operation]
+    ops = {R.SUM: "ReduceSum", R.ASUM: "ReduceL1", R.SUMSQ: "ReduceSumSquare", R.MEAN: "ReduceMean"}
+    op = ops[p.operation]
     y = b.op(node, op, [node.bottoms[0], axes], keepdims=0)
     b.affine(node, y, p.coeff, 0.0, node.tops[0])
 
@@ -413,7 +409,8 @@ def build(net: Net) -> Any:
         emit = EMITTERS.get(node.type)
         if emit is None:
             why = WHY_NOT["loss"] if "Loss" in node.type else WHY_NOT.get(node.type) or (
-                f"no exact ONNX form is implemented for type {node.type} (exported: {', '.join(sorted(EMITTERS))})")
+                f"no exact ONNX form is implemented for type {node.type} "
+                f"(exported: {', '.join(sorted(EMITTERS))})")
             raise node.error(why)
         emit(b, node)
     float_t = onnx.TensorProto.FLOAT

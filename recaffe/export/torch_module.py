@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 
 from recaffe.export import runtime
-from recaffe.export.graph import Graph, Node, identifiers, walk
+from recaffe.export.graph import Node, identifiers, walk
 from recaffe.net import TRAIN, Net
 from recaffe.proto import caffe_pb2
 
@@ -29,14 +29,10 @@ RUNTIME_PATH = pathlib.Path(runtime.__file__)
 Emitter = Callable[[Node], tuple[str, tuple[str, ...]]]
 
 
-def _axis(node: Node, axis: int, which: int = 0) -> int:
-    return axis % max(len(node.bottom_shapes[which]), 1)
-
-
 def _conv(node: Node) -> tuple[str, tuple[str, ...]]:
     p = node.layer.param.convolution_param
     g = node.layer.geometry  # type: ignore[attr-defined]
-    if len(g.kernel) != 2 or _axis(node, p.axis) != 1:
+    if len(g.kernel) != 2 or node.axis(p.axis) != 1:
         raise node.error(f"only 2-D convolution on axis 1 is exported (got {len(g.kernel)} spatial "
                          f"axes from axis {p.axis})")
     weight = node.layer.blobs[0].shape
@@ -69,7 +65,7 @@ def _lrn(node: Node) -> tuple[str, tuple[str, ...]]:
 def _inner_product(node: Node) -> tuple[str, tuple[str, ...]]:
     p = node.layer.param.inner_product_param
     return (f"InnerProduct({node.layer.blobs[0].shape}, bias={p.bias_term}, "
-            f"axis={_axis(node, p.axis)}, transpose={p.transpose})", ("weight", "bias"))
+            f"axis={node.axis(p.axis)}, transpose={p.transpose})", ("weight", "bias"))
 
 
 def _batch_norm(node: Node) -> tuple[str, tuple[str, ...]]:
@@ -86,12 +82,12 @@ def _scale(node: Node) -> tuple[str, tuple[str, ...]]:
     shape = blobs[0] if learned else None
     bias = blobs[-1] if p.bias_term else None
     names = (("weight",) if learned else ()) + (("bias",) if p.bias_term else ())
-    return f"Scale({shape}, axis={_axis(node, p.axis)}, bias_shape={bias})", names
+    return f"Scale({shape}, axis={node.axis(p.axis)}, bias_shape={bias})", names
 
 
 def _bias(node: Node) -> tuple[str, tuple[str, ...]]:
     shape = node.layer.blobs[0].shape if len(node.bottoms) == 1 else None
-    return f"Bias({shape}, axis={_axis(node, node.layer.param.bias_param.axis)})", ("bias",)
+    return f"Bias({shape}, axis={node.axis(node.layer.param.bias_param.axis)})", ("bias",)
 
 
 def _relu(node: Node) -> tuple[str, tuple[str, ...]]:
@@ -115,10 +111,7 @@ def _slice(node: Node) -> tuple[str, tuple[str, ...]]:
 
 
 def _crop(node: Node) -> tuple[str, tuple[str, ...]]:
-    p = node.layer.param.crop_param
-    axis = _axis(node, p.axis)
-    count = len(node.bottom_shapes[0]) - axis
-    offsets = [0] * count if not p.offset else list(p.offset) * count if len(p.offset) == 1 else list(p.offset)
+    axis, offsets = node.crop_offsets()
     return f"Crop({axis}, {tuple(offsets)})", ()
 
 
@@ -158,7 +151,7 @@ def _simple(template: str, field: str = "", *attrs: str) -> Emitter:
 def _reduction(node: Node) -> tuple[str, tuple[str, ...]]:
     p = node.layer.param.reduction_param
     op = caffe_pb2.ReductionParameter.ReductionOp.Name(p.operation)
-    return f"Reduction({op!r}, {_axis(node, p.axis)}, {p.coeff!r})", ()
+    return f"Reduction({op!r}, {node.axis(p.axis)}, {p.coeff!r})", ()
 
 
 def _exp(node: Node) -> tuple[str, tuple[str, ...]]:
@@ -199,7 +192,7 @@ EMITTERS: dict[str, Emitter] = {
     "Exp": _exp,
     "Log": _log,
     "Dropout": _simple("nn.Dropout({})", "dropout_param", "dropout_ratio"),
-    "Softmax": lambda node: (f"nn.Softmax({_axis(node, node.layer.param.softmax_param.axis)})", ()),
+    "Softmax": lambda node: (f"nn.Softmax({node.axis(node.layer.param.softmax_param.axis)})", ()),
     "Concat": lambda node: (f"Concat({node.layer.axis})", ()),  # type: ignore[attr-defined]
     "Slice": _slice,
     "Eltwise": _eltwise,
@@ -215,7 +208,8 @@ EMITTERS: dict[str, Emitter] = {
 def _emit(node: Node) -> tuple[str, tuple[str, ...]]:
     emitter = EMITTERS.get(node.type)
     if emitter is None:
-        raise node.error(f"no PyTorch export for type {node.type} (exported types: {', '.join(sorted(EMITTERS))})")
+        raise node.error(f"no PyTorch export for type {node.type} "
+                         f"(exported types: {', '.join(sorted(EMITTERS))})")
     ctor, names = emitter(node)
     return ctor, names[: len(node.layer.blobs)]
 
@@ -234,14 +228,15 @@ def source(net: Net) -> str:
         init.append(f"        self.{attr} = {ctor}  # {node.name!r}")
         for j, (owner, k) in node.shared.items():
             init.append(f"        self.{attr}.{names[j]} = self.{attrs[owner]}.{blob_names[owner][k]}")
-        for j, blob in enumerate(node.layer.blobs):
+        for j in range(len(node.layer.blobs)):
             if node.type != "BatchNorm" and j not in node.shared:
                 spec = node.layer.param.param[j] if j < len(node.layer.param.param) else caffe_pb2.ParamSpec()
                 params.append(f"        '{attr}.{names[j]}': ({spec.lr_mult!r}, {spec.decay_mult!r}),")
         if node.type == "Silence":
             continue
         args = ", ".join(variables[b] for b in node.bottoms)
-        tops = ", ".join(variables[t] for t in node.tops) + ("," if node.type == "Slice" and len(node.tops) == 1 else "")
+        tops = ", ".join(variables[t] for t in node.tops)
+        tops += "," if node.type == "Slice" and len(node.tops) == 1 else ""
         body.append(f"        {tops} = self.{attr}({args})")
     inputs = ", ".join(f"{variables[name]}: torch.Tensor" for name, _ in graph.inputs)
     shapes = ", ".join(f"{name!r}: {shape}" for name, shape in graph.inputs)
