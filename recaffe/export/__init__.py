@@ -2,6 +2,7 @@
 optimizer, and ``explain`` (where a reimplementation would silently differ)."""
 
 from recaffe.export.graph import ExportError
+from recaffe.export.optimizer import CaffeLR, CaffeOptimizer, caffe_optimizer
 from recaffe.export.torch_module import source, to_torch, write_torch
 
-__all__ = ["ExportError", "source", "to_torch", "write_torch"]
+__all__ = ["CaffeLR", "CaffeOptimizer", "ExportError", "caffe_optimizer", "source", "to_torch", "write_torch"]
