@@ -62,7 +62,7 @@ class Builder:
     def op(self, node: Node, op_type: str, inputs: list[str], output: str | None = None,
            **attrs: Any) -> str:
         out = output or self.fresh(node, op_type.lower())
-        self.nodes.append(self.onnx.helper.make_node(op_type, inputs, [out], name=f"{node.name}/{op_type}",
+        self.nodes.append(self.onnx.helper.make_node(op_type, inputs, [out], name=self.fresh(node, op_type),
                                                      **attrs))
         return out
 
@@ -294,7 +294,7 @@ def _concat(b: Builder, node: Node) -> None:
 def _slice(b: Builder, node: Node) -> None:
     sizes = b.const(node, "split", list(node.layer.sizes))  # type: ignore[attr-defined]
     b.nodes.append(b.onnx.helper.make_node("Split", [node.bottoms[0], sizes], node.tops,
-                                           name=f"{node.name}/Split", axis=node.layer.axis))  # type: ignore[attr-defined]
+                                           name=b.fresh(node, "Split"), axis=node.layer.axis))  # type: ignore[attr-defined]
 
 
 def _eltwise(b: Builder, node: Node) -> None:
@@ -400,8 +400,9 @@ def _dynamic(shape: tuple[int, ...], batch: int | None) -> list[int | str]:
     return [BATCH, *shape[1:]] if shape and shape[0] == batch else list(shape)
 
 
-def build(net: Net) -> Any:
-    """The ONNX ModelProto of ``net`` (weights as initializers, batch axis named 'N')."""
+def build(net: Net, check: bool = True) -> Any:
+    """The ONNX ModelProto of ``net`` (weights as initializers, batch axis named 'N'), validated
+    by onnx.checker unless ``check`` is false."""
     onnx = _onnx()
     graph: Graph = walk(net)
     b = Builder()
@@ -423,7 +424,8 @@ def build(net: Net) -> Any:
     model = onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
                                    producer_name="recaffe")
     model.ir_version = min(model.ir_version, 10)
-    onnx.checker.check_model(model)
+    if check:
+        onnx.checker.check_model(model)
     return model
 
 
