@@ -32,6 +32,8 @@ COMMAND_MODULES: list[str] = [
     "plot_log",
     "data_tools",
     "pycaffe_tools",
+    "export",
+    "explain",
 ]
 
 log = logging.getLogger("recaffe.cli")
