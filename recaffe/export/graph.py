@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from recaffe.layer import Layer
 from recaffe.net import Net
+from recaffe.proto import caffe_pb2
 
 
 class ExportError(ValueError):
@@ -50,6 +51,14 @@ class Node:
         count = len(self.bottom_shapes[0]) - axis
         offsets = list(p.offset) if len(p.offset) > 1 else [p.offset[0] if p.offset else 0] * count
         return axis, offsets
+
+    def check_pooling(self) -> None:
+        """Pooling that no exporter can give exactly: STOCHASTIC, or MAX with its mask top."""
+        if self.layer.param.pooling_param.pool == caffe_pb2.PoolingParameter.STOCHASTIC:
+            raise self.error("STOCHASTIC pooling draws from Caffe's random stream; it has no exact "
+                             "PyTorch or ONNX form")
+        if len(self.tops) > 1:
+            raise self.error("the MAX mask top (argmax indices) has no exact PyTorch or ONNX form")
 
     def error(self, why: str) -> ExportError:
         return ExportError(f"layer {self.name!r} (type {self.type}): {why}")

@@ -90,11 +90,8 @@ def _conv(b: Builder, node: Node) -> None:
 
 
 def _pool(b: Builder, node: Node) -> None:
+    node.check_pooling()
     p = node.layer.param.pooling_param
-    if p.pool == caffe_pb2.PoolingParameter.STOCHASTIC:
-        raise node.error("STOCHASTIC pooling draws from Caffe's random stream; ONNX has no such operator")
-    if len(node.tops) > 1:
-        raise node.error("the MAX mask top (argmax indices) has no exact ONNX form")
     layer = node.layer
     in_hw = node.bottom_shapes[0][2:4]
     kernel = layer.window.kernel  # type: ignore[attr-defined]

@@ -44,11 +44,8 @@ def _conv(node: Node) -> tuple[str, tuple[str, ...]]:
 
 
 def _pool(node: Node) -> tuple[str, tuple[str, ...]]:
+    node.check_pooling()
     p = node.layer.param.pooling_param
-    if p.pool == caffe_pb2.PoolingParameter.STOCHASTIC:
-        raise node.error("STOCHASTIC pooling draws from Caffe's random stream; no exact PyTorch or ONNX form")
-    if len(node.tops) > 1:
-        raise node.error("the MAX mask top (argmax indices) is not exported")
     layer = node.layer
     kernel = None if p.global_pooling else layer.kernel  # type: ignore[attr-defined]
     pool = caffe_pb2.PoolingParameter.PoolMethod.Name(p.pool)

@@ -5,6 +5,7 @@ clear errors for what has no exact form."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -194,3 +195,11 @@ def test_no_exact_form_is_a_clear_error(layer: str, tops: int, phase: int, messa
         net.blobs["b0"].data.zero_()
     with pytest.raises(ExportError, match=f"layer 'L' .*{message}"):
         build(net)
+
+
+def test_every_exported_type_has_a_case() -> None:
+    from recaffe.export import onnx, torch_module
+
+    tested = {re.findall(r"type: \"(\w+)\"", layer)[0] for _, layer in CASES.values()}
+    assert set(onnx.EMITTERS) - tested == {"Silence"}  # no output to compare
+    assert set(torch_module.EMITTERS) - tested == {"SoftmaxWithLoss"}  # trained in test_optimizer.py
