@@ -25,6 +25,7 @@ from recaffe.net import Net
 from recaffe.proto import caffe_pb2
 
 OPSET = 18
+Constant = np.ndarray | np.generic | torch.Tensor | list[int] | float
 BATCH = "N"
 
 
@@ -49,7 +50,7 @@ class Builder:
         self.count += 1
         return f"{node.name}/{what}_{self.count}"
 
-    def const(self, node: Node, what: str, value: np.ndarray | torch.Tensor | list[int] | float) -> str:
+    def const(self, node: Node, what: str, value: Constant) -> str:
         array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
         if array.dtype.kind == "f":
             array = array.astype(np.float32)
@@ -93,7 +94,7 @@ def _pool(b: Builder, node: Node) -> None:
     node.check_pooling()
     p = node.layer.param.pooling_param
     layer = node.layer
-    in_hw = node.bottom_shapes[0][2:4]
+    in_hw = (node.bottom_shapes[0][2], node.bottom_shapes[0][3])
     kernel = layer.window.kernel  # type: ignore[attr-defined]
     _, pads, divisors = runtime.pool_geometry(in_hw, kernel, layer.stride, layer.pad,  # type: ignore[attr-defined]
                                                    p.round_mode == caffe_pb2.PoolingParameter.CEIL)
@@ -104,7 +105,8 @@ def _pool(b: Builder, node: Node) -> None:
         x = b.op(node, "Slice", [x, b.const(node, "starts", [0, 0]), b.const(node, "ends", ends),
                                  b.const(node, "axes", [2, 3])])
     onnx_pads = [max(top, 0), max(left, 0), max(bottom, 0), max(right, 0)]
-    attrs = {"kernel_shape": list(kernel), "strides": list(layer.stride), "pads": onnx_pads}  # type: ignore[attr-defined]
+    attrs: dict[str, Any] = {"kernel_shape": list(kernel), "strides": list(layer.stride),  # type: ignore[attr-defined]
+                             "pads": onnx_pads}
     if p.pool == caffe_pb2.PoolingParameter.MAX:
         b.op(node, "MaxPool", [x], node.tops[0], **attrs)
         return

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 
@@ -30,7 +30,7 @@ from recaffe.registry import LR_POLICIES
 from recaffe.solvers.adam import bias_correction
 from recaffe.solvers.update_math import axpby, moving_average, rms_scaled
 
-SolverParam = caffe_pb2.SolverParameter
+SolverParam: TypeAlias = caffe_pb2.SolverParameter
 # (gradient, histories, local rate, solver parameter, t = iter + 1) -> the update, written into g
 Rule = Callable[[torch.Tensor, list[torch.Tensor], float, SolverParam, int], None]
 
@@ -153,7 +153,7 @@ def caffe_optimizer(
     module: torch.nn.Module, solver: SolverParam | str | os.PathLike[str]
 ) -> tuple[CaffeOptimizer, CaffeLR]:
     """Caffe's solver for ``module``: a solver.prototxt path or a SolverParameter."""
-    param = solver if isinstance(solver, SolverParam) else prototxt.read_solver_param(solver)
+    param = solver if isinstance(solver, caffe_pb2.SolverParameter) else prototxt.read_solver_param(solver)
     multipliers: dict[str, tuple[float, float]] = getattr(module, "caffe_params", {})
     params = [(w, *multipliers.get(name, (1.0, 1.0))) for name, w in module.named_parameters()]
     optimizer = CaffeOptimizer(params, param)

@@ -110,6 +110,9 @@ class BatchNorm(nn.Module):
     sums: s ← maf·s + 1, μ_sum ← maf·μ_sum + μ, σ²_sum ← maf·σ²_sum + m/(m−1)·σ²."""
 
     caffe_blobs = ("mean", "variance", "scale_factor")
+    mean: torch.Tensor
+    variance: torch.Tensor
+    scale_factor: torch.Tensor
 
     def __init__(self, channels: int, eps: float, moving_average_fraction: float,
                  use_global_stats: bool | None) -> None:
@@ -123,6 +126,8 @@ class BatchNorm(nn.Module):
         channels = self.mean.shape[0]
         flat = x.reshape(x.shape[0], channels, -1)
         use_global = self.use_global_stats if self.use_global_stats is not None else not self.training
+        mean: torch.Tensor
+        var: torch.Tensor
         if use_global:
             s = float(self.scale_factor[0])
             factor = 0.0 if s == 0 else 1 / s
