@@ -199,6 +199,7 @@ EMITTERS: dict[str, Emitter] = {
     "Reduction": _reduction,
     "ArgMax": _argmax,
     "SoftmaxWithLoss": _softmax_loss,
+    "Silence": _simple("nn.Identity()"),  # not called: forward skips it
 }
 
 
