@@ -24,6 +24,8 @@ from recaffe.net import TRAIN, Net
 from recaffe.proto import caffe_pb2
 
 RUNTIME_PATH = pathlib.Path(runtime.__file__)
+# names a layer attribute must not take: nn.Module's own and the exported class's
+RESERVED = frozenset(dir(torch.nn.Module)) | {"inputs", "loss_weights", "caffe_params", "caffe_loss"}
 
 # type -> (constructor source, Caffe blob names) for a node
 Emitter = Callable[[Node], tuple[str, tuple[str, ...]]]
@@ -215,7 +217,7 @@ def _emit(node: Node) -> tuple[str, tuple[str, ...]]:
 def source(net: Net) -> str:
     """The text of a self-contained .py file defining ``class Net(nn.Module)`` for ``net``."""
     graph = walk(net)
-    attrs = identifiers([n.name for n in graph.nodes], frozenset({"forward", "training"}))
+    attrs = identifiers([n.name for n in graph.nodes], RESERVED)
     values = [name for name, _ in graph.inputs] + [t for n in graph.nodes for t in n.tops]
     variables = identifiers(values, frozenset({"self", "tops"}))
     init, body, params, blob_names = [], [], [], {}
@@ -275,7 +277,7 @@ def _load_module(text: str, name: str) -> types.ModuleType:
 def state_dict(net: Net) -> dict[str, torch.Tensor]:
     """The net's blobs under the exported module's names (``conv1.weight``, ``bn1.mean``, ...)."""
     graph = walk(net)
-    attrs = identifiers([n.name for n in graph.nodes], frozenset({"forward", "training"}))
+    attrs = identifiers([n.name for n in graph.nodes], RESERVED)
     state: dict[str, torch.Tensor] = {}
     for node in graph.nodes:
         _, names = _emit(node)

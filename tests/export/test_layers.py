@@ -204,3 +204,26 @@ def test_every_exported_type_has_a_case() -> None:
     tested = {re.findall(r"type: \"(\w+)\"", layer)[0] for _, layer in CASES.values()}
     assert set(onnx.EMITTERS) - tested == {"Silence"}  # no output: test_in_place_chain_and_split
     assert set(torch_module.EMITTERS) - tested == {"SoftmaxWithLoss", "Silence"}  # test_optimizer.py
+
+
+def test_shared_parameters_and_awkward_names() -> None:
+    """Layers sharing a named blob share one torch Parameter; layer names that nn.Module uses
+    (eval, inputs) or that are no identifiers still give a working module."""
+    param = net_param([(2, 6)], 'type: "InnerProduct" param { name: "w" } '
+                                "inner_product_param { num_output: 6 }")
+    extra = ('layer { name: "eval" type: "InnerProduct" bottom: "t0" top: "inputs" param { name: "w" } '
+             "inner_product_param { num_output: 6 } }\n"
+             'layer { name: "1/relu" type: "ReLU" bottom: "inputs" top: "inputs" }\n')
+    param.MergeFrom(prototxt.parse_text(extra, caffe_pb2.NetParameter()))
+    net = seeded_net(param)
+    x = net.blobs["b0"].data.clone()
+    net.forward()
+    module = to_torch(net)
+    assert module.eval_2.weight is module.L.weight  # type: ignore[union-attr]
+    assert sorted(module.caffe_params) == ["L.bias", "L.weight", "eval_2.bias"]
+    with torch.no_grad():
+        out = module.eval()(b0=x)
+    assert relative_error(out["inputs"], net.blobs["inputs"].data) <= TOLERANCE
+    session = onnxruntime.InferenceSession(build(net).SerializeToString(), providers=["CPUExecutionProvider"])
+    (y,) = session.run(["inputs"], {"b0": x.numpy()})
+    assert relative_error(y, net.blobs["inputs"].data) <= TOLERANCE
