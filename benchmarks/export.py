@@ -78,9 +78,9 @@ def net_row(name: str, reps: int) -> str:
         with torch.no_grad():
             ours = {"onnx": dict(zip(outputs, session.run(outputs, {data: x.numpy()}))), "torch": module(x)}
         for kind, values in ours.items():
-            for blob in outputs:
-                ref = net.blobs[blob].data
-                diff = (torch.as_tensor(values[blob]).reshape(ref.shape) - ref).abs().max()
+            for top in outputs:
+                ref = net.blobs[top].data
+                diff = (torch.as_tensor(values[top]).reshape(ref.shape) - ref).abs().max()
                 err = float(diff / ref.abs().max())
                 errors[kind] = max(errors[kind], err)
         if batch == 4:
@@ -105,6 +105,8 @@ def solver_row(case: str) -> str:
         solver = recaffe.load_solver("solver.prototxt")
         module = to_torch(solver.net)
         p = solver.param
+        optimizer: torch.optim.Optimizer
+        scheduler: torch.optim.lr_scheduler.LRScheduler
         if kind == "caffe_optimizer":
             optimizer, scheduler = caffe_optimizer(module, p)
         else:
@@ -119,7 +121,7 @@ def solver_row(case: str) -> str:
             solver.step(1)
             optimizer.zero_grad()
             for _ in range(p.iter_size):
-                module.caffe_loss(module(**feed)).backward()
+                module.caffe_loss(module(**feed)).backward()  # type: ignore[operator]
             optimizer.step()
             scheduler.step()
             for key, ref in state_dict(solver.net).items():
