@@ -382,9 +382,14 @@ class ArgMax(nn.Module):
         return y.view(*y.shape, *([1] * (x.dim() - 3)))
 
 
+def normalizer(mode: str, outer: int, count: int, valid: int) -> float:
+    """Caffe's loss normaliser: VALID the non-ignored count, BATCH_SIZE the outer size, FULL every
+    position, NONE 1; never below 1."""
+    return max(float({"VALID": valid, "BATCH_SIZE": outer, "FULL": count, "NONE": 1}[mode]), 1.0)
+
+
 class SoftmaxWithLoss(nn.Module):
-    """−Σ log(max(softmax(x)[label], FLT_MIN)) / normaliser over the non-ignored positions
-    (VALID: their count; BATCH_SIZE: the outer size; FULL: every position; NONE: 1)."""
+    """−Σ log(max(softmax(x)[label], FLT_MIN)) / normaliser over the non-ignored positions."""
 
     def __init__(self, axis: int, ignore_label: int | None, normalization: str) -> None:
         super().__init__()
@@ -398,9 +403,34 @@ class SoftmaxWithLoss(nn.Module):
             label != self.ignore_label)
         picked = prob.gather(1, torch.where(valid, label, 0).unsqueeze(1)).squeeze(1)
         log_p = torch.where(valid, picked.clamp(min=FLT_MIN).log(), 0)
-        count = {"VALID": valid.sum().item(), "BATCH_SIZE": outer, "FULL": label.numel(),
-                 "NONE": 1}[self.normalization]
-        return -log_p.sum() / max(float(count), 1.0)
+        return -log_p.sum() / normalizer(self.normalization, outer, label.numel(), int(valid.sum()))
+
+
+class SigmoidCrossEntropyLoss(nn.Module):
+    """−Σ [x·(t − 1[x ≥ 0]) − log(1 + e^(x − 2x·1[x ≥ 0]))] / normaliser, skipping targets whose
+    integer part is ``ignore_label``."""
+
+    def __init__(self, ignore_label: int | None, normalization: str) -> None:
+        super().__init__()
+        self.ignore_label, self.normalization = ignore_label, normalization
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        flat, t = x.reshape(-1), target.reshape(-1)
+        positive = (flat >= 0).to(x.dtype)
+        terms = flat * (t - positive) - torch.log(1 + torch.exp(flat - 2 * flat * positive))
+        count = flat.numel()
+        if self.ignore_label is not None:
+            valid = t.long() != self.ignore_label
+            terms, count = torch.where(valid, terms, 0), int(valid.sum())
+        return -terms.sum() / normalizer(self.normalization, x.shape[0], flat.numel(), count)
+
+
+class EuclideanLoss(nn.Module):
+    """Σ (a − b)² / (2N), N = a.shape[0]."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        diff = a.reshape(-1) - b.reshape(-1)
+        return torch.dot(diff, diff) / a.shape[0] / 2
 
 
 def weighted_loss(outputs: dict[str, torch.Tensor], loss_weights: dict[str, float]) -> torch.Tensor:

@@ -132,6 +132,12 @@ def _softmax_loss(node: Node) -> tuple[str, tuple[str, ...]]:
     return f"SoftmaxWithLoss({layer.axis}, {layer.ignore}, {mode!r})", ()  # type: ignore[attr-defined]
 
 
+def _sigmoid_loss(node: Node) -> tuple[str, tuple[str, ...]]:
+    layer = node.layer
+    mode = caffe_pb2.LossParameter.NormalizationMode.Name(layer.mode)  # type: ignore[attr-defined]
+    return f"SigmoidCrossEntropyLoss({layer.ignore}, {mode!r})", ()  # type: ignore[attr-defined]
+
+
 def _argmax(node: Node) -> tuple[str, tuple[str, ...]]:
     p = node.layer.param.argmax_param
     if p.top_k != 1:
@@ -201,6 +207,8 @@ EMITTERS: dict[str, Emitter] = {
     "Reduction": _reduction,
     "ArgMax": _argmax,
     "SoftmaxWithLoss": _softmax_loss,
+    "SigmoidCrossEntropyLoss": _sigmoid_loss,
+    "EuclideanLoss": _simple("EuclideanLoss()"),
     "Silence": _simple("nn.Identity()"),  # not called: forward skips it
 }
 

@@ -203,7 +203,8 @@ def test_every_exported_type_has_a_case() -> None:
 
     tested = {re.findall(r"type: \"(\w+)\"", layer)[0] for _, layer in CASES.values()}
     assert set(onnx.EMITTERS) - tested == {"Silence"}  # no output: test_in_place_chain_and_split
-    assert set(torch_module.EMITTERS) - tested == {"SoftmaxWithLoss", "Silence"}  # test_optimizer.py
+    losses = {name for name, _, _ in LOSSES}
+    assert set(torch_module.EMITTERS) - tested - losses == {"Silence"}
 
 
 def test_shared_parameters_and_awkward_names() -> None:
@@ -227,3 +228,36 @@ def test_shared_parameters_and_awkward_names() -> None:
     session = onnxruntime.InferenceSession(build(net).SerializeToString(), providers=["CPUExecutionProvider"])
     (y,) = session.run(["inputs"], {"b0": x.numpy()})
     assert relative_error(y, net.blobs["inputs"].data) <= TOLERANCE
+
+
+LOSSES = [
+    ("SoftmaxWithLoss", [(4, 5, 3), (4, 3)], "loss_param { ignore_label: 2 }"),
+    ("SoftmaxWithLoss", [(4, 5, 3), (4, 3)], "loss_param { normalization: BATCH_SIZE }"),
+    ("SoftmaxWithLoss", [(4, 5), (4,)], "loss_param { normalization: FULL } loss_weight: 2"),
+    ("SigmoidCrossEntropyLoss", [(4, 6), (4, 6)], ""),
+    ("SigmoidCrossEntropyLoss", [(4, 6), (4, 6)], "loss_param { ignore_label: 1 normalization: VALID }"),
+    ("EuclideanLoss", [(4, 3, 2), (4, 6)], "loss_weight: 0.5"),
+]
+
+
+@pytest.mark.parametrize(("layer_type", "shapes", "params"), LOSSES)
+def test_loss_and_gradient_match_recaffe(layer_type: str, shapes: list[tuple[int, ...]], params: str) -> None:
+    """The PyTorch loss and its autograd gradient equal recaffe's forward and backward."""
+    param = net_param(shapes, f'type: "{layer_type}" {params}')
+    param.force_backward = True
+    net = seeded_net(param, recaffe.TRAIN)
+    x = net.blobs["b0"].data
+    x.mul_(3)
+    labels = torch.randint(0, shapes[0][1], shapes[1], generator=torch.Generator().manual_seed(4))
+    if layer_type == "SigmoidCrossEntropyLoss":
+        labels = torch.randint(0, 2, shapes[1], generator=torch.Generator().manual_seed(4))
+    if layer_type != "EuclideanLoss":
+        net.blobs["b1"].data.copy_(labels.float())
+    net.forward()
+    net.backward()
+    module = to_torch(net)
+    inputs = {name: net.blobs[name].data.clone().requires_grad_(name == "b0") for name in ("b0", "b1")}
+    outputs = module(**inputs)
+    module.caffe_loss(outputs).backward()  # type: ignore[operator]
+    assert relative_error(outputs["t0"].detach(), net.blobs["t0"].data) <= TOLERANCE
+    assert relative_error(inputs["b0"].grad, net.blobs["b0"].diff) <= TOLERANCE  # type: ignore[arg-type]
