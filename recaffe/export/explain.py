@@ -112,7 +112,7 @@ def _transform(layer: caffe_pb2.LayerParameter) -> Finding:
                        "x = x.float()"]
     if t.mean_file:
         steps.append(f"subtract the per-pixel mean image {t.mean_file!r} (H×W×C, before cropping)")
-        code.append(f"mean = load_binaryproto({t.mean_file!r})  # caffe.io / recaffe.io.binaryproto, 3×H×W")
+        code.append(f"mean = torch.from_numpy(recaffe.io.binaryproto.read_mean({t.mean_file!r}))  # C×H×W")
     elif t.mean_value:
         steps.append(f"subtract mean_value {list(t.mean_value)} (per channel, BGR order)")
         code.append(f"mean = torch.tensor({list(t.mean_value)}).view(-1, 1, 1)")
