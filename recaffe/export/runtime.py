@@ -433,6 +433,32 @@ class EuclideanLoss(nn.Module):
         return torch.dot(diff, diff) / a.shape[0] / 2
 
 
+class Accuracy(nn.Module):
+    """Top-k accuracy over the non-ignored labels: an item is right iff #{k : s_k ≥ s_label} ≤
+    top_k (ties count against it); with ``per_class``, also each class's accuracy."""
+
+    def __init__(self, axis: int, top_k: int, ignore_label: int | None, per_class: bool) -> None:
+        super().__init__()
+        self.axis, self.top_k, self.ignore_label, self.per_class = axis, top_k, ignore_label, per_class
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        outer, channels = math.prod(x.shape[:self.axis]), x.shape[self.axis]
+        scores = x.detach().reshape(outer, channels, -1)
+        label = label.reshape(outer, -1).long()
+        valid = torch.ones_like(label, dtype=torch.bool) if self.ignore_label is None else (
+            label != self.ignore_label)
+        label = torch.where(valid, label, 0)
+        truth = scores.gather(1, label.unsqueeze(1))
+        correct = ((scores >= truth).sum(1) <= self.top_k) & valid
+        accuracy = correct.sum().to(x.dtype) / valid.sum().clamp(min=1)
+        if not self.per_class:
+            return accuracy
+        totals = torch.bincount(label[valid], minlength=channels).to(x.dtype)
+        hits = torch.bincount(label[correct], minlength=channels).to(x.dtype)
+        return accuracy, hits / totals.clamp(min=1)
+
+
 def weighted_loss(outputs: dict[str, torch.Tensor], loss_weights: dict[str, float]) -> torch.Tensor:
     """Caffe's training objective: Σ loss_weight · Σ top over the loss tops."""
     terms = [outputs[name].sum() * weight for name, weight in loss_weights.items() if weight]

@@ -138,6 +138,12 @@ def _sigmoid_loss(node: Node) -> tuple[str, tuple[str, ...]]:
     return f"SigmoidCrossEntropyLoss({layer.ignore}, {mode!r})", ()  # type: ignore[attr-defined]
 
 
+def _accuracy(node: Node) -> tuple[str, tuple[str, ...]]:
+    layer = node.layer
+    return (f"Accuracy({layer.axis}, {layer.top_k}, {layer.ignore}, "  # type: ignore[attr-defined]
+            f"per_class={len(node.tops) > 1})", ())
+
+
 def _argmax(node: Node) -> tuple[str, tuple[str, ...]]:
     p = node.layer.param.argmax_param
     if p.top_k != 1:
@@ -209,6 +215,7 @@ EMITTERS: dict[str, Emitter] = {
     "SoftmaxWithLoss": _softmax_loss,
     "SigmoidCrossEntropyLoss": _sigmoid_loss,
     "EuclideanLoss": _simple("EuclideanLoss()"),
+    "Accuracy": _accuracy,
     "Silence": _simple("nn.Identity()"),  # not called: forward skips it
 }
 

@@ -204,7 +204,7 @@ def test_every_exported_type_has_a_case() -> None:
     tested = {re.findall(r"type: \"(\w+)\"", layer)[0] for _, layer in CASES.values()}
     assert set(onnx.EMITTERS) - tested == {"Silence"}  # no output: test_in_place_chain_and_split
     losses = {name for name, _, _ in LOSSES}
-    assert set(torch_module.EMITTERS) - tested - losses == {"Silence"}
+    assert set(torch_module.EMITTERS) - tested - losses == {"Silence", "Accuracy"}
 
 
 def test_shared_parameters_and_awkward_names() -> None:
@@ -261,3 +261,16 @@ def test_loss_and_gradient_match_recaffe(layer_type: str, shapes: list[tuple[int
     module.caffe_loss(outputs).backward()  # type: ignore[operator]
     assert relative_error(outputs["t0"].detach(), net.blobs["t0"].data) <= TOLERANCE
     assert relative_error(inputs["b0"].grad, net.blobs["b0"].diff) <= TOLERANCE  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("params", ["", "accuracy_param { top_k: 2 ignore_label: 1 }"])
+def test_accuracy_matches_recaffe(params: str) -> None:
+    param = net_param([(6, 4, 2), (6, 2)], f'type: "Accuracy" {params}', tops=2)
+    net = seeded_net(param)
+    labels = torch.randint(0, 4, (6, 2), generator=torch.Generator().manual_seed(2)).float()
+    net.blobs["b1"].data.copy_(labels)
+    net.forward()
+    with torch.no_grad():
+        out = to_torch(net)(b0=net.blobs["b0"].data, b1=labels)
+    for top in ("t0", "t1"):
+        assert torch.equal(out[top], net.blobs[top].data), top
