@@ -350,6 +350,35 @@ def _argmax(b: Builder, node: Node) -> None:
     b.op(node, "Unsqueeze", [y, b.const(node, "axes", axes)], node.tops[0])
 
 
+def _mvn(b: Builder, node: Node) -> None:
+    p = node.layer.param.mvn_param
+    x, shape = node.bottoms[0], node.top_shapes[0]
+    if len(node.bottom_shapes[0]) != 4:
+        x = b.op(node, "Reshape", [x, b.const(node, "shape", [-1, *shape[1:]])])
+    axes = b.const(node, "axes", [1, 2, 3] if p.across_channels else [2, 3])
+    y = b.op(node, "Sub", [x, b.op(node, "ReduceMean", [x, axes], keepdims=1)],
+             None if p.normalize_variance else node.tops[0])
+    if p.normalize_variance:
+        std = b.op(node, "Sqrt", [b.op(node, "ReduceMean", [b.op(node, "Mul", [y, y]), axes], keepdims=1)])
+        b.op(node, "Div", [y, b.affine(node, std, 1.0, p.eps)], node.tops[0])
+
+
+def _tile(b: Builder, node: Node) -> None:
+    p = node.layer.param.tile_param
+    axis = node.axis(p.axis)
+    repeats = [p.tiles if i == axis else 1 for i in range(len(node.bottom_shapes[0]))]
+    b.op(node, "Tile", [node.bottoms[0], b.const(node, "repeats", repeats)], node.tops[0])
+
+
+def _embed(b: Builder, node: Node) -> None:
+    index = b.op(node, "Cast", [node.bottoms[0]], to=7)  # int64, truncating as Caffe's static_cast
+    blobs = node.layer.blobs
+    weight = b.const(node, "weight", blobs[0].data)
+    y = b.op(node, "Gather", [weight, index], None if len(blobs) > 1 else node.tops[0], axis=0)
+    if len(blobs) > 1:
+        b.op(node, "Add", [y, b.const(node, "bias", blobs[1].data)], node.tops[0])
+
+
 def _identity(b: Builder, node: Node) -> None:
     b.op(node, "Identity", [node.bottoms[0]], node.tops[0])
 
@@ -387,6 +416,9 @@ EMITTERS: dict[str, Emit] = {
     "Reduction": _reduction,
     "ArgMax": _argmax,
     "Silence": lambda b, node: None,
+    "MVN": _mvn,
+    "Tile": _tile,
+    "Embed": _embed,
 }
 
 WHY_NOT = {

@@ -86,6 +86,47 @@ class LRN(nn.Module):
         return x * scale.pow(-self.beta)
 
 
+class MVN(nn.Module):
+    """y = x − mean, then ÷ (√mean(y²) + eps) with ``normalize_variance``; means over H·W per
+    channel, or C·H·W per sample ``across_channels``; the top is 4-D as in Caffe."""
+
+    def __init__(self, normalize_variance: bool, across_channels: bool, eps: float) -> None:
+        super().__init__()
+        self.normalize_variance, self.across_channels, self.eps = normalize_variance, across_channels, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (*x.shape, 1, 1, 1)[:max(4, x.dim())]
+        rows = x.reshape(shape[0], -1) if self.across_channels else x.reshape(shape[0] * shape[1], -1)
+        y = rows - rows.mean(1, keepdim=True)
+        if self.normalize_variance:
+            y = y / ((y * y).mean(1, keepdim=True).sqrt() + self.eps)
+        return y.reshape(shape)
+
+
+class Tile(nn.Module):
+    def __init__(self, axis: int, tiles: int) -> None:
+        super().__init__()
+        self.axis, self.tiles = axis, tiles
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.repeat(*[self.tiles if i == self.axis else 1 for i in range(x.dim())])
+
+
+class Embed(nn.Module):
+    """y[..., :] = W[int(x[...]), :] + b; W is (input_dim, num_output)."""
+
+    caffe_blobs = ("weight", "bias")
+
+    def __init__(self, input_dim: int, num_output: int, bias: bool) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(input_dim, num_output))
+        self.bias = nn.Parameter(torch.zeros(num_output)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.embedding(x.long(), self.weight)
+        return y if self.bias is None else y + self.bias
+
+
 class InnerProduct(nn.Module):
     """y = x (flattened from ``axis``) · Wᵀ + b; W is (N, K), or (K, N) with ``transpose``."""
 

@@ -144,6 +144,16 @@ def _accuracy(node: Node) -> tuple[str, tuple[str, ...]]:
             f"per_class={len(node.tops) > 1})", ())
 
 
+def _mvn(node: Node) -> tuple[str, tuple[str, ...]]:
+    p = node.layer.param.mvn_param
+    return f"MVN({p.normalize_variance}, {p.across_channels}, {p.eps!r})", ()
+
+
+def _embed(node: Node) -> tuple[str, tuple[str, ...]]:
+    p = node.layer.param.embed_param
+    return f"Embed({p.input_dim}, {p.num_output}, bias={p.bias_term})", ("weight", "bias")
+
+
 def _argmax(node: Node) -> tuple[str, tuple[str, ...]]:
     p = node.layer.param.argmax_param
     if p.top_k != 1:
@@ -216,6 +226,10 @@ EMITTERS: dict[str, Emitter] = {
     "SigmoidCrossEntropyLoss": _sigmoid_loss,
     "EuclideanLoss": _simple("EuclideanLoss()"),
     "Accuracy": _accuracy,
+    "MVN": _mvn,
+    "Tile": lambda node: (f"Tile({node.axis(node.layer.param.tile_param.axis)}, "
+                          f"{node.layer.param.tile_param.tiles})", ()),
+    "Embed": _embed,
     "Silence": _simple("nn.Identity()"),  # not called: forward skips it
 }
 
