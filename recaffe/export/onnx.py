@@ -379,6 +379,29 @@ def _embed(b: Builder, node: Node) -> None:
         b.op(node, "Add", [y, b.const(node, "bias", blobs[1].data)], node.tops[0])
 
 
+def _parameter(b: Builder, node: Node) -> None:
+    b.op(node, "Identity", [b.const(node, "blob", node.layer.blobs[0].data)], node.tops[0])
+
+
+def _batch_reindex(b: Builder, node: Node) -> None:
+    index = b.op(node, "Cast", [node.bottoms[1]], to=7)  # int64, truncating
+    b.op(node, "Gather", [node.bottoms[0], index], node.tops[0], axis=0)
+
+
+def _im2col(b: Builder, node: Node) -> None:
+    """A grouped convolution with one-hot kernels: output channel (c·kh + i)·kw + j copies input
+    channel c at window offset (i, j), exactly (every other product is x·0)."""
+    g = node.layer.geometry  # type: ignore[attr-defined]
+    if node.axis(node.layer.param.convolution_param.axis) != 1:
+        raise node.error("im2col over an axis other than 1 has no ONNX convolution form")
+    channels, window = node.bottom_shapes[0][1], math.prod(g.kernel)
+    ones = np.eye(window, dtype=np.float32).reshape(window, 1, *g.kernel)
+    weight = np.tile(ones, (channels, 1, *[1] * len(g.kernel)))
+    b.op(node, "Conv", [node.bottoms[0], b.const(node, "onehot", weight)], node.tops[0],
+         kernel_shape=list(g.kernel), strides=list(g.stride), pads=list(g.pad) * 2,
+         dilations=list(g.dilation), group=channels)
+
+
 def _identity(b: Builder, node: Node) -> None:
     b.op(node, "Identity", [node.bottoms[0]], node.tops[0])
 
@@ -419,6 +442,9 @@ EMITTERS: dict[str, Emit] = {
     "MVN": _mvn,
     "Tile": _tile,
     "Embed": _embed,
+    "Parameter": _parameter,
+    "BatchReindex": _batch_reindex,
+    "Im2col": _im2col,
 }
 
 WHY_NOT = {

@@ -112,6 +112,41 @@ class Tile(nn.Module):
         return x.repeat(*[self.tiles if i == self.axis else 1 for i in range(x.dim())])
 
 
+class Parameter(nn.Module):
+    """A learned blob as a top (Caffe's Parameter layer)."""
+
+    caffe_blobs = ("weight",)
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(shape))
+
+    def forward(self) -> torch.Tensor:
+        return self.weight
+
+
+class BatchReindex(nn.Module):
+    """y[i] = x[int(index[i])]."""
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return x.index_select(0, index.long())
+
+
+class Im2col(nn.Module):
+    """Caffe's im2col of 2-D windows: (N, C, H, W) -> (N, C·kh·kw, OH, OW), channel-major columns."""
+
+    def __init__(self, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int],
+                 dilation: tuple[int, int]) -> None:
+        super().__init__()
+        self.kernel, self.stride, self.pad, self.dilation = kernel, stride, pad, dilation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, s, p, d in
+               zip(x.shape[2:], self.kernel, self.stride, self.pad, self.dilation)]
+        columns = F.unfold(x, self.kernel, self.dilation, self.pad, self.stride)
+        return columns.view(x.shape[0], -1, *out)
+
+
 class Embed(nn.Module):
     """y[..., :] = W[int(x[...]), :] + b; W is (input_dim, num_output)."""
 

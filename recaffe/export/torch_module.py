@@ -34,15 +34,22 @@ Emitter = Callable[[Node], tuple[str, tuple[str, ...]]]
 def _conv(node: Node) -> tuple[str, tuple[str, ...]]:
     p = node.layer.param.convolution_param
     g = node.layer.geometry  # type: ignore[attr-defined]
-    if len(g.kernel) != 2 or node.axis(p.axis) != 1:
-        raise node.error(f"only 2-D convolution on axis 1 is exported (got {len(g.kernel)} spatial "
+    if not 1 <= len(g.kernel) <= 3 or node.axis(p.axis) != 1:
+        raise node.error(f"PyTorch convolves 1 to 3 spatial axes after axis 1 (got {len(g.kernel)} spatial "
                          f"axes from axis {p.axis})")
     weight = node.layer.blobs[0].shape
     transposed = node.type == "Deconvolution"
     channels = (weight[0], weight[1] * p.group) if transposed else (weight[1] * p.group, weight[0])
-    cls = "nn.ConvTranspose2d" if transposed else "nn.Conv2d"
+    cls = f"nn.ConvTranspose{len(g.kernel)}d" if transposed else f"nn.Conv{len(g.kernel)}d"
     return (f"{cls}({channels[0]}, {channels[1]}, {g.kernel}, stride={g.stride}, padding={g.pad}, "
             f"dilation={g.dilation}, groups={p.group}, bias={p.bias_term})", ("weight", "bias"))
+
+
+def _im2col(node: Node) -> tuple[str, tuple[str, ...]]:
+    g = node.layer.geometry  # type: ignore[attr-defined]
+    if len(g.kernel) != 2 or len(node.bottom_shapes[0]) != 4:
+        raise node.error("PyTorch's unfold takes 2-D windows of (N, C, H, W) only")
+    return f"Im2col({g.kernel}, {g.stride}, {g.pad}, {g.dilation})", ()
 
 
 def _pool(node: Node) -> tuple[str, tuple[str, ...]]:
@@ -230,6 +237,9 @@ EMITTERS: dict[str, Emitter] = {
     "Tile": lambda node: (f"Tile({node.axis(node.layer.param.tile_param.axis)}, "
                           f"{node.layer.param.tile_param.tiles})", ()),
     "Embed": _embed,
+    "Parameter": lambda node: (f"Parameter({node.layer.blobs[0].shape})", ("weight",)),
+    "BatchReindex": _simple("BatchReindex()"),
+    "Im2col": _im2col,
     "Silence": _simple("nn.Identity()"),  # not called: forward skips it
 }
 

@@ -112,6 +112,14 @@ CASES: dict[str, tuple[list[tuple[int, ...]], str]] = {
     "mvn_2d": ([(3, 4)], 'type: "MVN" mvn_param { across_channels: true eps: 0.001 }'),
     "tile": ([(2, 3, 4)], 'type: "Tile" tile_param { axis: -1 tiles: 3 }'),
     "embed": ([(2, 3)], 'type: "Embed" embed_param { num_output: 4 input_dim: 5 }'),
+    "conv3d": ([(2, 2, 4, 5, 5)], conv("num_output: 3 kernel_size: 3 pad: 1 stride: 2")),
+    "conv1d": ([(2, 2, 7)], conv("num_output: 3 kernel_size: 3 dilation: 2")),
+    "deconv3d": ([(2, 2, 3, 3, 3)], 'type: "Deconvolution" convolution_param { num_output: 2 kernel_size: 2 '
+                 "stride: 2 }"),
+    "im2col": ([(2, 3, 7, 6)], 'type: "Im2col" convolution_param { kernel_size: 3 stride: 2 pad: 1 '
+               "dilation: 2 }"),
+    "parameter": ([], 'type: "Parameter" parameter_param { shape { dim: 2 dim: 3 } }'),
+    "batch_reindex": ([(4, 3), (5,)], 'type: "BatchReindex"'),
 }
 TOPS = {"slice": 3, "slice_equal_axis2": 3}
 
@@ -135,16 +143,18 @@ def seeded_net(param: caffe_pb2.NetParameter, phase: int = recaffe.TEST) -> reca
         if net.layer_by_name(name).type == "BatchNorm":
             blobs[1].data.abs_()  # a variance sum
             blobs[2].data.fill_(2.5)  # the scale factor
-    embed = any(layer.type == "Embed" for layer in net.layers)
+    indices = any(layer.type in ("Embed", "BatchReindex") for layer in net.layers)
     for name in net.blob_names:
         if name.startswith("b"):
             values = torch.randn(net.blobs[name].shape, generator=generator) * 2
-            net.blobs[name].data.copy_(values.abs().mul(2).clamp(max=4).floor() if embed else values)
+            if indices:  # integer indices below 4 (Embed's input_dim 5, BatchReindex's batch 4)
+                values = values.abs().mul(2).clamp(max=3).floor()
+            net.blobs[name].data.copy_(values)
     return net
 
 
 def relative_error(ours: torch.Tensor | np.ndarray, reference: torch.Tensor) -> float:
-    ours_t = torch.as_tensor(ours).reshape(reference.shape)
+    ours_t = torch.as_tensor(ours).detach().reshape(reference.shape)
     return float((ours_t - reference).abs().max()) / max(float(reference.abs().max()), 1e-30)
 
 
@@ -194,6 +204,7 @@ def test_in_place_chain_and_split() -> None:
     ('type: "BatchNorm"', 1, recaffe.TRAIN, "training mode"),
     ('type: "Pooling" pooling_param { kernel_size: 2 }', 2, recaffe.TEST, "mask top"),
     ('type: "SPP" spp_param { pyramid_height: 2 }', 1, recaffe.TEST, "type SPP"),
+    ('type: "Im2col" convolution_param { kernel_size: 2 axis: 2 }', 1, recaffe.TEST, "axis other than 1"),
 ])
 def test_no_exact_form_is_a_clear_error(layer: str, tops: int, phase: int, message: str) -> None:
     shapes = [(2, 3, 4, 4), (2, 1, 4, 4)] if "Softmax" in layer else [(2, 3, 4, 4)]
