@@ -92,31 +92,48 @@ def _conv(b: Builder, node: Node) -> None:
 
 def _pool(b: Builder, node: Node) -> None:
     node.check_pooling()
-    p = node.layer.param.pooling_param
-    layer = node.layer
+    p, layer = node.layer.param.pooling_param, node.layer
+    window = layer.window  # type: ignore[attr-defined]
+    _pool_window(b, node, node.bottoms[0], window.kernel, window.stride, window.pad,
+                 p.pool == caffe_pb2.PoolingParameter.MAX, window.ceil_mode, node.tops[0])
+
+
+def _pool_window(b: Builder, node: Node, x: str, kernel: tuple[int, int], stride: tuple[int, int],
+                 pad: tuple[int, int], is_max: bool, ceil: bool, out: str | None) -> str:
+    """Caffe's pooling of the (N, C, H, W) value x with one window geometry."""
     in_hw = (node.bottom_shapes[0][2], node.bottom_shapes[0][3])
-    kernel = layer.window.kernel  # type: ignore[attr-defined]
-    _, pads, divisors = runtime.pool_geometry(in_hw, kernel, layer.stride, layer.pad,  # type: ignore[attr-defined]
-                                                   p.round_mode == caffe_pb2.PoolingParameter.CEIL)
+    _, pads, divisors = runtime.pool_geometry(in_hw, kernel, stride, pad, ceil)
     (left, right, top, bottom) = pads
-    x = node.bottoms[0]
     if min(pads) < 0:  # the windows stop short of the input's end: cut it
         ends = [in_hw[0] + min(bottom, 0), in_hw[1] + min(right, 0)]
         x = b.op(node, "Slice", [x, b.const(node, "starts", [0, 0]), b.const(node, "ends", ends),
                                  b.const(node, "axes", [2, 3])])
-    onnx_pads = [max(top, 0), max(left, 0), max(bottom, 0), max(right, 0)]
-    attrs: dict[str, Any] = {"kernel_shape": list(kernel), "strides": list(layer.stride),  # type: ignore[attr-defined]
-                             "pads": onnx_pads}
-    if p.pool == caffe_pb2.PoolingParameter.MAX:
-        b.op(node, "MaxPool", [x], node.tops[0], **attrs)
-        return
+    attrs: dict[str, Any] = {"kernel_shape": list(kernel), "strides": list(stride),
+                             "pads": [max(top, 0), max(left, 0), max(bottom, 0), max(right, 0)]}
+    if is_max:
+        return b.op(node, "MaxPool", [x], out, **attrs)
     size = kernel[0] * kernel[1]
     divisor = np.outer(divisors[0], divisors[1]).astype(np.float32)
     if (divisor == size).all():
-        b.op(node, "AveragePool", [x], node.tops[0], count_include_pad=1, **attrs)
-        return
+        return b.op(node, "AveragePool", [x], out, count_include_pad=1, **attrs)
     mean = b.op(node, "AveragePool", [x], count_include_pad=1, **attrs)
-    b.op(node, "Mul", [mean, b.const(node, "divisor", np.float32(size) / divisor)], node.tops[0])
+    return b.op(node, "Mul", [mean, b.const(node, "divisor", np.float32(size) / divisor)], out)
+
+
+def _spp(b: Builder, node: Node) -> None:
+    p = node.layer.param.spp_param
+    if p.pool == caffe_pb2.SPPParameter.STOCHASTIC:
+        raise node.error("STOCHASTIC pooling draws from Caffe's random stream; ONNX has no such operator")
+    hw = node.bottom_shapes[0][2:4]
+    levels = []
+    for level in range(p.pyramid_height):
+        kernel, pad = runtime.spp_level(hw[0], hw[1], level)
+        single = p.pyramid_height == 1
+        y = _pool_window(b, node, node.bottoms[0], kernel, kernel, pad, p.pool == caffe_pb2.SPPParameter.MAX,
+                         True, node.tops[0] if single else None)
+        levels.append(y if single else b.op(node, "Flatten", [y], axis=1))
+    if len(levels) > 1:
+        b.op(node, "Concat", levels, node.tops[0], axis=1)
 
 
 def _lrn(b: Builder, node: Node) -> None:
@@ -445,6 +462,7 @@ EMITTERS: dict[str, Emit] = {
     "Parameter": _parameter,
     "BatchReindex": _batch_reindex,
     "Im2col": _im2col,
+    "SPP": _spp,
 }
 
 WHY_NOT = {

@@ -66,6 +66,29 @@ class Pool(nn.Module):
         return total / divisor
 
 
+def spp_level(h: int, w: int, level: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Kernel (= stride) and pad of SPP's pyramid level: 2^level bins per axis."""
+    bins = 2**level
+    kernel = (-(-h // bins), -(-w // bins))
+    return kernel, ((kernel[0] * bins - h + 1) // 2, (kernel[1] * bins - w + 1) // 2)
+
+
+class SPP(nn.Module):
+    """Spatial pyramid pooling: level l is Caffe's pooling into 2^l × 2^l bins; with more than one
+    level each is flattened and they are concatenated."""
+
+    def __init__(self, pyramid_height: int, pool: str) -> None:
+        super().__init__()
+        self.pyramid_height, self.pool = pyramid_height, pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        levels = []
+        for level in range(self.pyramid_height):
+            kernel, pad = spp_level(x.shape[2], x.shape[3], level)
+            levels.append(Pool(self.pool, kernel, kernel, pad)(x))
+        return levels[0] if len(levels) == 1 else torch.cat([y.flatten(1) for y in levels], 1)
+
+
 class LRN(nn.Module):
     """Caffe's LRN: y = x·scale^(−β); ACROSS_CHANNELS scale = k + (α/n)·Σ x² over n channels,
     WITHIN_CHANNEL scale = 1 + α·mean of x² over the zero-padded n×n square (k unused)."""

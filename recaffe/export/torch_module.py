@@ -62,6 +62,13 @@ def _pool(node: Node) -> tuple[str, tuple[str, ...]]:
     return f"Pool({pool!r}, {kernel}, {layer.stride}, {layer.pad}, ceil_mode={ceil})", ()  # type: ignore[attr-defined]
 
 
+def _spp(node: Node) -> tuple[str, tuple[str, ...]]:
+    p = node.layer.param.spp_param
+    if p.pool == caffe_pb2.SPPParameter.STOCHASTIC:
+        raise node.error("STOCHASTIC pooling draws from Caffe's random stream; no exact PyTorch form")
+    return f"SPP({p.pyramid_height}, {caffe_pb2.SPPParameter.PoolMethod.Name(p.pool)!r})", ()
+
+
 def _lrn(node: Node) -> tuple[str, tuple[str, ...]]:
     p = node.layer.param.lrn_param
     across = p.norm_region == caffe_pb2.LRNParameter.ACROSS_CHANNELS
@@ -240,6 +247,7 @@ EMITTERS: dict[str, Emitter] = {
     "Parameter": lambda node: (f"Parameter({node.layer.blobs[0].shape})", ("weight",)),
     "BatchReindex": _simple("BatchReindex()"),
     "Im2col": _im2col,
+    "SPP": _spp,
     "Silence": _simple("nn.Identity()"),  # not called: forward skips it
 }
 

@@ -120,6 +120,9 @@ CASES: dict[str, tuple[list[tuple[int, ...]], str]] = {
                "dilation: 2 }"),
     "parameter": ([], 'type: "Parameter" parameter_param { shape { dim: 2 dim: 3 } }'),
     "batch_reindex": ([(4, 3), (5,)], 'type: "BatchReindex"'),
+    "spp_max": ([(2, 3, 7, 6)], 'type: "SPP" spp_param { pyramid_height: 3 }'),
+    "spp_ave": ([(2, 3, 9, 9)], 'type: "SPP" spp_param { pyramid_height: 2 pool: AVE }'),
+    "spp_one_level": ([(2, 3, 5, 6)], 'type: "SPP" spp_param { pyramid_height: 1 }'),
 }
 TOPS = {"slice": 3, "slice_equal_axis2": 3}
 
@@ -203,11 +206,13 @@ def test_in_place_chain_and_split() -> None:
     ('type: "ArgMax" argmax_param { top_k: 2 }', 1, recaffe.TEST, "top_k 2"),
     ('type: "BatchNorm"', 1, recaffe.TRAIN, "training mode"),
     ('type: "Pooling" pooling_param { kernel_size: 2 }', 2, recaffe.TEST, "mask top"),
-    ('type: "SPP" spp_param { pyramid_height: 2 }', 1, recaffe.TEST, "type SPP"),
+    ('type: "Filter"', 1, recaffe.TEST, "type Filter"),
     ('type: "Im2col" convolution_param { kernel_size: 2 axis: 2 }', 1, recaffe.TEST, "axis other than 1"),
 ])
 def test_no_exact_form_is_a_clear_error(layer: str, tops: int, phase: int, message: str) -> None:
     shapes = [(2, 3, 4, 4), (2, 1, 4, 4)] if "Softmax" in layer else [(2, 3, 4, 4)]
+    if "Filter" in layer:
+        shapes = [(2, 3, 4, 4), (2, 1)]
     net = seeded_net(net_param(shapes, layer, tops), phase)
     with pytest.raises(ExportError, match=f"layer 'L' .*{message}"):
         build(net)
