@@ -38,12 +38,13 @@ def _onnx() -> Any:
 
 
 class Builder:
-    """Collects nodes and initializers; names intermediate values after their layer."""
+    """Writes nodes and initializers straight into a ModelProto's graph (no copies of the
+    weights beyond the one into the proto); names intermediate values after their layer."""
 
     def __init__(self) -> None:
         self.onnx = _onnx()
-        self.nodes: list[Any] = []
-        self.initializers: list[Any] = []
+        self.model = self.onnx.ModelProto()
+        self.graph = self.model.graph
         self.count = 0
 
     def fresh(self, node: Node, what: str) -> str:
@@ -52,20 +53,22 @@ class Builder:
 
     def const(self, node: Node, what: str, value: Constant) -> str:
         array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-        if array.dtype.kind == "f":
-            array = array.astype(np.float32)
-        elif array.dtype.kind in "iu":
-            array = array.astype(np.int64)
+        array = np.ascontiguousarray(array, np.float32 if array.dtype.kind == "f" else np.int64)
         name = self.fresh(node, what)
-        self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
+        tensor = self.graph.initializer.add()
+        tensor.name, tensor.data_type = name, self.onnx.helper.np_dtype_to_tensor_dtype(array.dtype)
+        tensor.dims.extend(array.shape)
+        tensor.raw_data = array.tobytes()
         return name
 
     def op(self, node: Node, op_type: str, inputs: list[str], output: str | None = None,
            **attrs: Any) -> str:
         out = output or self.fresh(node, op_type.lower())
-        self.nodes.append(self.onnx.helper.make_node(op_type, inputs, [out], name=self.fresh(node, op_type),
-                                                     **attrs))
+        self.node(op_type, inputs, [out], name=self.fresh(node, op_type), **attrs)
         return out
+
+    def node(self, op_type: str, inputs: list[str], outputs: list[str], **attrs: Any) -> None:
+        self.graph.node.append(self.onnx.helper.make_node(op_type, inputs, outputs, **attrs))
 
     def affine(self, node: Node, x: str, scale: float, shift: float, out: str | None = None) -> str:
         """x·scale + shift, skipping the identity steps (Caffe's Power/Log/Exp inner form)."""
@@ -309,8 +312,8 @@ def _concat(b: Builder, node: Node) -> None:
 
 def _slice(b: Builder, node: Node) -> None:
     sizes = b.const(node, "split", list(node.layer.sizes))  # type: ignore[attr-defined]
-    b.nodes.append(b.onnx.helper.make_node("Split", [node.bottoms[0], sizes], node.tops,
-                                           name=b.fresh(node, "Split"), axis=node.layer.axis))  # type: ignore[attr-defined]
+    b.node("Split", [node.bottoms[0], sizes], node.tops, name=b.fresh(node, "Split"),
+           axis=node.layer.axis)  # type: ignore[attr-defined]
 
 
 def _eltwise(b: Builder, node: Node) -> None:
@@ -495,10 +498,13 @@ def build(net: Net, check: bool = True) -> Any:
     batch = graph.inputs[0][1][0] if graph.inputs and graph.inputs[0][1] else None
     outputs = [onnx.helper.make_tensor_value_info(value, float_t, _dynamic(net.blobs[blob].shape, batch))
                for blob, value in graph.outputs]
-    g = onnx.helper.make_graph(b.nodes, graph.name or "net", inputs, outputs, b.initializers)
-    model = onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
-                                   producer_name="recaffe")
-    model.ir_version = min(model.ir_version, 10)
+    model = b.model
+    model.graph.name = graph.name or "net"
+    model.graph.input.extend(inputs)
+    model.graph.output.extend(outputs)
+    model.opset_import.append(onnx.helper.make_opsetid("", OPSET))
+    model.producer_name = "recaffe"
+    model.ir_version = min(onnx.IR_VERSION, 10)
     if check:
         onnx.checker.check_model(model)
     return model
