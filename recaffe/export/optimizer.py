@@ -122,6 +122,15 @@ class CaffeOptimizer(torch.optim.Optimizer):
             w.sub_(g)
         self.iter += 1
 
+    def state_dict(self) -> dict[str, Any]:
+        """torch's optimizer state plus the iteration count (Adam's bias correction needs it)."""
+        return {**super().state_dict(), "caffe_iter": self.iter}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        self.iter = int(state.pop("caffe_iter", 0))
+        super().load_state_dict(state)
+
     def _clip(self, grads: list[torch.Tensor]) -> None:
         clip = self.solver.clip_gradients
         if clip < 0:
@@ -143,6 +152,11 @@ class CaffeLR(torch.optim.lr_scheduler.LRScheduler):
         self.solver = solver
         self.current_step = 0
         super().__init__(optimizer)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position (last_epoch, current_step, ...), without the solver and policy, which the
+        scheduler is built from."""
+        return {k: v for k, v in super().state_dict().items() if k not in ("solver", "policy")}
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
         rate, self.current_step = self.policy(self.solver, self.last_epoch, self.current_step)

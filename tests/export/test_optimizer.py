@@ -85,3 +85,34 @@ def test_torch_sgd_does_not_match(tmp_path: pathlib.Path, monkeypatch: pytest.Mo
     errors = worst_errors("sgd_full", folder, torch_sgd)
     assert max(errors[:3]) <= 1e-5  # the same until the rate changes (after step 3) ...
     assert max(errors[3:]) > 1e-3, errors  # ... then momentum holding g instead of lr·g diverges
+
+
+def test_state_dict_resumes_exactly(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adam after 4 steps, saved and loaded into a fresh optimizer and scheduler (the bias
+    correction's t and the multistep position come back), continues as if never interrupted."""
+    shutil.copytree(GOLDEN / "solvers" / "adam", tmp_path / "adam")
+    monkeypatch.chdir(tmp_path / "adam")
+    golden = np.load("data.npz")
+    param = recaffe.load_solver("solver.prototxt").param
+    param.lr_policy, param.gamma = "multistep", 0.5
+    param.stepvalue.extend([2, 5])
+    runs = []
+    for interrupted in (False, True):
+        module = to_torch(recaffe.load_solver(param).net)
+        optimizer, scheduler = caffe_optimizer(module, param)
+        for i in range(1, STEPS + 1):
+            if interrupted and i == 5:
+                saved = tmp_path / "state.pt"
+                torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, saved)
+                optimizer, scheduler = caffe_optimizer(module, param)
+                state = torch.load(saved, weights_only=False)
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+            optimizer.zero_grad()
+            torch_step(module, {"data": torch.from_numpy(golden[f"data/{i}"]),
+                                "label": torch.from_numpy(golden[f"label/{i}"])}, 1)
+            optimizer.step()
+            scheduler.step()
+        runs.append({k: v.detach().clone() for k, v in module.state_dict().items()})
+    for key, value in runs[0].items():
+        assert torch.equal(value, runs[1][key]), key
