@@ -532,6 +532,30 @@ class EuclideanLoss(nn.Module):
         return torch.dot(diff, diff) / a.shape[0] / 2
 
 
+class MultinomialLogisticLoss(nn.Module):
+    """−Σ log(max(p[label], 1e-20)) / N over probabilities p (N, K)."""
+
+    def forward(self, p: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        flat = p.reshape(p.shape[0], -1)
+        picked = flat.gather(1, label.reshape(-1, 1).long()).squeeze(1)
+        return -picked.clamp(min=1e-20).log().sum() / p.shape[0]
+
+
+class HingeLoss(nn.Module):
+    """One-versus-all hinge: l_k = max(0, 1 + s_k·x_k), s = −1 at the label, +1 elsewhere;
+    Σ l / N (L1) or Σ l² / N (L2)."""
+
+    def __init__(self, norm: str) -> None:
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(x.shape[0], -1)
+        sign = torch.ones_like(flat).scatter_(1, label.reshape(-1)[: x.shape[0], None].long(), -1.0)
+        margin = torch.relu(1 + sign * flat)
+        return (margin if self.norm == "L1" else margin * margin).sum() / x.shape[0]
+
+
 class Accuracy(nn.Module):
     """Top-k accuracy over the non-ignored labels: an item is right iff #{k : s_k ≥ s_label} ≤
     top_k (ties count against it); with ``per_class``, also each class's accuracy."""

@@ -152,6 +152,11 @@ def _sigmoid_loss(node: Node) -> tuple[str, tuple[str, ...]]:
     return f"SigmoidCrossEntropyLoss({layer.ignore}, {mode!r})", ()  # type: ignore[attr-defined]
 
 
+def _hinge(node: Node) -> tuple[str, tuple[str, ...]]:
+    norm = caffe_pb2.HingeLossParameter.Norm.Name(node.layer.param.hinge_loss_param.norm)
+    return f"HingeLoss({norm!r})", ()
+
+
 def _accuracy(node: Node) -> tuple[str, tuple[str, ...]]:
     layer = node.layer
     return (f"Accuracy({layer.axis}, {layer.top_k}, {layer.ignore}, "  # type: ignore[attr-defined]
@@ -240,6 +245,8 @@ EMITTERS: dict[str, Emitter] = {
     "SigmoidCrossEntropyLoss": _sigmoid_loss,
     "EuclideanLoss": _simple("EuclideanLoss()"),
     "Accuracy": _accuracy,
+    "MultinomialLogisticLoss": _simple("MultinomialLogisticLoss()"),
+    "HingeLoss": _hinge,
     "MVN": _mvn,
     "Tile": lambda node: (f"Tile({node.axis(node.layer.param.tile_param.axis)}, "
                           f"{node.layer.param.tile_param.tiles})", ()),

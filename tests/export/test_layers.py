@@ -257,6 +257,9 @@ LOSSES = [
     ("SigmoidCrossEntropyLoss", [(4, 6), (4, 6)], ""),
     ("SigmoidCrossEntropyLoss", [(4, 6), (4, 6)], "loss_param { ignore_label: 1 normalization: VALID }"),
     ("EuclideanLoss", [(4, 3, 2), (4, 6)], "loss_weight: 0.5"),
+    ("HingeLoss", [(4, 5), (4,)], ""),
+    ("HingeLoss", [(4, 5, 1, 1), (4,)], "hinge_loss_param { norm: L2 }"),
+    ("MultinomialLogisticLoss", [(4, 5), (4,)], ""),
 ]
 
 
@@ -271,6 +274,8 @@ def test_loss_and_gradient_match_recaffe(layer_type: str, shapes: list[tuple[int
     labels = torch.randint(0, shapes[0][1], shapes[1], generator=torch.Generator().manual_seed(4))
     if layer_type == "SigmoidCrossEntropyLoss":
         labels = torch.randint(0, 2, shapes[1], generator=torch.Generator().manual_seed(4))
+    if layer_type == "MultinomialLogisticLoss":
+        x.abs_().add_(0.1)  # probabilities' stand-ins: positive
     if layer_type != "EuclideanLoss":
         net.blobs["b1"].data.copy_(labels.float())
     net.forward()
