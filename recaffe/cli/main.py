@@ -89,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 1
     logs.setup_logging(logger="")
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command: a user error becomes a FATAL line and status 1."""
     logging.captureWarnings(True)  # Python warnings become W lines of the log
     try:
         return int(args.run(args) or 0)
