@@ -10,6 +10,7 @@ stand-in (multi-GPU NCCL is not available; ``has_nccl()`` is False).
 from caffe import io
 from caffe._caffe import (
     Layer,
+    NonFiniteError,
     __version__,
     has_nccl,
     init_log,
@@ -19,6 +20,7 @@ from caffe._caffe import (
     set_mode_cpu,
     set_mode_gpu,
     set_multiprocess,
+    set_nan_check,
     set_random_seed,
     set_solver_count,
     set_solver_rank,
@@ -47,8 +49,10 @@ TEST = _caffe_pb2.TEST
 
 __all__ = [
     "NCCL", "TEST", "TRAIN", "AdaDeltaSolver", "AdaGradSolver", "AdamSolver", "Classifier",
-    "Detector", "Layer", "Net", "NesterovSolver", "NetSpec", "RMSPropSolver", "SGDSolver", "Timer",
+    "Detector", "Layer", "Net", "NesterovSolver", "NetSpec", "NonFiniteError", "RMSPropSolver", "SGDSolver",
+    "Timer",
     "__version__", "get_solver", "has_nccl", "init_log", "io", "layer_type_list", "layers", "log",
-    "params", "set_device", "set_mode_cpu", "set_mode_gpu", "set_multiprocess", "set_random_seed",
+    "params", "set_device", "set_mode_cpu", "set_mode_gpu", "set_multiprocess", "set_nan_check",
+    "set_random_seed",
     "set_solver_count", "set_solver_rank", "solver_count", "solver_rank", "to_proto",
 ]

@@ -21,6 +21,7 @@ import recaffe
 from caffe._blob import Blob, BlobVec, sync, wrap
 from caffe._layer import Layer, layer_view
 from recaffe import device, logs
+from recaffe.debug import nan_guard
 from recaffe.registry import LAYERS
 
 __version__ = recaffe.__version__
@@ -30,9 +31,9 @@ _logger = logging.getLogger("recaffe.pycaffe")
 PathLike = str | os.PathLike[str]
 
 __all__ = [
-    "NCCL", "Blob", "BlobVec", "Layer", "Net", "Timer", "__version__", "has_nccl", "init_log",
-    "layer_type_list", "log", "set_device", "set_mode_cpu", "set_mode_gpu", "set_multiprocess",
-    "set_random_seed", "set_solver_count", "set_solver_rank", "solver_count", "solver_rank",
+    "NCCL", "Blob", "BlobVec", "Layer", "Net", "NonFiniteError", "Timer", "__version__", "has_nccl",
+    "init_log", "layer_type_list", "log", "set_device", "set_mode_cpu", "set_mode_gpu", "set_multiprocess",
+    "set_nan_check", "set_random_seed", "set_solver_count", "set_solver_rank", "solver_count", "solver_rank",
 ]
 
 # ================================================================ module functions
@@ -40,6 +41,14 @@ set_mode_cpu = device.set_mode_cpu
 set_mode_gpu = device.set_mode_gpu
 set_device = device.set_device
 set_random_seed = recaffe.set_random_seed
+NonFiniteError = nan_guard.NonFiniteError
+
+
+def set_nan_check(enabled: bool = True) -> None:
+    """recaffe's NaN guard: when on, ``solver.step()`` and ``net.forward()`` raise ``NonFiniteError``
+    (a FloatingPointError) naming the iteration, phase, layer and blob where a value first stopped
+    being finite. Off by default, as Caffe has no such check."""
+    nan_guard.set_enabled(enabled)
 
 _parallel = {"solver_count": 1, "solver_rank": 0, "multiprocess": False}
 
@@ -194,7 +203,7 @@ class Net:
     def _forward(self, start: int, end: int) -> float:
         """Forward layers ``start..end`` (inclusive); returns the weighted loss."""
         sync()
-        return self._net.forward(start, end)
+        return nan_guard.checked_forward(self._net, start, end)
 
     def _backward(self, start: int, end: int) -> None:
         """Backward layers ``start`` down to ``end`` (inclusive)."""
