@@ -32,6 +32,7 @@ COMMAND_MODULES: list[str] = [
     "plot_log",
     "data_tools",
     "pycaffe_tools",
+    "compare",
 ]
 
 log = logging.getLogger("recaffe.cli")
