@@ -33,6 +33,7 @@ COMMAND_MODULES: list[str] = [
     "data_tools",
     "pycaffe_tools",
     "compare",
+    "repro",
 ]
 
 log = logging.getLogger("recaffe.cli")
