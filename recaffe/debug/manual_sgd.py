@@ -48,7 +48,7 @@ def manual_sgd_step(net: recaffe.Net, param: caffe_pb2.SolverParameter, history:
         if local_decay:
             diff.add_(data * local_decay)
         # 5. Momentum with the param's lr_mult: h <- momentum*h + rate*lr_mult*diff; diff <- h.
-        h.mul_(param.momentum).add_(diff * np.float32(rate * p.lr_mult))
+        h.mul_(param.momentum).add_(diff * float(np.float32(rate * p.lr_mult)))
         diff.copy_(h)
 
     # 6. w <- w - diff for every learnable param.

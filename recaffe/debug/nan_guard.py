@@ -200,7 +200,7 @@ class Recorder:
         layer, bottom, top = net.layers[i], net.bottom_vecs[i], net.top_vecs[i]
         inputs: list[tuple[str, str]] = []
         if i in self.sources:
-            layer_id, tops, rng_state = next(fed, (-1, [], None))
+            layer_id, tops, rng_state = next(fed, (-1, [], ()))
             if layer_id != i:
                 raise RuntimeError(f"the NaN guard holds no recorded batch of data layer {layer.name!r}")
             for blob, values in zip(top, tops):
