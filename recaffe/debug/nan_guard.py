@@ -142,6 +142,7 @@ class Recorder:
         self.armed = False
         self._start: dict[str, Any] = {}
         self._fed: list[tuple[int, list[torch.Tensor], Any]] = []
+        self._spare: list[list[torch.Tensor]] = []  # the last pass's copies, reused when shapes fit
         net.after_forward.append(self._after_forward)
 
     @property
@@ -153,6 +154,7 @@ class Recorder:
 
     def begin(self) -> None:
         self.armed = True
+        self._spare = [tops for _, tops, _ in reversed(self._fed)]
         self._fed.clear()
         self._start = {"caffe": rng.get_state()}
         if self.python_layers:  # user code may draw from the global generators or keep counters
@@ -161,7 +163,12 @@ class Recorder:
 
     def _after_forward(self, layer_id: int) -> None:
         if self.armed and layer_id in self.sources:
-            tops = [blob.data.clone() for blob in self.net.top_vecs[layer_id]]
+            blobs = self.net.top_vecs[layer_id]
+            tops = self._spare.pop() if self._spare else []
+            if [t.shape for t in tops] != [b.data.shape for b in blobs]:
+                tops = [torch.empty_like(b.data) for b in blobs]
+            for copy, blob in zip(tops, blobs):
+                copy.copy_(blob.data)
             self._fed.append((layer_id, tops, rng.get_state()))
 
     def _restore(self) -> None:
