@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from None
     if len(result.iterations) > 1 or result.iterations != [None]:
         log.info("Snapshot iterations compared: %s", compare.describe_iterations(result.iterations))
+    for note in result.notes:
+        log.info("%s", note)
     for side, keys in (("A", result.only_a), ("B", result.only_b)):
         if keys:
             log.info("Only in %s: iterations %s", side, compare.describe_iterations(keys))

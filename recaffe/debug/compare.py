@@ -193,6 +193,7 @@ class Comparison:
     iterations: list[int | None]
     only_a: list[int | None]
     only_b: list[int | None]
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def identical(self) -> bool:
@@ -219,7 +220,13 @@ def compare(side_a: str, side_b: str, rtol: float = 0.0, atol: float = 0.0,
     last: dict[str, BlobDiff] = {}
     first: dict[str, int | None] = {}
     order: dict[str, int] = {}
+    notes: list[str] = []
     for iteration, a, b in pairs:
+        if _has_state(a) != _has_state(b):  # a solver state on one side only: compare the weights
+            side = "A" if _has_state(a) else "B"
+            note = f"only {side} has solver states: their history and fields are not compared"
+            notes += [note] if note not in notes else []
+            a, b = [x for x in a if not _is_state(x[0])], [x for x in b if not _is_state(x[0])]
         for row in compare_named(a, b, rtol, atol, iteration):
             order.setdefault(row.name, len(order))
             if row.differs and row.name not in first:
@@ -238,7 +245,15 @@ def compare(side_a: str, side_b: str, rtol: float = 0.0, atol: float = 0.0,
     rows = sorted(last.values(), key=key)
     common = [k for k, _, _ in pairs]
     only_a, only_b = [k for k in runs_a if k not in runs_b], [k for k in runs_b if k not in runs_a]
-    return Comparison(rows, common, only_a, only_b)
+    return Comparison(rows, common, only_a, only_b, notes)
+
+
+def _is_state(name: str) -> bool:
+    return name.startswith(("history[", "solver "))
+
+
+def _has_state(named: Named) -> bool:
+    return any(_is_state(name) for name, _ in named)
 
 
 def _layer_of(name: str) -> str:

@@ -195,10 +195,10 @@ def _copy(param: caffe_pb2.SolverParameter) -> caffe_pb2.SolverParameter:
 def _isolated() -> Iterator[None]:
     """Caffe's random stream is put back afterwards, and only warnings are logged meanwhile (the
     nets' setup lines would bury the report)."""
-    saved = rng.get_state()
     logger = logging.getLogger("recaffe")
     previous = logger.level
     logger.setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
+    saved = rng.get_state()
     try:
         yield
     finally:
