@@ -155,7 +155,8 @@ def bench_nan_guard(key: str, args: argparse.Namespace) -> dict:
     for i in range(warmup):
         trainer.step(*batches[i % len(batches)])
     chunk = max(1, iters // args.chunks)
-    ratios, ms = [], {"off": [], "on": []}
+    ratios: list[float] = []
+    ms: dict[str, list[float]] = {"off": [], "on": []}
     try:
         for _ in range(args.reps):
             total = {"off": 0.0, "on": 0.0}
