@@ -138,3 +138,14 @@ def test_pycaffe_step_and_forward_raise_with_the_facts(workdir: pathlib.Path) ->
     finally:
         caffe.set_nan_check(False)
     net.forward()  # off: Caffe's behaviour, no check
+
+
+def test_the_guard_does_not_change_training(workdir: pathlib.Path) -> None:
+    solver_file = nets.lenet_dir(workdir)  # Dropout: the guard must leave Caffe's random stream alone
+    weights = []
+    for enabled in (False, True):
+        with nan_guard.enabled_as(enabled):
+            solver = recaffe.load_solver(str(solver_file))
+            solver.step(3)
+        weights.append([b.data.clone() for b in solver.net.params])
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
