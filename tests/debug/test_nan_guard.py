@@ -94,6 +94,13 @@ def test_a_python_layer_injecting_nan_is_named(cli, workdir: pathlib.Path, where
     assert snapshot_weights_finite(workdir / "snapshots") == ["tiny_iter_2.caffemodel"]
 
 
+def test_iter_size_passes_are_re_run_in_order(cli, workdir: pathlib.Path) -> None:
+    # forward call 5 is the second pass of iteration 2
+    solver = nets.tiny_dir(workdir, python="InjectNaN:forward:5", base_lr=0.01, iter_size=2)
+    fatal = cli("train", "-solver", solver).fatal()
+    assert FATAL.search(fatal).groups() == ("2", "forward", "inject"), fatal
+
+
 def test_nan_check_off_runs_on_as_caffe_does(cli, workdir: pathlib.Path) -> None:
     solver = nets.tiny_dir(workdir, python="InjectNaN:forward:3", base_lr=0.01)
     result = cli("train", "-solver", solver, "-nan_check", "off")
