@@ -250,7 +250,7 @@ class Recorder:
                 for b, blob in zip(ids, blobs) if blob.count()]
 
     def _param_ranges(self, i: int, part: str) -> list[tuple[str, str]]:
-        return [(self._param_name(i, j), value_range(getattr(blob, part)))
+        return [(f"weights {self._param_name(i, j)}", value_range(getattr(blob, part)))
                 for j, blob in enumerate(self.net.layers[i].blobs)]
 
     def _param_name(self, i: int, j: int) -> str:
