@@ -273,6 +273,9 @@ def run_setting(param: caffe_pb2.SolverParameter, setting: Setting, iterations: 
     outcome = Outcome(setting.name, iterations)
     if param.random_seed < 0:
         outcome.notes.append("the solver sets no random_seed: its weights and dropout masks differ per run")
+    threads = {v.threads or torch.get_num_threads() for v in setting.variants}
+    if any(v.threads for v in setting.variants) and len(threads) == 1:
+        outcome.notes.append(f"both runs use {threads.pop()} thread(s): torch's default is 1 here")
     labels = (setting.variants[0].label, setting.variants[1].label)
     with _isolated():
         runs = (Run(param, setting.variants[0]), Run(param, setting.variants[1]))
