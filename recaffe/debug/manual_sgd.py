@@ -6,11 +6,12 @@ character (tests/debug/test_repro.py keeps the two equal).
 import numpy as np
 import torch
 
-import recaffe
+from recaffe.net import Net
 from recaffe.proto import caffe_pb2
+from recaffe.registry import LR_POLICIES
 
 
-def manual_sgd_step(net: recaffe.Net, param: caffe_pb2.SolverParameter, history: list[torch.Tensor],
+def manual_sgd_step(net: Net, param: caffe_pb2.SolverParameter, history: list[torch.Tensor],
                     iteration: int) -> None:
     """One iteration of Caffe's SGD solver on ``net`` (a TRAIN-phase recaffe.Net).
 
@@ -18,7 +19,7 @@ def manual_sgd_step(net: recaffe.Net, param: caffe_pb2.SolverParameter, history:
     ``net.learnable_params`` (kept between calls), ``iteration`` the number of updates done.
     """
     # The rate of the lr_policy (current_step 0 is right for every policy but multistep).
-    rate, _ = recaffe.LR_POLICIES.get(param.lr_policy)(param, iteration, 0)
+    rate, _ = LR_POLICIES.get(param.lr_policy)(param, iteration, 0)
 
     # 1. Param diffs are cleared once per iteration, then accumulate over iter_size passes.
     net.clear_param_diffs()

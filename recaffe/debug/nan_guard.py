@@ -26,9 +26,9 @@ from __future__ import annotations
 import contextlib
 import math
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ from recaffe import rng
 if TYPE_CHECKING:
     from recaffe.blob import Blob
     from recaffe.net import Net
-    from recaffe.solver import Solver
+    from recaffe.proto import caffe_pb2
 
 FORWARD, BACKWARD, UPDATE = "forward", "backward", "update"
 
@@ -292,11 +292,31 @@ def checked_forward(net: Net, start: int, end: int) -> float:
 
 
 # ================================================================ the solver's guard
+class GuardedSolver(Protocol):
+    """What the guard uses of a ``recaffe.Solver`` (a protocol, as the solver imports this module)."""
+
+    history: list[Blob]
+    before_update: list[Callable[[float], None]]
+    before_snapshot: list[Callable[[], None]]
+    last_snapshot: str | None
+
+    @property
+    def net(self) -> Net: ...
+    @property
+    def param(self) -> caffe_pb2.SolverParameter: ...
+    @property
+    def iter(self) -> int: ...
+    @property
+    def smoothed_loss(self) -> float: ...
+    def local_rate(self, param_id: int, rate: float) -> float: ...
+    def add_callback(self, on_start: Callable[[], None], on_gradients_ready: Callable[[], None]) -> None: ...
+
+
 class SolverGuard:
     """Installs the checks on a solver: the loss after the gradients are ready, the update values
     before ``net.update()``, the weights before a snapshot; each raises ``NonFiniteError``."""
 
-    def __init__(self, solver: Solver) -> None:
+    def __init__(self, solver: GuardedSolver) -> None:
         self._solver = weakref.ref(solver)
         self.recorder = Recorder(solver.net)
         solver.add_callback(self._on_start, self._on_gradients_ready)
@@ -304,7 +324,7 @@ class SolverGuard:
         solver.before_snapshot.append(self._check_weights)
 
     @property
-    def solver(self) -> Solver:
+    def solver(self) -> GuardedSolver:
         solver = self._solver()
         if solver is None:
             raise RuntimeError("the solver of this NaN guard no longer exists")
