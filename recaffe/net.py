@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -13,7 +13,7 @@ import torch
 from recaffe import device as devices
 from recaffe import net_builder
 from recaffe.blob import Blob
-from recaffe.io import blobproto, legacy, prototxt, weights
+from recaffe.io import blobproto, caffemodel, legacy, prototxt, weights
 from recaffe.layer import Layer, LayerError
 from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
@@ -486,15 +486,17 @@ class Net:
         copy every blob into new layers, and the names and blobs are the same either way.
         """
         if isinstance(source, caffe_pb2.NetParameter):
-            self._copy_from_proto(source)
+            self._copy_layers((name, [caffemodel.MessageBlob(b) for b in blobs])
+                              for name, blobs in legacy.trained_layers(source, "<weights>"))
         elif weights.is_hdf5(source):
             weights.load_hdf5_weights(self, source)
-        else:
-            self._copy_from_proto(prototxt.read_binary(source, caffe_pb2.NetParameter()), os.fspath(source))
+        else:  # streamed from the file: its values go straight into the blobs
+            self._copy_layers(caffemodel.read_trained_layers(source), os.fspath(source))
 
-    def _copy_from_proto(self, param: caffe_pb2.NetParameter, source: str = "<weights>") -> None:
+    def _copy_layers(self, layers: Iterable[tuple[str, Sequence[caffemodel.StoredBlob]]],
+                     source: str = "<weights>") -> None:
         # the first target layer of a source layer's name receives its blobs (layer types are not compared)
-        for name, blobs in legacy.trained_layers(param, source):
+        for name, blobs in layers:
             if name not in self._layer_names_index:
                 log.info("Ignoring source layer %s", name)
                 continue
@@ -502,14 +504,15 @@ class Net:
             if len(target.blobs) != len(blobs):
                 raise LayerError(f"{source}: incompatible number of blobs for layer {name!r}: "
                                  f"{len(blobs)} in the weights, {len(target.blobs)} in the net")
-            for j, (blob, proto) in enumerate(zip(target.blobs, blobs)):
+            for j, (blob, stored) in enumerate(zip(target.blobs, blobs)):
+                proto = stored.header
                 if not blobproto.shape_equals(blob.shape, proto):
                     raise LayerError(
                         f"{source}: cannot copy param {j} weights from layer {name!r}; shape mismatch. "
                         f"Source param shape is {blobproto.proto_shape(proto)}; target param shape is "
                         f"{blob.shape}. To learn this layer's parameters from scratch rather than "
                         f"copying from a saved net, rename the layer.")
-                blobproto.load_into_blob(blob, proto, reshape=False)
+                stored.load_into(blob)
 
     def to_proto(self, write_diff: bool = False) -> caffe_pb2.NetParameter:
         """The net as Caffe serialises it: its name and every layer (Splits too) with blobs."""
