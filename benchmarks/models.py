@@ -98,10 +98,17 @@ def solver_param(spec: TrainSpec, models: pathlib.Path) -> caffe_pb2.SolverParam
     return param
 
 
-def deploy_net(spec: DeploySpec, models: pathlib.Path, seed: int = 0) -> recaffe.Net:
+def deploy_net(spec: DeploySpec, models: pathlib.Path, seed: int = 0, batch: int | None = None,
+               **options: object) -> recaffe.Net:
     """The deploy net in TEST, its weights N(0, 0.01²) and its input N(0, 1) (the deploy files
-    have no fillers, and all-zero weights would make the timing unrepresentative)."""
-    net = recaffe.Net(str(models / spec.net), recaffe.TEST)
+    have no fillers, and all-zero weights would make the timing unrepresentative); ``batch``
+    replaces the input's first dimension; ``options`` go to ``recaffe.Net``."""
+    net = recaffe.Net(str(models / spec.net), recaffe.TEST, **options)  # type: ignore[arg-type]
+    if batch is not None:
+        for index in net.input_blob_indices:
+            blob = net.blob_list[index]
+            blob.reshape((batch, *blob.shape[1:]))
+        net.reshape()
     generator = torch.Generator().manual_seed(seed)
     for blob in net.params:
         blob.data.normal_(0.0, 0.01, generator=generator)

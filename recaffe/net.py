@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from recaffe import device as devices
-from recaffe import net_builder
+from recaffe import net_builder, threads
 from recaffe.blob import Blob
 from recaffe.io import blobproto, caffemodel, legacy, prototxt, weights
 from recaffe.layer import Layer, LayerError
@@ -360,6 +360,7 @@ class Net:
         if not (start >= 0 and end < len(self.layers)):
             raise IndexError(f"forward range {start}..{end} outside the net's {len(self.layers)} layers")
         loss: torch.Tensor | float = 0.0
+        threads.before_forward(training=self.phase == TRAIN)
         with torch.no_grad():
             for i in range(start, end + 1):
                 for callback in self.before_forward:

@@ -115,7 +115,8 @@ def test_gaussian_needs_positive_sigma() -> None:
 
 
 @pytest.mark.parametrize("block", [64, 1000, 1 << 18])
-def test_normal_blocks_resume_after_complex_draws_exactly(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_normal_blocks_resume_after_complex_draws_exactly(block: int,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks of any size (draws whose lookahead crosses a block's end, complex draws mid-block
     after which the block resumes) give the scalar reference's values and consume its words."""
     monkeypatch.setattr(CaffeRNG, "_NORMAL_BLOCK", block)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import torch
 
+from recaffe import threads
 from recaffe.cli import common
 from recaffe.net import TEST, TRAIN, Net
 
@@ -74,6 +75,7 @@ def benchmark(
     forward_total = backward_total = 0.0
     start = clock()
     for j in range(iterations):
+        threads.before_forward(training=net.phase == TRAIN)
         iteration_start = clock()
         for i, layer in enumerate(net.layers):
             t = clock()

@@ -19,7 +19,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from recaffe import logs
+from recaffe import logs, threads
 from recaffe.cli.common import CliError
 
 COMMAND_MODULES: list[str] = [
@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     for name in COMMAND_MODULES:
         importlib.import_module(f"recaffe.cli.{name}").register(subparsers)
+    for command in subparsers.choices.values():
+        threads.add_threads_flag(command)
     return parser
 
 
@@ -66,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup_logging(logger="")
     logging.captureWarnings(True)  # Python warnings become W lines of the log
     try:
+        threads.apply_threads_flag(args)
         return int(args.run(args) or 0)
     except USER_ERRORS as e:
         message = str(e) if not isinstance(e, KeyError) or not e.args else str(e.args[0])
