@@ -64,6 +64,8 @@ TRAIN_NETS = {
 DEPLOY_NETS = {
     "caffenet": DeploySpec("CaffeNet", "models/bvlc_reference_caffenet/deploy.prototxt"),
     "googlenet": DeploySpec("GoogLeNet", "models/bvlc_googlenet/deploy.prototxt"),
+    # written by benchmarks/resnet50.py (an absolute path: not one of the published files)
+    "resnet50": DeploySpec("ResNet-50", str(ROOT / "benchmarks" / "ResNet-50-deploy.prototxt")),
 }
 
 
@@ -114,7 +116,21 @@ def deploy_net(spec: DeploySpec, models: pathlib.Path, seed: int = 0, batch: int
         blob.data.normal_(0.0, 0.01, generator=generator)
     for index in net.input_blob_indices:
         net.blob_list[index].data.normal_(generator=generator)
+    set_batch_norm_statistics(net, seed)
     return net
+
+
+def set_batch_norm_statistics(net: recaffe.Net, seed: int = 0) -> None:
+    """Plausible BatchNorm statistics (positive variances, scale factor 1) and Scale weights near 1."""
+    generator = torch.Generator().manual_seed(seed + 1)
+    for layer in net.layers:
+        if layer.type == "BatchNorm":
+            mean, var, factor = (blob.data for blob in layer.blobs)
+            mean.normal_(0.0, 0.1, generator=generator)
+            var.uniform_(0.5, 1.5, generator=generator)
+            factor.fill_(1.0)
+        elif layer.type == "Scale" and layer.blobs:
+            layer.blobs[0].data.normal_(1.0, 0.1, generator=generator)
 
 
 def synthetic_batches(spec: TrainSpec, count: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -13,6 +13,7 @@ import torch
 from recaffe import device as devices
 from recaffe import net_builder, threads
 from recaffe.blob import Blob
+from recaffe.deploy import DeployRunner
 from recaffe.io import blobproto, caffemodel, legacy, prototxt, weights
 from recaffe.layer import Layer, LayerError
 from recaffe.proto import caffe_pb2
@@ -58,6 +59,7 @@ class Net:
         weights_file: str | os.PathLike[str] | None = None,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
+        optimize: bool = False,
     ) -> None:
         param = _load(source)
         if phase is not None:
@@ -70,9 +72,12 @@ class Net:
         self.after_forward: list[Callable[[int], None]] = []
         self.before_backward: list[Callable[[int], None]] = []
         self.after_backward: list[Callable[[int], None]] = []
+        self.deploy: DeployRunner | None = None
         self._init(param)
         if weights_file is not None:
             self.copy_trained_layers_from(weights_file)
+        if optimize:  # deploy mode: fused layers, blob memory reused (recaffe/deploy.py)
+            self.deploy = DeployRunner(self)
 
     # ================================================================ building
     def _init(self, in_param: caffe_pb2.NetParameter) -> None:
@@ -354,13 +359,20 @@ class Net:
                 self.params[param_id].share_diff(self.params[owner])
 
     # ================================================================ running
-    def forward(self, start: int = 0, end: int | None = None) -> float:
-        """Caffe's ForwardFromTo(start, end) (both inclusive); returns the weighted loss."""
+    def forward(self, start: int = 0, end: int | None = None, keep: Iterable[str | int] = ()) -> float:
+        """Caffe's ForwardFromTo(start, end) (both inclusive); returns the weighted loss.
+
+        In deploy mode (``optimize=True``) only the inputs, outputs and the blobs named (or
+        indexed) in ``keep`` are readable afterwards; otherwise every blob is.
+        """
         end = len(self.layers) - 1 if end is None else end
         if not (start >= 0 and end < len(self.layers)):
             raise IndexError(f"forward range {start}..{end} outside the net's {len(self.layers)} layers")
         loss: torch.Tensor | float = 0.0
         threads.before_forward(training=self.phase == TRAIN)
+        if self.deploy is not None:
+            with torch.no_grad():
+                return self.deploy.forward(start, end, keep)
         with torch.no_grad():
             for i in range(start, end + 1):
                 for callback in self.before_forward:
@@ -486,6 +498,8 @@ class Net:
         A legacy (V0/V1) caffemodel is read without upgrading it first: the upgrade would only
         copy every blob into new layers, and the names and blobs are the same either way.
         """
+        if self.deploy is not None:
+            self.deploy.unfold_all()
         if isinstance(source, caffe_pb2.NetParameter):
             self._copy_layers((name, [caffemodel.MessageBlob(b) for b in blobs])
                               for name, blobs in legacy.trained_layers(source, "<weights>"))
@@ -540,6 +554,8 @@ class Net:
         weights.save_hdf5_weights(self, path, write_diff)
 
     def load_hdf5(self, path: str | os.PathLike[str]) -> None:
+        if self.deploy is not None:
+            self.deploy.unfold_all()
         weights.load_hdf5_weights(self, path)
 
     # ================================================================ debug info
