@@ -7,7 +7,8 @@ prototxt and weights.
 Weights are seeded (``models.deploy_net``) and written to a temporary caffemodel that both read.
 Time: in one process, recaffe (``optimize=True``) and OpenCV alternate, ``--iters`` forwards each
 per rep; the figure is the median over reps of each rep's mean, and the ratio is recaffe / OpenCV
-(target ≤ 0.9). Both run on ``--threads`` threads. Outputs are compared (max |difference| over
+(target ≤ 0.9). Both run on ``--threads`` threads (0: each its default; recaffe's adapts to the
+load, see recaffe/threads.py). Outputs are compared (max |difference| over
 max |value|). Memory: each framework loads the net and runs two forwards in a fresh process;
 reported is its peak RSS above the RSS after its imports. Needs the ``bench`` extra.
 """
@@ -41,7 +42,8 @@ def write_weights(key: str, path: str) -> None:
 def opencv_net(key: str, weights: str, threads: int):  # type: ignore[no-untyped-def]
     import cv2
 
-    cv2.setNumThreads(threads)
+    if threads:
+        cv2.setNumThreads(threads)
     net = cv2.dnn.readNetFromCaffe(prototxt(key), weights)
     net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
     net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
@@ -52,7 +54,8 @@ def recaffe_net(key: str, weights: str, batch: int, threads: int):  # type: igno
     import recaffe
     from recaffe import threads as recaffe_threads
 
-    recaffe_threads.set_num_threads(threads)
+    if threads:
+        recaffe_threads.set_num_threads(threads)
     net = recaffe.Net(prototxt(key), recaffe.TEST, weights_file=weights, optimize=True)
     data = net.blob_list[net.input_blob_indices[0]]
     data.reshape((batch, *data.shape[1:]))
