@@ -26,12 +26,14 @@ folded again at the next forward. Weights edited by hand after the first forward
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
 
 from recaffe.layer import Layer, LayerError
+from recaffe.layers.vision.base_conv import BaseConvolutionLayer
 from recaffe.math import layout
 from recaffe.math.convolution import convolution
 from recaffe.proto import caffe_pb2
@@ -79,7 +81,7 @@ class DeployRunner:
         self._folded: dict[int, _Fused] = {}  # layer id -> the fused step whose weights are folded
 
     # ------------------------------------------------------------------ running
-    def forward(self, start: int, end: int, keep: Iterable[str] = ()) -> float:
+    def forward(self, start: int, end: int, keep: Iterable[str | int] = ()) -> float:
         net = self.net
         kept = frozenset(net.blob_names.index(name) if isinstance(name, str) else name for name in keep)
         plan = self._plan(kept)
@@ -121,7 +123,7 @@ class DeployRunner:
             self._relu(step, y)
             layout.store(top, y)
             return
-        if layer.type == "Convolution":
+        if isinstance(layer, BaseConvolutionLayer):
             bias = layer.blobs[1].data if len(layer.blobs) > 1 else step.bias
             y = convolution(bottom.strided_data(), layer.blobs[0].strided_data(), bias, layer.geometry,
                             layer.param.convolution_param.group, False)
@@ -158,7 +160,7 @@ class DeployRunner:
                 readers.setdefault(blob_id, []).append(layer_id)
         return readers
 
-    def _build(self, kept: set[int]) -> _Plan:
+    def _build(self, kept: AbstractSet[int]) -> _Plan:
         net = self.net
         readers = self._readers()
         steps: list[int | _Fused] = []
@@ -183,7 +185,7 @@ class DeployRunner:
             absorbed.update(fused.layer_ids[1:])
         return _Plan(steps, self._releases(steps, kept), skipped)
 
-    def _fuse(self, layer_id: int, layer: Layer, readers: dict[int, list[int]], kept: set[int],
+    def _fuse(self, layer_id: int, layer: Layer, readers: dict[int, list[int]], kept: AbstractSet[int],
               skipped: set[int]) -> _Fused | None:
         net = self.net
         summing = _plain_sum(layer)
@@ -220,7 +222,7 @@ class DeployRunner:
             return None  # its own forward adds the bias: it needs a bias blob to hold the folded one
         return _Fused(layer_id, absorbed, relu, current)
 
-    def _releases(self, steps: Sequence[int | _Fused], kept: set[int]) -> list[list[int]]:
+    def _releases(self, steps: Sequence[int | _Fused], kept: AbstractSet[int]) -> list[list[int]]:
         """Per step, the blobs whose storage nobody reads after it (storage shared = one blob)."""
         net = self.net
         groups: dict[int, list[int]] = {}

@@ -17,10 +17,11 @@ parsing that one blob with protobuf.
 from __future__ import annotations
 
 import abc
+import io
 import os
 import sys
 from collections.abc import Iterator
-from typing import BinaryIO, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -73,7 +74,7 @@ class _Values(NamedTuple):
     dtype: np.dtype
 
     @property
-    def count(self) -> int:
+    def size(self) -> int:
         return self.length // self.dtype.itemsize
 
 
@@ -92,7 +93,7 @@ class _Field(NamedTuple):
 class _WireReader:
     """A binary protobuf file read field by field, only what is asked for."""
 
-    def __init__(self, file: BinaryIO, path: str) -> None:
+    def __init__(self, file: io.BufferedReader, path: str) -> None:
         self.file, self.path = file, path
         self.size = os.fstat(file.fileno()).st_size
 
@@ -105,7 +106,7 @@ class _WireReader:
     def _varint(self, offset: int, end: int) -> tuple[int, int]:
         head = self.read(offset, min(10, end - offset))
         try:
-            value, used = decoder._DecodeVarint(head, 0)
+            value, used = decoder._DecodeVarint(head, 0)  # type: ignore[attr-defined]  # (not in the stubs)
         except (IndexError, message.DecodeError) as e:
             raise self.fail(f"truncated varint at byte {offset}") from e
         if used > len(head):
@@ -158,13 +159,13 @@ class _WireReader:
         self.file.seek(values.offset)
         if (target.device.type == "cpu" and target.dtype == torch.float32 and sys.byteorder == "little"
                 and values.dtype == np.dtype("<f4")):
-            if self.file.readinto(memoryview(flat.numpy()).cast("B")) != values.length:
+            if self.file.readinto(flat.numpy().view(np.uint8).data) != values.length:
                 raise self.fail(f"the file ends inside the values at byte {values.offset}")
             return
         step = _CHUNK_BYTES // values.dtype.itemsize
         native = values.dtype.newbyteorder("=")
-        for first in range(0, values.count, step):
-            n = min(step, values.count - first)
+        for first in range(0, values.size, step):
+            n = min(step, values.size - first)
             piece = np.frombuffer(self.file.read(n * values.dtype.itemsize), values.dtype).astype(native)
             flat[first : first + n].copy_(torch.from_numpy(piece))
 
@@ -196,7 +197,7 @@ class FileBlob(StoredBlob):
         data = self._values.get("double_data") or self._values.get("data")
         diff = self._values.get("double_diff") or self._values.get("diff")
         for what, values in (("data", data), ("diff", diff)):
-            count = 0 if values is None else values.count
+            count = 0 if values is None else values.size
             if count != blob.count() and not (what == "diff" and count == 0):
                 raise ValueError(f"{self._reader.path}: BlobProto of shape "
                                  f"{blobproto.proto_shape(self.header)} holds {count} {what} values, "
