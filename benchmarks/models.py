@@ -64,8 +64,13 @@ TRAIN_NETS = {
 DEPLOY_NETS = {
     "caffenet": DeploySpec("CaffeNet", "models/bvlc_reference_caffenet/deploy.prototxt"),
     "googlenet": DeploySpec("GoogLeNet", "models/bvlc_googlenet/deploy.prototxt"),
+}
+# the deploy-mode benchmarks' nets (benchmarks/opencv_dnn.py, threads.py) also take these
+ALL_DEPLOY_NETS = {
+    **DEPLOY_NETS,
     # written by benchmarks/resnet50.py (an absolute path: not one of the published files)
     "resnet50": DeploySpec("ResNet-50", str(ROOT / "benchmarks" / "ResNet-50-deploy.prototxt")),
+    "flickr": DeploySpec("Flickr style", "models/finetune_flickr_style/deploy.prototxt"),  # gaussian fillers
 }
 
 

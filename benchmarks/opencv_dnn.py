@@ -31,11 +31,11 @@ from benchmarks.memory import peak_mb, status_mb
 
 
 def prototxt(key: str) -> str:
-    return str(models.require_caffe_models() / models.DEPLOY_NETS[key].net)
+    return str(models.require_caffe_models() / models.ALL_DEPLOY_NETS[key].net)
 
 
 def write_weights(key: str, path: str) -> None:
-    net = models.deploy_net(models.DEPLOY_NETS[key], models.require_caffe_models())
+    net = models.deploy_net(models.ALL_DEPLOY_NETS[key], models.require_caffe_models())
     net.save(path)
 
 
@@ -110,8 +110,25 @@ def compare(key: str, batch: int, weights: str, args: argparse.Namespace) -> dic
                 run(net, x)
             runs[name].append((time.perf_counter() - start) * 1000 / args.iters)
     ms = {name: statistics.median(values) for name, values in runs.items()}
-    return {"net": models.DEPLOY_NETS[key].name, "batch": batch, "ms": ms, "runs": runs,
+    return {"net": models.ALL_DEPLOY_NETS[key].name, "batch": batch, "ms": ms, "runs": runs,
             "ratio": ms["recaffe"] / ms["opencv"], "error": error}
+
+
+def load_times(key: str, weights: str, reps: int) -> dict[str, float]:
+    """Median seconds to build the net and load its weights: recaffe (deploy mode) and OpenCV alternating."""
+    import cv2
+
+    import recaffe
+
+    runs: dict[str, list[float]] = {"recaffe": [], "opencv": []}
+    for _ in range(reps):
+        start = time.perf_counter()
+        recaffe.Net(prototxt(key), recaffe.TEST, weights_file=weights, optimize=True)
+        runs["recaffe"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        cv2.dnn.readNetFromCaffe(prototxt(key), weights)
+        runs["opencv"].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in runs.items()}
 
 
 def memory(key: str, batch: int, weights: str, args: argparse.Namespace) -> dict[str, float]:
@@ -134,6 +151,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--load-nets", default="caffenet,googlenet,resnet50,flickr",
+                        help="nets whose build + weights loading is timed ('' for none)")
     parser.add_argument("--child", choices=("recaffe", "opencv"), help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -149,7 +168,7 @@ def main() -> None:
           "peak RSS above imports recaffe / OpenCV MB |")
     print("|---|---:|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory() as folder:
-        for key in args.nets.split(","):
+        for key in [key for key in args.nets.split(",") if key]:
             weights = os.path.join(folder, f"{key}.caffemodel")
             write_weights(key, weights)
             for batch in batches:
@@ -158,6 +177,18 @@ def main() -> None:
                     **memory(key, batch, weights, args))
                 print(f"| {r['net']} | {batch} | {r['ms']['recaffe']:.1f} | {r['ms']['opencv']:.1f} | "
                       f"**{r['ratio']:.2f}** | {r['error']:.1e} | {peaks} |", flush=True)
+        load_nets = [key for key in args.load_nets.split(",") if key]
+        if load_nets:
+            print("\n| net | build + load weights: recaffe deploy s | OpenCV readNetFromCaffe s | ratio |")
+            print("|---|---:|---:|---:|")
+        for key in load_nets:
+            weights = os.path.join(folder, f"{key}.caffemodel")
+            if not os.path.exists(weights):
+                write_weights(key, weights)
+            seconds = load_times(key, weights, args.reps)
+            name = models.ALL_DEPLOY_NETS[key].name
+            print(f"| {name} | {seconds['recaffe']:.2f} | {seconds['opencv']:.2f} | "
+                  f"{seconds['recaffe'] / seconds['opencv']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

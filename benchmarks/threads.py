@@ -34,7 +34,7 @@ def child(net: str, batch: int, iters: int) -> None:
     """Build the net, then answer each line on stdin with the median forward ms as JSON."""
     from benchmarks import models
 
-    deploy = models.deploy_net(models.DEPLOY_NETS[net], models.require_caffe_models(), batch=batch)
+    deploy = models.deploy_net(models.ALL_DEPLOY_NETS[net], models.require_caffe_models(), batch=batch)
     deploy.forward()
     print(json.dumps({"ready": True}), flush=True)
     for _ in sys.stdin:

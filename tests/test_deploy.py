@@ -18,7 +18,7 @@ FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
 FUSIONS = FIXTURES / "deploy_fusions.prototxt"
 ROOT = models.caffe_models()
 DEPLOY_PROTOTXTS = sorted(ROOT.glob("**/deploy.prototxt")) if ROOT else []
-RESNET = pathlib.Path(models.DEPLOY_NETS["resnet50"].net)
+RESNET = pathlib.Path(models.ALL_DEPLOY_NETS["resnet50"].net)
 
 
 def seeded(net: recaffe.Net, seed: int = 0) -> recaffe.Net:
