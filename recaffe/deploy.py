@@ -25,21 +25,38 @@ folded again at the next forward. Weights edited by hand after the first forward
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
+from recaffe.blob import Blob
 from recaffe.layer import Layer, LayerError
 from recaffe.layers.vision.base_conv import BaseConvolutionLayer
 from recaffe.math import layout
 from recaffe.math.convolution import convolution
 from recaffe.proto import caffe_pb2
 
-if TYPE_CHECKING:
-    from recaffe.net import Net
+
+class Net(Protocol):
+    """What deploy mode reads of a ``recaffe.Net`` (named here, so this module does not import net)."""
+
+    name: str
+    phase: caffe_pb2.Phase.ValueType
+    layers: list[Layer]
+    layer_names: list[str]
+    blob_list: list[Blob]
+    blob_names: list[str]
+    bottom_vecs: list[list[Blob]]
+    top_vecs: list[list[Blob]]
+    bottom_id_vecs: list[list[int]]
+    top_id_vecs: list[list[int]]
+    input_blob_indices: list[int]
+    output_blob_indices: list[int]
+    before_forward: list[Callable[[int], None]]
+    after_forward: list[Callable[[int], None]]
 
 _FOLDABLE = ("Convolution", "InnerProduct")
 _AFFINE = ("BatchNorm", "Scale", "Bias")

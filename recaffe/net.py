@@ -73,7 +73,8 @@ class Net:
         self.before_backward: list[Callable[[int], None]] = []
         self.after_backward: list[Callable[[int], None]] = []
         self.deploy: DeployRunner | None = None
-        self._init(param)
+        with net_builder.building(None if isinstance(source, caffe_pb2.NetParameter) else source):
+            self._init(param)
         if weights_file is not None:
             self.copy_trained_layers_from(weights_file)
         if optimize:  # deploy mode: fused layers, blob memory reused (recaffe/deploy.py)

@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import torch
 
-from recaffe import rng
+from recaffe import distributed, net_builder, rng
 from recaffe.blob import Blob
 from recaffe.io import prototxt, snapshot, upgrade
 from recaffe.math.floats import f32
@@ -97,8 +97,8 @@ class Solver(abc.ABC):
         self._iter = 0
         self._current_step = 0
         self._check_snapshot_write_permissions()
-        if param.random_seed >= 0:
-            rng.set_random_seed(param.random_seed)
+        if param.random_seed >= 0:  # each rank its own stream (rank 0's weights are broadcast)
+            rng.set_random_seed(param.random_seed + distributed.solver_rank())
         self._net = self._init_train_net()
         self._test_nets = self._init_test_nets()
         log.info("Solver scaffolding done.")
@@ -141,7 +141,8 @@ class Solver(abc.ABC):
         state.MergeFrom(net_param.state)
         state.MergeFrom(p.train_state)
         net_param.state.CopyFrom(state)
-        net = Net(net_param, dtype=self._dtype, device=self._device)
+        with net_builder.building(None if source.endswith("_param") else getattr(p, source)):
+            net = Net(net_param, dtype=self._dtype, device=self._device)
         self._load_weights(net)
         return net
 
@@ -321,7 +322,10 @@ class Solver(abc.ABC):
 
     # ================================================================ testing
     def test_all(self) -> list[list[tuple[str, float]]]:
-        """Run every test net (``test``); returns each one's mean outputs."""
+        """Run every test net (``test``); returns each one's mean outputs. Only the root solver
+        (rank 0) tests."""
+        if not distributed.is_root():
+            return []
         results = []
         for test_net_id in range(len(self._test_nets)):
             if self._requested_early_exit:
@@ -441,7 +445,7 @@ class Solver(abc.ABC):
         return snapshot.snapshot_filename(self._param.snapshot_prefix, self._iter, extension)
 
     def _check_snapshot_write_permissions(self) -> None:
-        if not self._param.snapshot:
+        if not self._param.snapshot or not distributed.is_root():  # only rank 0 writes snapshots
             return
         if not self._param.HasField("snapshot_prefix"):
             raise SolverError("In solver params, snapshot is specified but snapshot_prefix is not")
@@ -455,7 +459,10 @@ class Solver(abc.ABC):
                               f"that the directory exists and is writable ({e.strerror})") from e
 
     def snapshot(self) -> None:
-        """Write ``<prefix>_iter_<N>.caffemodel[.h5]`` and the matching ``.solverstate[.h5]``."""
+        """Write ``<prefix>_iter_<N>.caffemodel[.h5]`` and the matching ``.solverstate[.h5]``. Only
+        the root solver (rank 0) writes; other ranks do nothing."""
+        if not distributed.is_root():
+            return
         hdf5 = self._param.snapshot_format == caffe_pb2.SolverParameter.HDF5
         if hdf5:
             model_filename = self._snapshot_filename(".caffemodel.h5")
@@ -489,6 +496,7 @@ class Solver(abc.ABC):
                 raise SolverError(f"{os.fspath(state_file)!r}: history blob {i} holds {values.size} "
                                   f"values, the param it belongs to has {blob.count()}")
         self._iter = state.iter
+        self._iterations_last = state.iter  # the next display counts iter/s from here, not from 0
         if state.learned_net is not None:
             weights = _resolve(state.learned_net, state_file)
             if snapshot.is_hdf5_state(state_file):

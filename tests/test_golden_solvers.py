@@ -18,16 +18,10 @@ import pytest
 import torch
 
 import recaffe
-from recaffe.io import prototxt
 from tests.conftest import GOLDEN
 
 CASES = sorted(p.name for p in (GOLDEN / "solvers").iterdir() if p.is_dir())
 STEPS = 8
-
-
-def missing_layer_types(folder: pathlib.Path) -> list[str]:
-    types = {layer.type for layer in prototxt.read_net_param(folder / "net.prototxt").layer}
-    return sorted(t for t in types if t not in recaffe.LAYERS)
 
 
 def params_of(solver: recaffe.Solver) -> dict[str, torch.Tensor]:
@@ -36,7 +30,7 @@ def params_of(solver: recaffe.Solver) -> dict[str, torch.Tensor]:
 
 
 def assert_close(ours: torch.Tensor, golden: np.ndarray, tol: float, what: str) -> None:
-    golden_t = torch.from_numpy(golden).reshape(ours.shape).to(ours.dtype)
+    golden_t = torch.from_numpy(golden).reshape(ours.shape).to(ours.device, ours.dtype)
     err = (ours - golden_t).abs().max().item() if ours.numel() else 0.0
     bound = tol * max(1.0, float(np.abs(golden).max()) if golden.size else 0.0)
     assert err <= bound, f"{what}: max |ours - caffe| = {err:.3g} > {bound:.3g}"
@@ -49,9 +43,6 @@ def test_all_cases_present() -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_solver_matches_caffe(case: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     source = GOLDEN / "solvers" / case
-    missing = missing_layer_types(source)
-    if missing:
-        pytest.skip(f"layer types not implemented yet: {', '.join(missing)}")
     folder = tmp_path / case
     shutil.copytree(source, folder)
     monkeypatch.chdir(folder)  # Caffe resolves net: and learned_net relative to the working directory
@@ -61,7 +52,7 @@ def test_solver_matches_caffe(case: str, tmp_path: pathlib.Path, monkeypatch: py
     init_keys = sorted(k[len("init/"):] for k in golden.files if k.startswith("init/"))
     assert sorted(params) == init_keys
     for key in init_keys:
-        expected = torch.from_numpy(golden[f"init/{key}"]).reshape(params[key].shape)
+        expected = torch.from_numpy(golden[f"init/{key}"]).reshape(params[key].shape).to(params[key].device)
         assert torch.equal(params[key], expected), f"init/{key} differs from Caffe's filler output"
 
     first = 1

@@ -30,7 +30,7 @@ from google.protobuf.internal import decoder, wire_format
 
 from recaffe.blob import Blob
 from recaffe.io import blobproto, legacy
-from recaffe.io.prototxt import ProtoFileError, looks_binary
+from recaffe.io.prototxt import ProtoFileError, not_binary_error
 from recaffe.proto import caffe_pb2
 
 M = TypeVar("M", bound=message.Message)
@@ -99,9 +99,7 @@ class _WireReader:
 
     def fail(self, problem: str) -> ProtoFileError:
         self.file.seek(0)
-        hint = "" if looks_binary(self.file.read(1 << 16)) else \
-            " It looks like a text prototxt, which is read as text."
-        return ProtoFileError(f"{self.path!r} is not a binary NetParameter ({problem}).{hint}")
+        return not_binary_error(self.path, "NetParameter", problem, self.file.read(1 << 16))
 
     def _varint(self, offset: int, end: int) -> tuple[int, int]:
         head = self.read(offset, min(10, end - offset))
