@@ -1,6 +1,6 @@
-"""Time and memory of writing and reading a large ``.caffemodel`` (one InnerProduct layer).
+"""Time and memory of writing and reading a large ``.caffemodel`` (one InnerProduct layer, or CaffeNet).
 
-    python -m benchmarks.caffemodel_io [--outputs 6000] [--inputs 10000] [--dir /tmp]
+    python -m benchmarks.caffemodel_io [--outputs 6000] [--inputs 10000] [--net caffenet] [--dir /tmp]
 
 "read-v1" loads the same weights from a V1-format file (``layers`` entries), which is read
 without an upgrade pass. Each phase runs in a fresh subprocess so its peak memory is its own.
@@ -24,6 +24,7 @@ import torch
 from google.protobuf import text_format
 
 import recaffe
+from benchmarks import models
 from benchmarks.memory import peak_mb, status_mb
 from recaffe.io import prototxt
 from recaffe.proto import caffe_pb2
@@ -62,10 +63,17 @@ def measure(operation) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     return seconds, peak_mb(hwm_valid=reset) - before
 
 
+def build(args: argparse.Namespace) -> recaffe.Net:
+    if args.net == "caffenet":
+        return recaffe.Net(str(models.require_caffe_models() / models.DEPLOY_NETS["caffenet"].net),
+                           recaffe.TEST)
+    return recaffe.Net(net_param(args.outputs, args.inputs), recaffe.TEST)
+
+
 def fill(net: recaffe.Net) -> None:
     generator = torch.Generator().manual_seed(0)
-    weight = net.layer_params["ip"][0].data
-    weight.copy_(torch.randn(weight.shape, generator=generator))
+    for blob in net.params:
+        blob.data.copy_(torch.randn(blob.shape, generator=generator))
 
 
 def write_v1(path: str) -> None:
@@ -82,17 +90,18 @@ def phase(name: str, args: argparse.Namespace) -> dict[str, float]:
     if name == "v1":
         write_v1(args.path)
         return {}
-    net = recaffe.Net(net_param(args.outputs, args.inputs), recaffe.TEST)
+    net = build(args)
     if name == "write":
         fill(net)
         seconds, extra = measure(lambda: net.save(args.path))
         return {"seconds": seconds, "extra_mb": extra, "file_mb": os.path.getsize(args.path) / MB}
     path = args.path + (".v1" if name == "read-v1" else "")
     seconds, extra = measure(lambda: net.copy_trained_layers_from(path))
-    loaded = net.layer_params["ip"][0].data.clone()
+    loaded = [blob.data.clone() for blob in net.params]
     fill(net)
-    exact = bool(torch.equal(loaded, net.layer_params["ip"][0].data))
-    return {"seconds": seconds, "extra_mb": extra, "exact": exact}
+    exact = all(torch.equal(a, blob.data) for a, blob in zip(loaded, net.params))
+    weights_mb = sum(blob.count() for blob in net.params) * 4 / MB
+    return {"seconds": seconds, "extra_mb": extra, "weights_mb": weights_mb, "exact": exact}
 
 
 def main() -> None:
@@ -101,6 +110,7 @@ def main() -> None:
     )
     parser.add_argument("--outputs", type=int, default=6000)
     parser.add_argument("--inputs", type=int, default=10000)
+    parser.add_argument("--net", choices=("ip", "caffenet"), default="ip")
     parser.add_argument("--dir", default=tempfile.gettempdir())
     parser.add_argument("--phase", choices=("write", "read", "v1", "read-v1"), help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
@@ -112,16 +122,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
         path = os.path.join(folder, "big.caffemodel")
         count = args.outputs * args.inputs
-        print(f"one InnerProduct layer, {args.outputs} x {args.inputs} = {count / 1e6:.0f}M floats "
-              f"({weights_mb:.0f} MB of weights)")
+        if args.net == "caffenet":
+            print("CaffeNet (bvlc_reference_caffenet deploy), seeded weights")
+        else:
+            print(f"one InnerProduct layer, {args.outputs} x {args.inputs} = {count / 1e6:.0f}M floats "
+                  f"({weights_mb:.0f} MB of weights)")
         for name in ("write", "read", "v1", "read-v1"):
             command = [sys.executable, "-m", "benchmarks.caffemodel_io", "--phase", name, "--path", path,
-                       "--outputs", str(args.outputs), "--inputs", str(args.inputs)]
+                       "--outputs", str(args.outputs), "--inputs", str(args.inputs), "--net", args.net]
             result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
             os.sync()  # let the written file reach the disk before the next phase is timed
             if not result:
                 continue
-            extras = {k: v for k, v in result.items() if k not in ("seconds", "extra_mb")}
+            weights_mb = result.get("weights_mb", weights_mb)
+            extras = {k: v for k, v in result.items() if k not in ("seconds", "extra_mb", "weights_mb")}
             print(f"{name:>7}: {result['seconds']:6.2f} s, peak extra memory {result['extra_mb']:7.0f} MB "
                   f"({result['extra_mb'] / weights_mb:.2f}x the weights) {extras}")
 

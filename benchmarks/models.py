@@ -65,6 +65,13 @@ DEPLOY_NETS = {
     "caffenet": DeploySpec("CaffeNet", "models/bvlc_reference_caffenet/deploy.prototxt"),
     "googlenet": DeploySpec("GoogLeNet", "models/bvlc_googlenet/deploy.prototxt"),
 }
+# the deploy-mode benchmarks' nets (benchmarks/opencv_dnn.py, threads.py) also take these
+ALL_DEPLOY_NETS = {
+    **DEPLOY_NETS,
+    # written by benchmarks/resnet50.py (an absolute path: not one of the published files)
+    "resnet50": DeploySpec("ResNet-50", str(ROOT / "benchmarks" / "ResNet-50-deploy.prototxt")),
+    "flickr": DeploySpec("Flickr style", "models/finetune_flickr_style/deploy.prototxt"),  # gaussian fillers
+}
 
 
 def train_net_param(spec: TrainSpec, models: pathlib.Path) -> caffe_pb2.NetParameter:
@@ -98,16 +105,37 @@ def solver_param(spec: TrainSpec, models: pathlib.Path) -> caffe_pb2.SolverParam
     return param
 
 
-def deploy_net(spec: DeploySpec, models: pathlib.Path, seed: int = 0) -> recaffe.Net:
+def deploy_net(spec: DeploySpec, models: pathlib.Path, seed: int = 0, batch: int | None = None,
+               **options: object) -> recaffe.Net:
     """The deploy net in TEST, its weights N(0, 0.01²) and its input N(0, 1) (the deploy files
-    have no fillers, and all-zero weights would make the timing unrepresentative)."""
-    net = recaffe.Net(str(models / spec.net), recaffe.TEST)
+    have no fillers, and all-zero weights would make the timing unrepresentative); ``batch``
+    replaces the input's first dimension; ``options`` go to ``recaffe.Net``."""
+    net = recaffe.Net(str(models / spec.net), recaffe.TEST, **options)  # type: ignore[arg-type]
+    if batch is not None:
+        for index in net.input_blob_indices:
+            blob = net.blob_list[index]
+            blob.reshape((batch, *blob.shape[1:]))
+        net.reshape()
     generator = torch.Generator().manual_seed(seed)
     for blob in net.params:
         blob.data.normal_(0.0, 0.01, generator=generator)
     for index in net.input_blob_indices:
         net.blob_list[index].data.normal_(generator=generator)
+    set_batch_norm_statistics(net, seed)
     return net
+
+
+def set_batch_norm_statistics(net: recaffe.Net, seed: int = 0) -> None:
+    """Plausible BatchNorm statistics (positive variances, scale factor 1) and Scale weights near 1."""
+    generator = torch.Generator().manual_seed(seed + 1)
+    for layer in net.layers:
+        if layer.type == "BatchNorm":
+            mean, var, factor = (blob.data for blob in layer.blobs)
+            mean.normal_(0.0, 0.1, generator=generator)
+            var.uniform_(0.5, 1.5, generator=generator)
+            factor.fill_(1.0)
+        elif layer.type == "Scale" and layer.blobs:
+            layer.blobs[0].data.normal_(1.0, 0.1, generator=generator)
 
 
 def synthetic_batches(spec: TrainSpec, count: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -112,7 +112,7 @@ class Net:
     ``Net(network_file, weights_file, phase)``; RuntimeError when a file cannot be opened.
     """
 
-    def __init__(self, network_file: PathLike, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, network_file: PathLike, *args: Any, optimize: bool = False, **kwargs: Any) -> None:
         weights: PathLike | None
         if args and isinstance(args[0], str | bytes | os.PathLike):
             weights, phase = _legacy_args(*args, **kwargs)
@@ -124,9 +124,9 @@ class Net:
             phase, level, stages, weights = _new_args(*args, **kwargs)
         path = _check_file(network_file)
         weights_file = _check_file(weights) if weights is not None else None
-        net = recaffe.Net(path, int(phase), int(level), tuple(stages or ()))
-        if weights_file is not None:
-            net.copy_trained_layers_from(weights_file)
+        # optimize=True: recaffe's deploy mode (fused layers, blob memory reused; see docs/deploy.md)
+        net = recaffe.Net(path, int(phase), int(level), tuple(stages or ()), weights_file=weights_file,
+                          optimize=optimize)
         self._attach(net)
 
     @classmethod
@@ -177,10 +177,11 @@ class Net:
         return list(self._net.bottom_id_vecs[layer_index])
 
     # ------------------------------------------------------------ running
-    def _forward(self, start: int, end: int) -> float:
-        """Forward layers ``start..end`` (inclusive); returns the weighted loss."""
+    def _forward(self, start: int, end: int, keep: Iterable[str] = ()) -> float:
+        """Forward layers ``start..end`` (inclusive); returns the weighted loss. A deploy-mode net
+        keeps the blobs named in ``keep`` (and its inputs and outputs) readable."""
         sync()
-        return nan_guard.checked_forward(self._net, start, end)
+        return nan_guard.checked_forward(self._net, start, end, keep)
 
     def _backward(self, start: int, end: int) -> None:
         """Backward layers ``start`` down to ``end`` (inclusive)."""

@@ -23,8 +23,9 @@ class Detector(Net):
 
     def __init__(self, model_file: str, pretrained_file: str, mean: np.ndarray | None = None,
                  input_scale: float | None = None, raw_scale: float | None = None,
-                 channel_swap: Sequence[int] | None = None, context_pad: int | None = None) -> None:
-        super().__init__(model_file, TEST, weights=pretrained_file)
+                 channel_swap: Sequence[int] | None = None, context_pad: int | None = None,
+                 optimize: bool = False) -> None:
+        super().__init__(model_file, TEST, weights=pretrained_file, optimize=optimize)
         in_ = self.inputs[0]
         self.transformer = io.image_transformer(self.blobs[in_].data.shape, in_, mean, input_scale,
                                                 raw_scale, channel_swap)

@@ -102,7 +102,7 @@ class Net(_caffe.Net):
                 if array.shape[0] != self.blobs[name].shape[0]:
                     raise Exception("Input is not batch sized")
                 self.blobs[name].data[...] = array
-        self._forward(start_index, end_index)
+        self._forward(start_index, end_index, wanted)
         return {name: self.blobs[name].data for name in wanted}
 
     def backward(self, diffs: Sequence[str] | None = None, start: str | None = None,

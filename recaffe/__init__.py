@@ -7,6 +7,7 @@ registries ``LAYERS``, ``SOLVERS``, ``FILLERS`` and ``LR_POLICIES``.
 
 from recaffe import layers as _layers  # noqa: F401  (registers every layer type)
 from recaffe import solvers as _solvers  # noqa: F401  (registers every solver and lr policy)
+from recaffe import threads as _threads
 from recaffe.blob import Blob
 from recaffe.device import set_device, set_mode_cpu, set_mode_gpu
 from recaffe.layer import Layer, LayerError
@@ -17,6 +18,7 @@ from recaffe.rng import set_random_seed
 from recaffe.solver import Solver, SolverError, load_solver
 
 __version__ = "0.1.0"
+_threads.configure()
 
 __all__ = [
     "FILLERS",

@@ -209,6 +209,16 @@ class Blob:
         """Whether diff storage has been allocated (it is on first use of ``diff``)."""
         return self._diff_mem.allocated
 
+    def data_storage_key(self) -> int:
+        """Equal for blobs whose data is one storage (``share_data``)."""
+        return id(self._data_mem)
+
+    def release_data(self) -> None:
+        """Free the data's memory; it reads as zeros when next used (deploy mode calls this once no
+        layer will read the blob again; blobs sharing the storage must all be released)."""
+        self._data_mem.flat = self._data_mem.held = None
+        self._data_view = None
+
     def share_data(self, other: Blob) -> None:
         """Use ``other``'s data storage (counts must match), like Caffe's ShareData."""
         self._check_same_count(other)

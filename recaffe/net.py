@@ -5,15 +5,16 @@ from __future__ import annotations
 import collections
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from recaffe import device as devices
-from recaffe import net_builder
+from recaffe import net_builder, threads
 from recaffe.blob import Blob
-from recaffe.io import blobproto, legacy, prototxt, weights
+from recaffe.deploy import DeployRunner
+from recaffe.io import blobproto, caffemodel, legacy, prototxt, weights
 from recaffe.layer import Layer, LayerError
 from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
@@ -58,6 +59,7 @@ class Net:
         weights_file: str | os.PathLike[str] | None = None,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
+        optimize: bool = False,
     ) -> None:
         param = _load(source)
         if phase is not None:
@@ -70,10 +72,13 @@ class Net:
         self.after_forward: list[Callable[[int], None]] = []
         self.before_backward: list[Callable[[int], None]] = []
         self.after_backward: list[Callable[[int], None]] = []
+        self.deploy: DeployRunner | None = None
         with net_builder.building(None if isinstance(source, caffe_pb2.NetParameter) else source):
             self._init(param)
         if weights_file is not None:
             self.copy_trained_layers_from(weights_file)
+        if optimize:  # deploy mode: fused layers, blob memory reused (recaffe/deploy.py)
+            self.deploy = DeployRunner(self)
 
     # ================================================================ building
     def _init(self, in_param: caffe_pb2.NetParameter) -> None:
@@ -355,12 +360,20 @@ class Net:
                 self.params[param_id].share_diff(self.params[owner])
 
     # ================================================================ running
-    def forward(self, start: int = 0, end: int | None = None) -> float:
-        """Caffe's ForwardFromTo(start, end) (both inclusive); returns the weighted loss."""
+    def forward(self, start: int = 0, end: int | None = None, keep: Iterable[str | int] = ()) -> float:
+        """Caffe's ForwardFromTo(start, end) (both inclusive); returns the weighted loss.
+
+        In deploy mode (``optimize=True``) only the inputs, outputs and the blobs named (or
+        indexed) in ``keep`` are readable afterwards; otherwise every blob is.
+        """
         end = len(self.layers) - 1 if end is None else end
         if not (start >= 0 and end < len(self.layers)):
             raise IndexError(f"forward range {start}..{end} outside the net's {len(self.layers)} layers")
         loss: torch.Tensor | float = 0.0
+        threads.before_forward(adaptive=self.deploy is not None)
+        if self.deploy is not None:
+            with torch.no_grad():
+                return self.deploy.forward(start, end, keep)
         with torch.no_grad():
             for i in range(start, end + 1):
                 for callback in self.before_forward:
@@ -486,16 +499,20 @@ class Net:
         A legacy (V0/V1) caffemodel is read without upgrading it first: the upgrade would only
         copy every blob into new layers, and the names and blobs are the same either way.
         """
+        if self.deploy is not None:
+            self.deploy.unfold_all()
         if isinstance(source, caffe_pb2.NetParameter):
-            self._copy_from_proto(source)
+            self._copy_layers((name, [caffemodel.MessageBlob(b) for b in blobs])
+                              for name, blobs in legacy.trained_layers(source, "<weights>"))
         elif weights.is_hdf5(source):
             weights.load_hdf5_weights(self, source)
-        else:
-            self._copy_from_proto(prototxt.read_binary(source, caffe_pb2.NetParameter()), os.fspath(source))
+        else:  # streamed from the file: its values go straight into the blobs
+            self._copy_layers(caffemodel.read_trained_layers(source), os.fspath(source))
 
-    def _copy_from_proto(self, param: caffe_pb2.NetParameter, source: str = "<weights>") -> None:
+    def _copy_layers(self, layers: Iterable[tuple[str, Sequence[caffemodel.StoredBlob]]],
+                     source: str = "<weights>") -> None:
         # the first target layer of a source layer's name receives its blobs (layer types are not compared)
-        for name, blobs in legacy.trained_layers(param, source):
+        for name, blobs in layers:
             if name not in self._layer_names_index:
                 log.info("Ignoring source layer %s", name)
                 continue
@@ -503,14 +520,15 @@ class Net:
             if len(target.blobs) != len(blobs):
                 raise LayerError(f"{source}: incompatible number of blobs for layer {name!r}: "
                                  f"{len(blobs)} in the weights, {len(target.blobs)} in the net")
-            for j, (blob, proto) in enumerate(zip(target.blobs, blobs)):
+            for j, (blob, stored) in enumerate(zip(target.blobs, blobs)):
+                proto = stored.header
                 if not blobproto.shape_equals(blob.shape, proto):
                     raise LayerError(
                         f"{source}: cannot copy param {j} weights from layer {name!r}; shape mismatch. "
                         f"Source param shape is {blobproto.proto_shape(proto)}; target param shape is "
                         f"{blob.shape}. To learn this layer's parameters from scratch rather than "
                         f"copying from a saved net, rename the layer.")
-                blobproto.load_into_blob(blob, proto, reshape=False)
+                stored.load_into(blob)
 
     def to_proto(self, write_diff: bool = False) -> caffe_pb2.NetParameter:
         """The net as Caffe serialises it: its name and every layer (Splits too) with blobs."""
@@ -537,6 +555,8 @@ class Net:
         weights.save_hdf5_weights(self, path, write_diff)
 
     def load_hdf5(self, path: str | os.PathLike[str]) -> None:
+        if self.deploy is not None:
+            self.deploy.unfold_all()
         weights.load_hdf5_weights(self, path)
 
     # ================================================================ debug info

@@ -24,6 +24,7 @@ import functools
 import logging
 import math
 import os
+import sys
 import threading
 from collections.abc import MutableSequence
 from typing import Any
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 F32 = np.float32
 TWO_M24 = F32(2.0**-24)
 TWO_M32 = F32(2.0**-32)
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 # --------------------------------------------------------------------------- float32 expf
@@ -103,7 +105,18 @@ def _normal_f32() -> dict[str, np.ndarray]:
         "EYf": t["EY"].astype(F32),
         "EDX": (t["EX"][:-1] - t["EX"][1:]).astype(F32),
         "EDY": (t["EY"][1:] - t["EY"][:-1]).astype(F32),
+        # indexed by a word's low byte (bit 0 the sign, bits 1-7 the layer): f32(W >> 8) * XS is
+        # f32(f32(W >> 8) * 2^-24) * X[layer] with its sign (scaling by 2^-24 is exact), and a float
+        # |x| is below X[layer + 1] exactly when it is below XT, that bound rounded up to float
+        "XS": np.array([(F32(1) if b & 1 else F32(-1)) * x.astype(F32)[b >> 1] * TWO_M24
+                        for b in range(256)], dtype=F32),
+        "XT": np.array([_ceil_f32(x[(b >> 1) + 1]) for b in range(256)], dtype=F32),
     }
+
+
+def _ceil_f32(value: float) -> np.float32:
+    rounded = F32(value)
+    return np.nextafter(rounded, F32(np.inf)) if float(rounded) < value else rounded
 
 
 def _mantissa(words: np.ndarray) -> np.ndarray:
@@ -116,12 +129,47 @@ def _unit01(words: np.ndarray) -> np.ndarray:
     return words.astype(F32) * TWO_M32
 
 
+def _below_expf(y: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``y < expf(a)`` elementwise, as C's expf decides it: exp in double rounded to float is
+    within an ulp or two of any libm's expf, so only a ``y`` that close asks the scalar ``expf``.
+    """
+    e = np.exp(a.astype(np.float64)).astype(F32)
+    result = y < e
+    ulp = np.spacing(e)
+    for j in np.flatnonzero(np.abs(y - e) <= F32(2) * ulp).tolist():
+        result[j] = y[j] < expf(a[j])
+    return result
+
+
+def _visited_specials(special: np.ndarray, consumed: np.ndarray) -> np.ndarray:
+    """Which special positions start a draw: those no earlier draw read as lookahead.
+
+    A draw at ``special[m]`` reads ``consumed[m]`` words; only where an earlier special reaches
+    this far can one be covered, and those rare positions are walked in order.
+    """
+    visited = np.ones(len(special), dtype=bool)
+    if len(special) < 2:
+        return visited
+    reach = np.maximum.accumulate(special + consumed)
+    maybe = np.zeros(len(special), dtype=bool)
+    maybe[1:] = reach[:-1] > special[1:]
+    for j in np.flatnonzero(maybe).tolist():
+        m = j - 1
+        while m >= 0 and not (visited[m] and special[m] + consumed[m] > special[j]):
+            if reach[m] <= special[j]:
+                m = -1  # nothing before m reaches j
+                break
+            m -= 1
+        visited[j] = m < 0
+    return visited
+
+
 # ------------------------------------------------------------------------------ the engine
 class CaffeRNG:
     """One Caffe random stream: ``boost::mt19937(seed)`` plus Boost's distributions."""
 
     _BLOCK = 4096
-    _NORMAL_BLOCK = 1 << 15
+    _NORMAL_BLOCK = 1 << 18
 
     def __init__(self, seed: int) -> None:
         self.seed = int(seed) % 2**32
@@ -129,6 +177,7 @@ class CaffeRNG:
         self._buffer = np.empty(0, dtype=np.uint32)
         self._pos = 0
         self._engine_state: tuple[np.ndarray, Any] | None = None  # (buffer, engine state), for get_state
+        self._consumed = 0  # words consumed since seeding
 
     # ---------------------------------------------------------------- raw words
     def peek(self, n: int) -> np.ndarray:
@@ -136,17 +185,18 @@ class CaffeRNG:
         have = len(self._buffer) - self._pos
         if have < n:
             more = self._engine.randint(0, 2**32, size=max(n - have, self._BLOCK), dtype=np.uint32)
-            self._buffer = np.concatenate([self._buffer[self._pos :], more])
+            self._buffer = np.concatenate([self._buffer[self._pos :], more]) if have else more
             self._pos = 0
         return self._buffer[self._pos : self._pos + n]
 
     def advance(self, n: int) -> None:
         self.peek(n)
         self._pos += n
+        self._consumed += n
 
     def take(self, n: int) -> np.ndarray:
         words = self.peek(n).copy()
-        self._pos += n
+        self.advance(n)
         return words
 
     def rand(self) -> int:
@@ -225,64 +275,68 @@ class CaffeRNG:
         done = 0
         while done < n:
             done += self._normal_block(z, done)
-        return z * F32(sigma) + F32(mu)
+        z *= F32(sigma)
+        z += F32(mu)
+        return z
 
     def _normal_block(self, out: np.ndarray, start: int) -> int:
         """Fill ``out[start:]`` from one block of words; returns how many values were written.
 
         Each word position is classified: fast (1 word, accepted), wedge (2 words: the word and a
         uniform01 word), simple tail (3 words: the word and two fast exponentials, accepted) or
-        complex (anything rarer: computed by the scalar path). A walk over the non-fast positions
-        marks the words consumed as lookahead, so values come out in exactly Boost's order.
+        complex (anything rarer: the scalar path runs on the block's words from there, and tells
+        the value and how many words it read). The non-fast positions ("special", about 1 in 80)
+        decide which words a draw reads as lookahead, so values come out in exactly Boost's order.
         """
         t = _normal_f32()
         need = len(out) - start
         words = self.peek(min(need + need // 16 + 8, self._NORMAL_BLOCK))
         size = len(words)
-        sign = np.where(words & np.uint32(1), F32(1), F32(-1))
-        layer = ((words >> np.uint32(1)) & np.uint32(127)).astype(np.intp)
-        x = _mantissa(words) * t["Xf"][layer]
-        fast = x.astype(np.float64) < t["X"][layer + 1]
-        value = x * sign
-        special = np.flatnonzero(~fast)
-        consumed = np.ones(size, dtype=np.intp)
-        accepted = fast.copy()
-        complex_ = np.zeros(size, dtype=bool)
-        self._classify_wedges(words, layer, x, sign, special, value, consumed, accepted, complex_)
-        self._classify_tails(words, layer, sign, special, value, consumed, accepted, complex_)
+        low = (words.view(np.uint8)[::4] if _LITTLE_ENDIAN else words & np.uint32(0xFF)).astype(np.intp)
+        # the low byte holds the sign (bit 0) and the layer (bits 1-7): one signed table does both
+        value = (words >> np.uint32(8)).astype(F32)
+        value *= np.take(t["XS"], low, mode="clip")
+        keep = np.abs(value) < np.take(t["XT"], low, mode="clip")
+        special = np.flatnonzero(~keep)
+        layer = low[special] >> 1
+        consumed = np.where(layer == 0, 3, 2)
+        accepted = np.zeros(len(special), dtype=bool)
+        complex_ = consumed + special > size
+        self._classify_wedges(words, special, layer, value, accepted, complex_)
+        self._classify_tails(words, special, layer, value, accepted, complex_)
+        for j in np.flatnonzero(complex_).tolist():
+            k = int(special[j])
+            block = _BlockWords(words[k:])
+            try:
+                value[k] = block._normal_scalar()
+            except _OutOfWords:
+                continue  # stays complex: the draw needs words after the block
+            complex_[j], accepted[j], consumed[j] = False, True, block._consumed
 
-        visited = np.ones(size, dtype=bool)
-        stop = size
-        skip_until = 0
-        for k in special.tolist():
-            if k < skip_until:
-                visited[k] = False
-                continue
-            if complex_[k] or k + consumed[k] > size:
-                stop = k
-                break
-            skip_until = k + int(consumed[k])
-            visited[k + 1 : skip_until] = False
-        emit = np.flatnonzero(visited[:stop] & accepted[:stop])
-        if len(emit) >= need:
-            last = emit[need - 1]
-            out[start:] = value[emit[:need]]
-            self.advance(int(last + consumed[last]))
+        visited = _visited_specials(special, consumed)
+        unfinished = np.flatnonzero(visited & complex_)
+        stop = int(special[unfinished[0]]) if len(unfinished) else size
+        drawn = visited & (special < stop)
+        keep[special[drawn & accepted]] = True
+        for ahead in range(1, int(consumed.max(initial=1))):  # the words each draw read after its own
+            keep[special[drawn & (consumed > ahead)] + ahead] = False
+        kept = value[:stop][keep[:stop]]
+        if len(kept) >= need:
+            out[start:] = kept[:need]
+            last = int(np.flatnonzero(keep)[need - 1])
+            at = int(np.searchsorted(special, last))
+            self.advance(last + (int(consumed[at]) if at < len(special) and special[at] == last else 1))
             return need
-        out[start : start + len(emit)] = value[emit]
+        out[start : start + len(kept)] = kept
         self.advance(stop)
-        if stop < size:  # a complex attempt starts here: run it in scalar code
-            out[start + len(emit)] = self._normal_scalar()
-            return len(emit) + 1
-        return len(emit)
+        return len(kept)
 
     @staticmethod
-    def _classify_wedges(words, layer, x, sign, special, value, consumed, accepted, complex_) -> None:  # type: ignore[no-untyped-def]
+    def _classify_wedges(words, special, layer, value, accepted, complex_) -> None:  # type: ignore[no-untyped-def]
         t = _normal_f32()
-        wedges = special[layer[special] != 0]
-        k = wedges[wedges + 1 < len(words)]
-        complex_[wedges[wedges + 1 >= len(words)]] = True
-        i, xk = layer[k], x[k]
+        sel = np.flatnonzero((layer != 0) & ~complex_)
+        k, i = special[sel], layer[sel]
+        xk = np.abs(value[k])
         y01 = _unit01(words[k + 1])
         y = t["Yf"][i] + y01 * t["DY"][i]
         gap = t["Xf"][i] - xk
@@ -291,19 +345,16 @@ class CaffeRNG:
         convex = t["convex"][i]
         ub, lb = np.where(convex, a, b), np.where(convex, b, a)
         ok = (ub < 0) & (lb < 0)
-        for j in np.flatnonzero((ub < 0) & ~(lb < 0)).tolist():  # the rare exact density test
-            ok[j] = y[j] < expf(-(F32(xk[j] * xk[j]) / F32(2)))
-        consumed[k] = 2
-        accepted[k] = ok
-        complex_[k[y01 >= 1]] = True  # uniform01 rejected its word: rare, scalar path
-        value[k] = xk * sign[k]
+        density = np.flatnonzero((ub < 0) & ~(lb < 0))  # the exact density test, y < expf(-x²/2)
+        ok[density] = _below_expf(y[density], -(xk[density] * xk[density]) / F32(2))
+        accepted[sel] = ok
+        complex_[sel[y01 >= 1]] = True  # uniform01 rejected its word: rare, scalar path
 
     @staticmethod
-    def _classify_tails(words, layer, sign, special, value, consumed, accepted, complex_) -> None:  # type: ignore[no-untyped-def]
+    def _classify_tails(words, special, layer, value, accepted, complex_) -> None:  # type: ignore[no-untyped-def]
         t = _normal_f32()
-        tails = special[layer[special] == 0]
-        k = tails[tails + 2 < len(words)]
-        complex_[tails[tails + 2 >= len(words)]] = True
+        sel = np.flatnonzero((layer == 0) & ~complex_)
+        k = special[sel]
         e1, e2 = words[k + 1], words[k + 2]
         j1, j2 = (e1 & np.uint32(0xFF)).astype(np.intp), (e2 & np.uint32(0xFF)).astype(np.intp)
         x1, x2 = _mantissa(e1) * t["EXf"][j1], _mantissa(e2) * t["EXf"][j2]
@@ -311,10 +362,9 @@ class CaffeRNG:
         ts = t["Xf"][1]
         ex = x1 / ts
         ok = simple & (F32(2) * x2 > ex * ex)
-        consumed[k] = 3
-        accepted[k] = ok
-        complex_[k[~ok]] = True
-        value[k] = (ex + ts) * sign[k]
+        accepted[sel] = ok
+        complex_[sel[~ok]] = True
+        value[k] = np.where(words[k] & np.uint32(1), F32(1), F32(-1)) * (ex + ts)
 
     def _normal_scalar(self) -> np.float32:
         """One ziggurat normal, read word by word (the reference path)."""
@@ -370,6 +420,22 @@ class CaffeRNG:
             lb = y - (t["EYf"][j + 1] + (t["EXf"][j + 1] - x) * t["EYf"][j + 1])
             if ub < 0 and (lb < 0 or y < expf(-x)):
                 return x + shift
+
+
+class _OutOfWords(Exception):
+    """A scalar draw on a block's words needed words after the block."""
+
+
+class _BlockWords(CaffeRNG):
+    """CaffeRNG's scalar draws on a fixed array of words (a block's, from some position on)."""
+
+    def __init__(self, words: np.ndarray) -> None:  # no engine: the words are given
+        self._buffer, self._pos, self._consumed = words, 0, 0
+
+    def peek(self, n: int) -> np.ndarray:
+        if self._pos + n > len(self._buffer):
+            raise _OutOfWords
+        return self._buffer[self._pos : self._pos + n]
 
 
 # ------------------------------------------------------------------- the per-thread stream

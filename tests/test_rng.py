@@ -125,3 +125,25 @@ def test_get_state_then_set_state_repeats_the_stream(draw: int) -> None:
     assert rng.get_rng().uniform(draw, 0.0, 1.0).tobytes() == first.tobytes()
     rng.set_state(state)  # a state can be put back twice
     assert rng.get_rng().uniform(draw, 0.0, 1.0).tobytes() == first.tobytes()
+
+
+@pytest.mark.parametrize("block", [64, 1000, 1 << 18])
+def test_normal_blocks_resume_after_complex_draws_exactly(block: int,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of any size (draws whose lookahead crosses a block's end, complex draws mid-block
+    after which the block resumes) give the scalar reference's values and consume its words."""
+    monkeypatch.setattr(CaffeRNG, "_NORMAL_BLOCK", block)
+    fast, slow = CaffeRNG(2296), CaffeRNG(2296)
+    values = np.concatenate([fast.gaussian(n, 0.0, 1.0) for n in (1, 5, 20_000, 3, 15_000)])
+    reference = np.array([slow._normal_scalar() for _ in range(len(values))], dtype=np.float32)
+    assert values.tobytes() == reference.tobytes()
+    assert fast.rand() == slow.rand()
+
+
+def test_expf_comparison_defers_to_libm_near_ties() -> None:
+    from recaffe.rng import _below_expf, expf
+
+    a = np.array([-0.5, -1.25, -3.0], dtype=np.float32)
+    e = np.array([expf(v) for v in a], dtype=np.float32)
+    for y in (e, np.nextafter(e, np.float32(0)), np.nextafter(e, np.float32(1))):
+        np.testing.assert_array_equal(_below_expf(y, a), y < e)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import torch
 
+from recaffe import threads
 from recaffe.cli import common
 from recaffe.net import TEST, TRAIN, Net
 
@@ -32,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common.add_iterations_flag(parser)
     common.add_state_flags(parser)
     common.add_gpu_flag(parser)
+    parser.add_argument("--optimize", action="store_true",
+                        help="time deploy mode (-phase TEST): fused layers, blob memory reused; "
+                             "whole forward passes only")
     parser.set_defaults(run=run)
 
 
@@ -42,8 +46,12 @@ def run(args: argparse.Namespace) -> int:
         raise common.CliError(f'phase must be "TRAIN" or "TEST", got {args.phase!r}')
     common.check_iterations(args.iterations)
     device = common.select_device(args.gpu)
+    if args.optimize and args.phase != "TEST":
+        raise common.CliError("-optimize times deploy mode, which runs TEST-phase nets: add -phase TEST")
     net = Net(args.model, PHASES[args.phase or "TRAIN"], args.level, common.split_list(args.stage),
-              device=device)
+              device=device, optimize=args.optimize)
+    if args.optimize:
+        return time_deploy(net, args.iterations)
     log.info("Performing Forward")
     log.info("Initial loss: %g", net.forward())
     log.info("Performing Backward")
@@ -63,6 +71,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def time_deploy(net: Net, iterations: int) -> int:
+    """Deploy mode has no per-layer steps to time (fused layers run as one): whole forward passes."""
+    clock = _clock(net.device)
+    log.info("Performing Forward")
+    net.forward()
+    log.info("*** Benchmark begins ***")
+    log.info("Testing for %d iterations.", iterations)
+    start = clock()
+    for j in range(iterations):
+        iteration_start = clock()
+        net.forward()
+        log.info("Iteration: %d forward time: %g ms.", j + 1, clock() - iteration_start)
+    total = clock() - start
+    log.info("Average Forward pass: %g ms.", total / iterations)
+    log.info("Total Time: %g ms.", total)
+    log.info("*** Benchmark ends ***")
+    return 0
+
+
 def benchmark(
     net: Net, iterations: int, backward: bool = True
 ) -> tuple[list[float], list[float], float, tuple[float, float]]:
@@ -74,6 +101,7 @@ def benchmark(
     forward_total = backward_total = 0.0
     start = clock()
     for j in range(iterations):
+        threads.before_forward(training=net.phase == TRAIN)
         iteration_start = clock()
         for i, layer in enumerate(net.layers):
             t = clock()

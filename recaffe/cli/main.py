@@ -20,7 +20,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from recaffe import logs, registry
+from recaffe import logs, registry, threads
 from recaffe.cli.common import CliError
 
 COMMAND_MODULES: list[str] = [
@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(f"recaffe.cli.{name}").register(subparsers)
     for entry in importlib.metadata.entry_points(group=COMMAND_ENTRY_POINTS):
         entry.load()(subparsers)
+    for command in subparsers.choices.values():
+        threads.add_threads_flag(command)
     return parser
 
 
@@ -98,6 +100,7 @@ def run_command(args: argparse.Namespace) -> int:
     """Run a parsed command: a user error becomes a FATAL line and status 1."""
     logging.captureWarnings(True)  # Python warnings become W lines of the log
     try:
+        threads.apply_threads_flag(args)
         return int(args.run(args) or 0)
     except USER_ERRORS as e:
         message = str(e) if not isinstance(e, KeyError) or not e.args else str(e.args[0])

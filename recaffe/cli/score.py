@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common.add_state_flags(parser)
     common.add_gpu_flag(parser)
     common.add_progress_flag(parser)
+    parser.add_argument("--optimize", action="store_true",
+                        help="score in deploy mode: fused layers, blob memory reused (same outputs)")
     parser.set_defaults(run=run)
 
 
@@ -40,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         raise common.CliError("Need model weights to score.")
     common.check_iterations(args.iterations)
     device = common.select_device(args.gpu)
-    net = Net(args.model, TEST, args.level, common.split_list(args.stage), device=device)
+    net = Net(args.model, TEST, args.level, common.split_list(args.stage), device=device,
+              optimize=args.optimize)
     for weights in common.split_list(args.weights):
         net.copy_trained_layers_from(weights)
     log.info("Running for %d iterations.", args.iterations)

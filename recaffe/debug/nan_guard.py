@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import math
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -261,12 +261,12 @@ class Recorder:
         layer = self.net.layers[i]
         return Finding(None, phase, layer.name, layer.type, blob, value_range(values), inputs, note)
 
-    def checked_forward(self, start: int, end: int) -> float:
-        """``net.forward(start, end)``, then a check of the loss and of the outputs it wrote; on a
+    def checked_forward(self, start: int, end: int, keep: Iterable[str | int] = ()) -> float:
+        """``net.forward(start, end, keep)``, then a check of the loss and of the outputs it wrote; on a
         non-finite value the pass is re-run to name the layer (``NonFiniteError``)."""
         net = self.net
         self.begin()
-        loss = net.forward(start, end)
+        loss = net.forward(start, end, keep)
         self.armed = False
         written = set(net.top_id_vecs[end]) | {
             b for i in range(start, end + 1) for b in net.top_id_vecs[i] if b in net.output_blob_indices}
@@ -282,13 +282,14 @@ class Recorder:
 _forward_recorders: weakref.WeakKeyDictionary[Net, Recorder] = weakref.WeakKeyDictionary()
 
 
-def checked_forward(net: Net, start: int, end: int) -> float:
-    """``net.forward(start, end)``, checked for non-finite values when the guard is on (pycaffe)."""
+def checked_forward(net: Net, start: int, end: int, keep: Iterable[str | int] = ()) -> float:
+    """``net.forward(start, end, keep)``, checked for non-finite values when the guard is on (pycaffe).
+    In deploy mode ``keep`` names the blobs that stay readable besides the inputs and outputs."""
     if not is_enabled():
-        return net.forward(start, end)
+        return net.forward(start, end, keep)
     if net not in _forward_recorders:
         _forward_recorders[net] = Recorder(net)
-    return _forward_recorders[net].checked_forward(start, end)
+    return _forward_recorders[net].checked_forward(start, end, keep)
 
 
 # ================================================================ the solver's guard

@@ -324,11 +324,15 @@ def upgrade_v1_net(param: caffe_pb2.NetParameter, source: str = "<net>") -> bool
 
 def _refuse_mixed(param: caffe_pb2.NetParameter, source: str) -> None:
     if len(param.layer) and len(param.layers):
-        raise UpgradeError(
-            f"{source}: the net has both 'layer' and 'layers' fields; refusing to upgrade. Write "
-            f"every layer in the current format, layer {{ type: 'InnerProduct' ... }}, not "
-            f"layers {{ type: INNER_PRODUCT ... }} (first V1 layer: {param.layers[0].name!r})"
-        )
+        raise mixed_formats_error(source, param.layers[0].name)
+
+
+def mixed_formats_error(source: str, first_v1_name: str) -> UpgradeError:
+    return UpgradeError(
+        f"{source}: the net has both 'layer' and 'layers' fields; refusing to upgrade. Write "
+        f"every layer in the current format, layer {{ type: 'InnerProduct' ... }}, not "
+        f"layers {{ type: INNER_PRODUCT ... }} (first V1 layer: {first_v1_name!r})"
+    )
 
 
 def upgrade_v1_layer(

@@ -62,12 +62,16 @@ def read_binary(path: PathLike, msg: M) -> M:
     try:
         msg.ParseFromString(data)
     except message.DecodeError as e:
-        hint = f" This is a text prototxt, not {BINARY_FILES.get(msg.DESCRIPTOR.name, 'a binary file')}." \
-            if not looks_binary(data) else ""
-        raise ProtoFileError(
-            f"{os.fspath(path)!r} is not a binary {msg.DESCRIPTOR.name} ({e}).{hint}"
-        ) from e
+        raise not_binary_error(path, msg.DESCRIPTOR.name, str(e), data) from e
     return msg
+
+
+def not_binary_error(path: PathLike, message_name: str, problem: str, head: bytes) -> ProtoFileError:
+    """The error for a file that does not parse as a binary ``message_name``; ``head``, the file's
+    first bytes, tells whether it is a text prototxt given instead."""
+    hint = f" This is a text prototxt, not {BINARY_FILES.get(message_name, 'a binary file')}." \
+        if not looks_binary(head) else ""
+    return ProtoFileError(f"{os.fspath(path)!r} is not a binary {message_name} ({problem}).{hint}")
 
 
 # what a binary file of each message is called, for the error when a text prototxt is given instead

@@ -45,3 +45,15 @@ def test_phase_test_and_errors(cli, tiny_net: pathlib.Path) -> None:
     assert cli("time").fatal() == "Need a model definition to time."
     bad_phase = cli("time", "-model", tiny_net, "-phase", "VAL")
     assert bad_phase.fatal() == 'phase must be "TRAIN" or "TEST", got \'VAL\''
+
+
+def test_optimize_times_whole_deploy_passes(cli, tiny_net: pathlib.Path) -> None:
+    result = cli("time", "-model", tiny_net, "-phase", "TEST", "-optimize", "-iterations", "3")
+    assert result.status == 0, result.err
+    body = result.messages[result.messages.index("Testing for 3 iterations.") + 1:]
+    for j in range(3):
+        assert re.fullmatch(f"Iteration: {j + 1} forward time: {NUMBER} ms.", body[j])
+    assert re.fullmatch(f"Average Forward pass: {NUMBER} ms.", body[3])
+    assert re.fullmatch(f"Total Time: {NUMBER} ms.", body[4])
+    assert cli("time", "-model", tiny_net, "-optimize").fatal() == (
+        "-optimize times deploy mode, which runs TEST-phase nets: add -phase TEST")

@@ -69,3 +69,14 @@ def test_progress_bar(cli, model: pathlib.Path) -> None:
     assert result.status == 0, result.err
     assert "3/3" in result.err
     assert sum(m.startswith("Batch ") for m in result.messages) == 6  # whole log lines above the bar
+
+
+def test_optimize_scores_the_same(cli, model: pathlib.Path) -> None:
+    common = ("test", "-model", model, "-weights", "weights.caffemodel", "-iterations", "2")
+    plain, fused = cli(*common), cli(*common, "-optimize")
+    assert plain.status == 0 and fused.status == 0, fused.err
+    lines = [[m for m in result.messages if m.startswith(("Batch ", "Loss: "))] for result in (plain, fused)]
+    assert len(lines[0]) == len(lines[1]) == 5
+    for a, b in zip(*lines):
+        assert a.rsplit(" ", 1)[0] == b.rsplit(" ", 1)[0]
+        assert float(a.rsplit(" ", 1)[1]) == pytest.approx(float(b.rsplit(" ", 1)[1]), rel=1e-5)

@@ -1,0 +1,371 @@
+"""Deploy mode (``Net(..., optimize=True)``): the same outputs, in less time and memory.
+
+A TEST-phase net runs as a plan of steps instead of layer by layer:
+
+* a Convolution or InnerProduct followed by BatchNorm (global statistics), Scale and Bias layers
+  that act per channel runs as one layer: their affine maps are folded into its weights and bias
+  (computed in double precision), and a ReLU after them runs on its output in the same step;
+* an Eltwise sum (coefficients 1) adds its bottoms in the memory layout they are held in
+  (channels-last after a convolution: no conversion to row-major and back), with a ReLU after it
+  in the same step;
+* a Dropout applied in place is the identity at TEST time and is skipped;
+* once the last step that reads a blob has run, the blob's memory is released (liveness over the
+  DAG; blobs sharing storage, as Split and Flatten tops do, count as one), so the allocator hands it
+  to later layers and peak memory follows the widest point of the net rather than its sum.
+
+What stays readable after ``forward``: the net's inputs and outputs and the blobs asked for
+(``forward(keep=...)``; pycaffe's ``forward(blobs=[...])`` and ``forward_all(blobs=...)`` pass
+theirs). Other blobs, and blobs inside a fused step, are not kept. Fusion never crosses a blob that
+is kept or read by another layer, so a kept blob holds what the plain net gives it.
+
+The folded weights live in the convolution's own blobs (no second copy): they are folded when the
+net first runs, and unfolded before new weights are copied in (``copy_trained_layers_from``), to be
+folded again at the next forward. Weights edited by hand after the first forward are not seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from recaffe.blob import Blob
+from recaffe.layer import Layer, LayerError
+from recaffe.layers.vision.base_conv import BaseConvolutionLayer
+from recaffe.math import layout
+from recaffe.math.convolution import convolution
+from recaffe.proto import caffe_pb2
+
+
+class Net(Protocol):
+    """What deploy mode reads of a ``recaffe.Net`` (named here, so this module does not import net)."""
+
+    name: str
+    phase: caffe_pb2.Phase.ValueType
+    layers: list[Layer]
+    layer_names: list[str]
+    blob_list: list[Blob]
+    blob_names: list[str]
+    bottom_vecs: list[list[Blob]]
+    top_vecs: list[list[Blob]]
+    bottom_id_vecs: list[list[int]]
+    top_id_vecs: list[list[int]]
+    input_blob_indices: list[int]
+    output_blob_indices: list[int]
+    before_forward: list[Callable[[int], None]]
+    after_forward: list[Callable[[int], None]]
+
+_FOLDABLE = ("Convolution", "InnerProduct")
+_AFFINE = ("BatchNorm", "Scale", "Bias")
+
+
+@dataclass
+class _Fused:
+    """A Convolution/InnerProduct with the per-channel layers after it folded in."""
+
+    layer_id: int
+    absorbed: list[int]  # BatchNorm / Scale / Bias layer ids, in order
+    relu: int | None  # the ReLU layer folded in, if any
+    top: int  # the blob the step writes (the last absorbed layer's top)
+    bias: torch.Tensor | None = None  # the folded bias, when the layer has no bias blob
+    factor: torch.Tensor | None = None  # per output channel, double: W = W_original · factor
+    shift: torch.Tensor | None = None  # double: b = b_original · factor + shift
+    saved_rows: dict[int, torch.Tensor] = field(default_factory=dict)  # rows a zero factor wiped
+
+    @property
+    def layer_ids(self) -> list[int]:
+        return [self.layer_id, *self.absorbed, *([self.relu] if self.relu is not None else [])]
+
+
+@dataclass
+class _Plan:
+    steps: list[int | _Fused]  # a layer id (run as it is) or a fused step
+    release_after: list[list[int]]  # per step: blob ids whose memory is released after it
+    skipped: set[int]  # layers that do not run (in-place Dropout)
+
+
+class DeployRunner:
+    """Runs a net's forward passes as a deploy plan (see the module docstring)."""
+
+    def __init__(self, net: Net) -> None:
+        if net.phase != caffe_pb2.TEST:
+            raise ValueError(f"net {net.name!r}: optimize=True is for TEST-phase (deploy) nets")
+        self.net = net
+        self._plans: dict[tuple[frozenset[int], tuple[int, ...]], _Plan] = {}
+        self._folded: dict[int, _Fused] = {}  # layer id -> the fused step whose weights are folded
+
+    # ------------------------------------------------------------------ running
+    def forward(self, start: int, end: int, keep: Iterable[str | int] = ()) -> float:
+        net = self.net
+        kept = frozenset(net.blob_names.index(name) if isinstance(name, str) else name for name in keep)
+        plan = self._plan(kept)
+        loss: torch.Tensor | float = 0.0
+        for step, released in zip(plan.steps, plan.release_after):
+            ids = step.layer_ids if isinstance(step, _Fused) else [step]
+            inside = [start <= i <= end for i in ids]
+            if not any(inside):
+                continue
+            if not all(inside):
+                raise LayerError(f"net {net.name!r} (deploy mode): cannot run layers {start}..{end}: "
+                                 f"layers {[net.layer_names[i] for i in ids]} run as one fused step")
+            for i in ids:
+                for callback in net.before_forward:
+                    callback(i)
+            if isinstance(step, _Fused):
+                self._run_fused(step)
+            else:
+                loss = loss + net.layers[step].run_forward(net.bottom_vecs[step], net.top_vecs[step])
+            for i in ids:
+                for callback in net.after_forward:
+                    callback(i)
+            if start == 0 and end == len(net.layers) - 1:
+                for blob_id in released:
+                    net.blob_list[blob_id].release_data()
+        return float(loss)
+
+    def _run_fused(self, step: _Fused) -> None:
+        self._fold(step)
+        net = self.net
+        layer = net.layers[step.layer_id]
+        bottom, top = net.bottom_vecs[step.layer_id][0], net.blob_list[step.top]
+        if layer.type == "Eltwise":  # a plain sum, in the layout its bottoms are held in
+            first = bottom.strided_data()
+            y = layout.output(top, first)
+            torch.add(first, net.bottom_vecs[step.layer_id][1].strided_data(), out=y)
+            for other in net.bottom_vecs[step.layer_id][2:]:
+                y.add_(other.strided_data())
+            self._relu(step, y)
+            layout.store(top, y)
+            return
+        if isinstance(layer, BaseConvolutionLayer):
+            bias = layer.blobs[1].data if len(layer.blobs) > 1 else step.bias
+            y = convolution(bottom.strided_data(), layer.blobs[0].strided_data(), bias, layer.geometry,
+                            layer.param.convolution_param.group, False)
+            self._relu(step, y)
+            layout.store(top, y)
+            return
+        layer.forward([bottom], [top])  # InnerProduct: its bias blob holds the folded bias
+        self._relu(step, top.data)
+
+    def _relu(self, step: _Fused, y: torch.Tensor) -> None:
+        if step.relu is None:
+            return
+        slope = self.net.layers[step.relu].param.relu_param.negative_slope
+        if slope == 0:
+            y.clamp_(min=0)
+        else:
+            torch.where(y > 0, y, y * slope, out=y)
+
+    # ------------------------------------------------------------------ planning
+    def _plan(self, kept: frozenset[int]) -> _Plan:
+        net = self.net
+        storage = tuple(blob.data_storage_key() for blob in net.blob_list)
+        key = (kept, storage)
+        if key not in self._plans:
+            if len(self._plans) > 8:
+                self._plans.clear()
+            self._plans[key] = self._build(kept | set(net.input_blob_indices) | set(net.output_blob_indices))
+        return self._plans[key]
+
+    def _readers(self) -> dict[int, list[int]]:
+        readers: dict[int, list[int]] = {}
+        for layer_id, bottoms in enumerate(self.net.bottom_id_vecs):
+            for blob_id in bottoms:
+                readers.setdefault(blob_id, []).append(layer_id)
+        return readers
+
+    def _build(self, kept: AbstractSet[int]) -> _Plan:
+        net = self.net
+        readers = self._readers()
+        steps: list[int | _Fused] = []
+        absorbed: set[int] = set()
+        skipped = {i for i, layer in enumerate(net.layers)
+                   if layer.type == "Dropout" and net.top_vecs[i][0] is net.bottom_vecs[i][0]}
+        for layer_id, layer in enumerate(net.layers):
+            if layer_id in absorbed or layer_id in skipped:
+                continue
+            fused = self._fuse(layer_id, layer, readers, kept, skipped)
+            previous = self._folded.get(layer_id)
+            if fused is None:
+                if previous is not None:
+                    self._unfold(previous)
+                steps.append(layer_id)
+                continue
+            if previous is not None and previous.layer_ids == fused.layer_ids:
+                fused = previous  # the weights are folded for this very step already
+            elif previous is not None:
+                self._unfold(previous)
+            steps.append(fused)
+            absorbed.update(fused.layer_ids[1:])
+        return _Plan(steps, self._releases(steps, kept), skipped)
+
+    def _fuse(self, layer_id: int, layer: Layer, readers: dict[int, list[int]], kept: AbstractSet[int],
+              skipped: set[int]) -> _Fused | None:
+        net = self.net
+        summing = _plain_sum(layer)
+        if not summing and (layer.type not in _FOLDABLE or len(net.bottom_vecs[layer_id]) != 1
+                            or not _foldable_base(layer)):
+            return None
+        current, position = net.top_id_vecs[layer_id][0], layer_id
+        absorbed: list[int] = []
+        relu = None
+        while True:
+            following = [j for j in readers.get(current, []) if j > position and j not in skipped]
+            if not following:
+                break
+            j = following[0]
+            candidate = net.layers[j]
+            top = net.top_id_vecs[j][0] if len(net.top_id_vecs[j]) == 1 else None
+            if top is None or len(net.bottom_id_vecs[j]) != 1:
+                break
+            in_place = top == current
+            if not in_place and (len(following) > 1 or current in kept):
+                break  # another layer, or the caller, reads the value before this layer
+            if candidate.type in _AFFINE and not summing and _per_channel(candidate, layer) and relu is None:
+                absorbed.append(j)
+            elif candidate.type == "ReLU" and relu is None:
+                relu = j
+            else:
+                break
+            current, position = top, j
+            if relu is not None:
+                break
+        if not absorbed and relu is None and layer.type != "Convolution":
+            return None  # (a convolution alone still gains: its weights stay channels-last)
+        if absorbed and layer.type == "InnerProduct" and len(layer.blobs) < 2:
+            return None  # its own forward adds the bias: it needs a bias blob to hold the folded one
+        return _Fused(layer_id, absorbed, relu, current)
+
+    def _releases(self, steps: Sequence[int | _Fused], kept: AbstractSet[int]) -> list[list[int]]:
+        """Per step, the blobs whose storage nobody reads after it (storage shared = one blob)."""
+        net = self.net
+        groups: dict[int, list[int]] = {}
+        for blob_id, blob in enumerate(net.blob_list):
+            groups.setdefault(blob.data_storage_key(), []).append(blob_id)
+        last: dict[int, int] = {}
+        for index, step in enumerate(steps):
+            ids = step.layer_ids if isinstance(step, _Fused) else [step]
+            for i in ids:
+                for blob_id in (*net.bottom_id_vecs[i], *net.top_id_vecs[i]):
+                    last[net.blob_list[blob_id].data_storage_key()] = index
+        releases: list[list[int]] = [[] for _ in steps]
+        for key, members in groups.items():
+            if key in last and not any(m in kept for m in members):
+                releases[last[key]].extend(members)
+        return releases
+
+    # ------------------------------------------------------------------ folding
+    def _fold(self, step: _Fused) -> None:
+        """Fold the absorbed layers into the weights; a convolution's weights then stay in the
+        layout its kernel reads (channels-last on the CPU) instead of being converted each pass."""
+        if self._folded.get(step.layer_id) is step:
+            return
+        layer = self.net.layers[step.layer_id]
+        if step.absorbed:
+            self._fold_affine(step, layer)
+        if layer.type == "Convolution" and layout.use_channels_last(layer.blobs[0].data):
+            weight = layer.blobs[0]
+            held = layout.to_channels_last(weight.data)
+            if held.data_ptr() != weight.data.data_ptr():
+                weight.release_data()
+                weight.adopt_data(held)  # read back as row-major whenever someone reads .data
+        self._folded[step.layer_id] = step
+
+    def _fold_affine(self, step: _Fused, layer: Layer) -> None:
+        net = self.net
+        channels = layer.blobs[0].shape[1 if _transposed(layer) else 0]
+        factor = torch.ones(channels, dtype=torch.float64)
+        shift = torch.zeros(channels, dtype=torch.float64)
+        for j in step.absorbed:
+            factor, shift = _compose(net.layers[j], factor, shift)
+        weight = layer.blobs[0].data
+        rows = _rows(layer, weight)
+        step.saved_rows = {int(c): rows[c].clone() for c in torch.nonzero(factor == 0).flatten().tolist()}
+        _scale_rows(rows, factor, divide=False)
+        if len(layer.blobs) > 1:
+            bias = layer.blobs[1].data
+            bias.copy_((bias.double() * factor + shift).to(bias.dtype))
+            step.bias = None
+        else:
+            step.bias = shift.to(weight.dtype) if step.absorbed else None
+        step.factor, step.shift = factor, shift
+
+    def _unfold(self, step: _Fused) -> None:
+        """Give the layer its own weights back (before new weights come in, or a new plan)."""
+        if self._folded.pop(step.layer_id, None) is None or step.factor is None or step.shift is None:
+            return  # nothing folded (the weights' layout comes back by itself when they are read)
+        layer = self.net.layers[step.layer_id]
+        weight = layer.blobs[0].data
+        rows = _rows(layer, weight)
+        safe = torch.where(step.factor == 0, torch.ones_like(step.factor), step.factor)
+        _scale_rows(rows, safe, divide=True)
+        for c, row in step.saved_rows.items():
+            rows[c].copy_(row)
+        if len(layer.blobs) > 1:
+            bias = layer.blobs[1].data
+            bias.copy_(((bias.double() - step.shift) / safe).to(bias.dtype))
+
+    def unfold_all(self) -> None:
+        for step in list(self._folded.values()):
+            self._unfold(step)
+        self._plans.clear()
+
+
+def _transposed(layer: Layer) -> bool:
+    return layer.type == "InnerProduct" and layer.param.inner_product_param.transpose
+
+
+def _rows(layer: Layer, weight: torch.Tensor) -> torch.Tensor:
+    """The weight with output channels on axis 0 (a view)."""
+    return weight.t() if _transposed(layer) else weight
+
+
+def _scale_rows(rows: torch.Tensor, factor: torch.Tensor, divide: bool) -> None:
+    """``rows[c] *= factor[c]`` (or ``/=``) in double precision, a few MB of rows at a time."""
+    step = max(1, (1 << 20) // max(1, rows[0].numel()))
+    for first in range(0, rows.shape[0], step):
+        piece = rows[first : first + step]
+        column = factor[first : first + step].view(-1, *([1] * (rows.dim() - 1)))
+        piece.copy_((piece.double() / column if divide else piece.double() * column).to(rows.dtype))
+
+
+def _plain_sum(layer: Layer) -> bool:
+    """An Eltwise SUM with every coefficient 1: its ReLU can run on its output in the same step."""
+    p = layer.param.eltwise_param
+    return (layer.type == "Eltwise" and p.operation == caffe_pb2.EltwiseParameter.SUM
+            and all(c == 1 for c in p.coeff))
+
+
+def _foldable_base(layer: Layer) -> bool:
+    """Channels on axis 1 of the output (the axis BatchNorm and Scale act on)."""
+    return getattr(layer, "axis", None) == 1 and not getattr(layer, "transposed", False)
+
+
+def _per_channel(candidate: Layer, base: Layer) -> bool:
+    """An affine layer acting on axis 1 with one value per channel of ``base``'s output."""
+    channels = base.blobs[0].shape[1 if _transposed(base) else 0]
+    if candidate.type == "BatchNorm":
+        return bool(getattr(candidate, "use_global_stats", False)) and \
+            getattr(candidate, "channels", -1) == channels
+    p = candidate.param.scale_param if candidate.type == "Scale" else candidate.param.bias_param
+    return (p.axis == 1 and p.num_axes == 1 and len(candidate.blobs) >= 1
+            and candidate.blobs[0].shape == (channels,))
+
+
+def _compose(layer: Layer, factor: torch.Tensor, shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Follow ``y = x·factor + shift`` with the affine map ``layer`` applies per channel."""
+    blobs = [blob.data.double().cpu() for blob in layer.blobs]
+    if layer.type == "BatchNorm":
+        s = float(blobs[2][0])
+        scale = 0.0 if s == 0 else 1.0 / s
+        mean, var = blobs[0] * scale, blobs[1] * scale
+        inv = 1.0 / torch.sqrt(var + layer.param.batch_norm_param.eps)
+        return factor * inv, (shift - mean) * inv
+    if layer.type == "Scale":
+        gamma = blobs[0]
+        beta = blobs[1] if len(blobs) > 1 else torch.zeros_like(gamma)
+        return factor * gamma, shift * gamma + beta
+    return factor, shift + blobs[0]  # Bias

@@ -1,0 +1,141 @@
+"""Deploy mode (Net(..., optimize=True)): outputs equal the plain net's, requested blobs stay readable."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+import torch
+
+import recaffe
+from benchmarks import models
+from recaffe import deploy
+from recaffe.io import prototxt
+from recaffe.layer import LayerError
+from recaffe.proto import caffe_pb2
+
+FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
+FUSIONS = FIXTURES / "deploy_fusions.prototxt"
+ROOT = models.caffe_models()
+DEPLOY_PROTOTXTS = sorted(ROOT.glob("**/deploy.prototxt")) if ROOT else []
+RESNET = pathlib.Path(models.ALL_DEPLOY_NETS["resnet50"].net)
+
+
+def seeded(net: recaffe.Net, seed: int = 0) -> recaffe.Net:
+    """Weights that keep activations near unit scale (He-scaled), BatchNorm statistics and Scale
+    weights of their own, and a N(0, 1) input; the same for every net built from one file."""
+    generator = torch.Generator().manual_seed(seed)
+    for layer in net.layers:
+        if layer.type == "BatchNorm":
+            mean, var, factor = (blob.data for blob in layer.blobs)
+            mean.normal_(0.0, 0.5, generator=generator)
+            var.uniform_(0.5, 2.0, generator=generator)
+            factor.fill_(0.999)
+            continue
+        for i, blob in enumerate(layer.blobs):
+            if layer.type in ("Scale", "Bias"):
+                blob.data.normal_(1.0 if i == 0 and layer.type == "Scale" else 0.0, 0.3, generator=generator)
+            elif blob.data.dim() > 1:
+                blob.data.normal_(0.0, (2.0 / (blob.count() / blob.shape[0])) ** 0.5, generator=generator)
+            else:
+                blob.data.normal_(0.0, 0.1, generator=generator)
+    for index in net.input_blob_indices:
+        net.blob_list[index].data.normal_(generator=generator)
+    return net
+
+
+def batch_one(net: recaffe.Net) -> recaffe.Net:
+    for index in net.input_blob_indices:
+        blob = net.blob_list[index]
+        blob.reshape((1, *blob.shape[1:]))
+    net.reshape()
+    return net
+
+
+def without_fillers(path: pathlib.Path) -> caffe_pb2.NetParameter:
+    """The net with its weight fillers dropped: ``seeded`` sets every weight anyway."""
+    param = prototxt.read_net_param(path)
+    for layer in param.layer:
+        for typed in (layer.convolution_param, layer.inner_product_param):
+            typed.ClearField("weight_filler")
+            typed.ClearField("bias_filler")
+    return param
+
+
+def pair(path: pathlib.Path, small: bool = True) -> tuple[recaffe.Net, recaffe.Net]:
+    param = without_fillers(path)
+    nets = []
+    for optimize in (False, True):
+        net = recaffe.Net(param, recaffe.TEST, optimize=optimize)
+        nets.append(seeded(batch_one(net) if small else net))
+    return nets[0], nets[1]
+
+
+def assert_close(plain: torch.Tensor, fused: torch.Tensor) -> None:
+    scale = float(plain.abs().max())
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5 * max(scale, 1e-30))
+
+
+@pytest.mark.parametrize("path", [*DEPLOY_PROTOTXTS, RESNET],
+                         ids=lambda p: p.parent.name if p.name == "deploy.prototxt" else p.stem)
+def test_every_deploy_net_gives_the_plain_outputs(path: pathlib.Path) -> None:
+    plain, fused = pair(path)
+    last = plain.layers[-1]
+    before_last = plain.blob_names[plain.bottom_id_vecs[-1][0]]  # e.g. the logits before Softmax
+    plain.forward()
+    fused.forward(keep=[before_last])
+    fused.forward(keep=[before_last])  # twice: the released memory is reused, the folding kept
+    for index in plain.output_blob_indices:
+        assert_close(plain.blob_list[index].data, fused.blob_list[index].data)
+    assert_close(plain.blob_by_name(before_last).data, fused.blob_by_name(before_last).data)
+    assert last.type in ("Softmax", "InnerProduct")
+
+
+def test_the_plan_fuses_folds_and_skips() -> None:
+    plain, fused = pair(FUSIONS, small=False)
+    plain.forward()
+    fused.forward()
+    assert_close(plain.blob_by_name("prob").data, fused.blob_by_name("prob").data)
+    plan = fused.deploy._plan(frozenset())
+    steps = [step.layer_ids if isinstance(step, deploy._Fused) else step for step in plan.steps]
+    names = [[fused.layer_names[i] for i in step] if isinstance(step, list) else fused.layer_names[step]
+             for step in steps]
+    assert names == ["data", ["conv1", "bn1", "sc1", "relu1"], "conv1_relu1_0_split",
+                     ["conv2", "bn2", "sc2", "b2", "relu2"], "sum", ["ip", "relu3"], "prob"]
+    assert plan.skipped == {fused.layer_names.index("drop")}
+
+
+def test_a_requested_blob_stops_fusion_and_stays_readable() -> None:
+    plain, fused = pair(FUSIONS, small=False)
+    plain.forward()
+    fused.forward(keep=["bn2"])  # bn2 is BatchNorm's own top (not in place): fusion stops there
+    assert_close(plain.blob_by_name("bn2").data, fused.blob_by_name("bn2").data)
+    assert_close(plain.blob_by_name("prob").data, fused.blob_by_name("prob").data)
+    assert not torch.equal(fused.blob_by_name("r2").data, plain.blob_by_name("r2").data)  # released
+    assert float(fused.blob_by_name("r2").data.abs().sum()) == 0.0
+    fused.forward()  # then without it: fused again, same outputs
+    assert_close(plain.blob_by_name("prob").data, fused.blob_by_name("prob").data)
+
+
+def test_new_weights_are_folded_again(tmp_path: pathlib.Path) -> None:
+    plain, fused = pair(FUSIONS, small=False)
+    fused.forward()
+    seeded(plain, seed=5)
+    plain.save(tmp_path / "w.caffemodel")
+    fused.copy_trained_layers_from(tmp_path / "w.caffemodel")
+    fused.blob_by_name("data").data.copy_(plain.blob_by_name("data").data)
+    plain.forward()
+    fused.forward()
+    assert_close(plain.blob_by_name("prob").data, fused.blob_by_name("prob").data)
+    conv1 = fused.layer_params["conv1"][0].data  # unfolded: the weights loaded
+    fused.copy_trained_layers_from(tmp_path / "w.caffemodel")
+    assert torch.equal(conv1, plain.layer_params["conv1"][0].data)
+
+
+def test_deploy_mode_is_for_test_nets_and_whole_fused_steps() -> None:
+    with pytest.raises(ValueError, match="optimize=True is for TEST-phase"):
+        recaffe.Net(str(FUSIONS), recaffe.TRAIN, optimize=True)
+    _, fused = pair(FUSIONS, small=False)
+    fused.forward(0, 0)
+    with pytest.raises(LayerError, match="run as one fused step"):
+        fused.forward(0, fused.layer_names.index("bn1"))
