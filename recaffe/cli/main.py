@@ -19,7 +19,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from recaffe import logs
+from recaffe import forks, logs
 from recaffe.cli.common import CliError
 
 COMMAND_MODULES: list[str] = [
@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     for name in COMMAND_MODULES:
         importlib.import_module(f"recaffe.cli.{name}").register(subparsers)
+    for command in subparsers.choices.values():
+        command.add_argument("--dialect", default=None, metavar="NAME",
+                             help="read prototxts/caffemodels as this Caffe fork's (ssd, densenet, pspnet; "
+                                  "bvlc); default: detected from the fields and layer types used")
     return parser
 
 
@@ -66,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup_logging(logger="")
     logging.captureWarnings(True)  # Python warnings become W lines of the log
     try:
+        forks.set_default_dialect(args.dialect)
         return int(args.run(args) or 0)
     except USER_ERRORS as e:
         message = str(e) if not isinstance(e, KeyError) or not e.args else str(e.args[0])
