@@ -21,6 +21,8 @@ class NormalizeLayer(Layer):
         (across_spatial) or over C at each position, and s the learned scale (one value, or one
         per channel).
     Backward: dx = s · (dy − x (x·dy) / ‖x‖²) / ‖x‖ ;  ds += Σ (y/s) · dy (per channel or all).
+        With one scale per channel, dx is the fork's formula (s_c applied after the normalization's
+        gradient of the raw dy), not the exact gradient of y; recaffe keeps the fork's.
     Params (norm_param): across_spatial=true, channel_shared=true, eps=1e-10,
         scale_filler (constant 1).
     Bottoms: x (N×C×H×W). Tops: y, shaped like x.
