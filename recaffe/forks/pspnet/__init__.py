@@ -11,3 +11,6 @@ DIALECT = Dialect(
     pb2=caffe_pspnet_pb2,
     layer_types=("BN", "Interp"),
 )
+
+# the layers register themselves for this dialect (after DIALECT exists: they look it up at setup)
+from recaffe.forks.pspnet import bn, interp  # noqa: E402,F401
