@@ -20,7 +20,7 @@ __all__ = ["BVLC", "Dialect", "carried_fields", "dialects", "get_dialect", "laye
            "set_default_dialect", "default_dialect"]
 
 BVLC = "bvlc"
-DIALECT_PACKAGES = ("ssd", "densenet", "pspnet")
+DIALECT_PACKAGES = ("ssd", "densenet", "pspnet", "faster_rcnn")
 
 # Fork fields and layer types recaffe does not read yet, so errors can still name their fork.
 NOT_YET: dict[str, str] = {
@@ -30,11 +30,6 @@ NOT_YET: dict[str, str] = {
     "AnnotatedData": "the SSD fork (weiliu89/caffe) training layers",
     "MultiBoxLoss": "the SSD fork (weiliu89/caffe) training layers",
     "DetectionEvaluate": "the SSD fork (weiliu89/caffe) training layers",
-    "roi_pooling_param": "the Fast/Faster R-CNN fork (rbgirshick/caffe-fast-rcnn)",
-    "smooth_l1_loss_param": "the Fast/Faster R-CNN fork (rbgirshick/caffe-fast-rcnn)",
-    "scale_train": "the Fast/Faster R-CNN fork (rbgirshick/caffe-fast-rcnn)",
-    "ROIPooling": "the Fast/Faster R-CNN fork (rbgirshick/caffe-fast-rcnn)",
-    "SmoothL1Loss": "the Fast/Faster R-CNN fork (rbgirshick/caffe-fast-rcnn)",
     "Proposal": "the Faster R-CNN RPN (OpenCV's Proposal layer)",
     "upsample_param": "the SegNet fork (alexgkendall/caffe-segnet)",
     "dense_image_data_param": "the SegNet fork (alexgkendall/caffe-segnet)",
