@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(f"recaffe.cli.{name}").register(subparsers)
     for command in subparsers.choices.values():
         command.add_argument("--dialect", default=None, metavar="NAME",
-                             help="read prototxts/caffemodels as this Caffe fork's (ssd, densenet, pspnet, "
-                                  "faster_rcnn; bvlc); default: detected from the fields and layer types used")
+                             help="read prototxts/caffemodels as this Caffe fork's (ssd, densenet, "
+                                  "pspnet, faster_rcnn; bvlc); default: detected from the fields and "
+                                  "layer types used")
     return parser
 
 
