@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from google.protobuf import message, text_format
 
+from recaffe.io import text_writer
 from recaffe.proto import caffe_pb2
 
 M = TypeVar("M", bound=message.Message)
@@ -68,12 +69,17 @@ def read_binary(path: PathLike, msg: M) -> M:
     try:
         msg.ParseFromString(data)
     except message.DecodeError as e:
-        hint = " It looks like a text prototxt, which is read as text." if not looks_binary(data) else ""
+        hint = f" This is a text prototxt, not {BINARY_FILES.get(msg.DESCRIPTOR.name, 'a binary file')}." \
+            if not looks_binary(data) else ""
         raise ProtoFileError(
             f"{os.fspath(path)!r} is not a binary {msg.DESCRIPTOR.name} ({e}).{hint}"
         ) from e
     return msg
 
+
+# what a binary file of each message is called, for the error when a text prototxt is given instead
+BINARY_FILES = {"NetParameter": "a caffemodel (weights; a net's prototxt only describes it)",
+                "SolverState": "a solverstate", "BlobProto": "a binaryproto (e.g. a mean file)"}
 
 _CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
 
@@ -92,7 +98,7 @@ def looks_binary(data: bytes, head: int = 1 << 16) -> bool:
 
 def write_text(path: PathLike, msg: message.Message) -> None:
     with open(path, "w", encoding="utf-8") as f:
-        f.write(text_format.MessageToString(msg))
+        f.write(to_text(msg))
 
 
 def write_binary(path: PathLike, msg: message.Message) -> None:
@@ -101,7 +107,8 @@ def write_binary(path: PathLike, msg: message.Message) -> None:
 
 
 def to_text(msg: message.Message) -> str:
-    return text_format.MessageToString(msg)
+    """``msg`` in text format as Caffe writes it (``lr_mult: 1``, not ``1.0``)."""
+    return text_writer.message_to_text(msg)
 
 
 def read_net_param(path: PathLike, dialect: str | None = None) -> caffe_pb2.NetParameter:
