@@ -10,13 +10,12 @@ from when recaffe knows it.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import message, text_format
 
-from recaffe import forks
+from recaffe.forks import catalog
 from recaffe.forks.dialect import Dialect
 from recaffe.io import prototxt
 from recaffe.proto import caffe_pb2
@@ -71,21 +70,15 @@ def _unknown_types(net: Any, dialect: Dialect | None) -> list[Unknown]:
             if layer.type and layer.type not in names]
 
 
-def read_net_text(path: prototxt.PathLike, dialect: str | None = None) -> caffe_pb2.NetParameter:
+def parse_net_text(text: str, source: str, dialect: str | None = None) -> caffe_pb2.NetParameter:
     """A text NetParameter in BVLC's messages (lowered from the fork's when a dialect applies).
 
     ``dialect``: a dialect's name, ``"bvlc"``, or None to use the default
     (:func:`recaffe.forks.set_default_dialect`) or else detect it.
     """
-    source = os.fspath(path)
-    text = prototxt.read_text_data(path, "NetParameter")
-    return parse_net_text(text, source, dialect)
-
-
-def parse_net_text(text: str, source: str, dialect: str | None = None) -> caffe_pb2.NetParameter:
-    name = dialect if dialect is not None else forks.default_dialect()
+    name = dialect if dialect is not None else catalog.default_dialect()
     if name is not None:
-        chosen = None if name == forks.BVLC else forks.get_dialect(name)
+        chosen = None if name == catalog.BVLC else catalog.get_dialect(name)
         net = caffe_pb2.NetParameter() if chosen is None else chosen.net_parameter()
         problems = parse_recording(text, net, source)
         if problems:
@@ -97,7 +90,7 @@ def parse_net_text(text: str, source: str, dialect: str | None = None) -> caffe_
     if not problems and not types:
         return bvlc
     fits = []
-    for candidate in forks.dialects():
+    for candidate in catalog.dialects():
         net = candidate.net_parameter()
         if not parse_recording(text, net, source) and not _unknown_types(net, candidate):
             fits.append((candidate, net))
@@ -112,19 +105,19 @@ def parse_net_text(text: str, source: str, dialect: str | None = None) -> caffe_
 
 def read_net_binary(path: prototxt.PathLike, dialect: str) -> caffe_pb2.NetParameter:
     """A binary NetParameter (caffemodel) read with ``dialect``'s field numbers, then lowered."""
-    if dialect == forks.BVLC:
+    if dialect == catalog.BVLC:
         return prototxt.read_binary(path, caffe_pb2.NetParameter())
-    chosen = forks.get_dialect(dialect)
+    chosen = catalog.get_dialect(dialect)
     return chosen.lower_net(prototxt.read_binary(path, chosen.net_parameter()))
 
 
 def fork_hint(name: str) -> str | None:
     """Which fork a field or layer type comes from, and how to read it, if recaffe knows."""
-    homes = [d for d in forks.dialects() if name in d.layer_types or name in d.all_fork_fields()]
+    homes = [d for d in catalog.dialects() if name in d.layer_types or name in d.all_fork_fields()]
     if homes:
         return "; ".join(f"from {d.fork}; use --dialect {d.name}" for d in homes)
-    if name in forks.NOT_YET:
-        return f"from {forks.NOT_YET[name]}, which recaffe does not read yet"
+    if name in catalog.NOT_YET:
+        return f"from {catalog.NOT_YET[name]}, which recaffe does not read yet"
     return None
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from google.protobuf import message, text_format
 
@@ -111,16 +111,33 @@ def to_text(msg: message.Message) -> str:
     return text_writer.message_to_text(msg)
 
 
+class DialectReader(Protocol):
+    """Reads nets in the Caffe forks' dialects (``recaffe.forks.reading``)."""
+
+    def parse_net_text(self, text: str, source: str,
+                       dialect: str | None = None) -> caffe_pb2.NetParameter: ...
+
+    def read_net_binary(self, path: PathLike, dialect: str) -> caffe_pb2.NetParameter: ...
+
+
+# Installed by recaffe.forks, which the recaffe package always imports: the Caffe forks' dialects
+# plug in here without this module depending on them. None: BVLC's schema only.
+dialect_reader: DialectReader | None = None
+
+
 def read_net_param(path: PathLike, dialect: str | None = None) -> caffe_pb2.NetParameter:
     """A net definition from a text prototxt, upgraded from legacy formats as Caffe does.
 
     A Caffe fork's prototxt is read in its dialect (detected, or named by ``dialect``) and
     lowered to BVLC's messages: see ``recaffe.forks``.
     """
-    from recaffe.forks import reading
     from recaffe.io import upgrade
 
-    return upgrade.upgrade_net(reading.read_net_text(path, dialect), os.fspath(path))
+    if dialect_reader is None:
+        param = read_text(path, caffe_pb2.NetParameter())
+    else:
+        param = dialect_reader.parse_net_text(read_text_data(path, "NetParameter"), os.fspath(path), dialect)
+    return upgrade.upgrade_net(param, os.fspath(path))
 
 
 def read_net_weights(path: PathLike, dialect: str | None = None) -> caffe_pb2.NetParameter:
@@ -130,12 +147,10 @@ def read_net_weights(path: PathLike, dialect: str | None = None) -> caffe_pb2.Ne
     """
     from recaffe.io import upgrade
 
-    if dialect is None:
+    if dialect is None or dialect_reader is None:
         param = read_binary(path, caffe_pb2.NetParameter())
     else:
-        from recaffe.forks import reading
-
-        param = reading.read_net_binary(path, dialect)
+        param = dialect_reader.read_net_binary(path, dialect)
     return upgrade.upgrade_net(param, os.fspath(path))
 
 

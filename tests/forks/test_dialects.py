@@ -9,7 +9,7 @@ import torch
 
 import recaffe
 from recaffe import forks
-from recaffe.forks import generate, reading
+from recaffe.forks import catalog, generate, reading
 from recaffe.io import prototxt
 from recaffe.net import Net
 from recaffe.proto import caffe_pb2
@@ -123,7 +123,7 @@ def test_syntax_errors_still_name_line_and_column(tmp_path: pathlib.Path) -> Non
 
 def test_ambiguous_prototxt_asks_for_a_dialect(monkeypatch: pytest.MonkeyPatch) -> None:
     ssd = forks.get_dialect("ssd")
-    monkeypatch.setattr(forks, "dialects", lambda: [ssd, ssd])
+    monkeypatch.setattr(catalog, "dialects", lambda: [ssd, ssd])
     with pytest.raises(reading.UnknownFieldsError, match="more than one fork dialect \\(ssd, ssd\\)"):
         prototxt.read_net_param(FIXTURES / "tiny_ssd.prototxt")
 
