@@ -28,8 +28,9 @@ from typing import ClassVar
 
 import torch
 
-from recaffe import net_builder, rng
+from recaffe import distributed, net_builder, rng
 from recaffe.blob import Blob
+from recaffe.debug import nan_guard
 from recaffe.io import prototxt, snapshot, upgrade
 from recaffe.math.floats import f32
 from recaffe.net import TEST, TRAIN, Net
@@ -97,8 +98,8 @@ class Solver(abc.ABC):
         self._iter = 0
         self._current_step = 0
         self._check_snapshot_write_permissions()
-        if param.random_seed >= 0:
-            rng.set_random_seed(param.random_seed)
+        if param.random_seed >= 0:  # each rank its own stream (rank 0's weights are broadcast)
+            rng.set_random_seed(param.random_seed + distributed.solver_rank())
         self._net = self._init_train_net()
         self._test_nets = self._init_test_nets()
         log.info("Solver scaffolding done.")
@@ -114,6 +115,11 @@ class Solver(abc.ABC):
             for _ in range(self.history_blobs_per_param)
             for p in self._net.learnable_params
         ]
+        # hooks: before net.update() (given the rate; the diffs hold the update values), before a snapshot
+        self.before_update: list[Callable[[float], None]] = []
+        self.before_snapshot: list[Callable[[], None]] = []
+        self.last_snapshot: str | None = None  # the solverstate last written or restored
+        nan_guard.SolverGuard(self)
         self.check_param()
 
     def check_param(self) -> None:  # noqa: B027  (optional hook, empty by design)
@@ -322,7 +328,10 @@ class Solver(abc.ABC):
 
     # ================================================================ testing
     def test_all(self) -> list[list[tuple[str, float]]]:
-        """Run every test net (``test``); returns each one's mean outputs."""
+        """Run every test net (``test``); returns each one's mean outputs. Only the root solver
+        (rank 0) tests."""
+        if not distributed.is_root():
+            return []
         results = []
         for test_net_id in range(len(self._test_nets)):
             if self._requested_early_exit:
@@ -389,6 +398,8 @@ class Solver(abc.ABC):
             self.normalize(param_id)
             self.regularize(param_id)
             self.compute_update_value(param_id, rate)
+        for callback in self.before_update:
+            callback(rate)
         self._net.update()
         self._iter += 1
 
@@ -442,7 +453,7 @@ class Solver(abc.ABC):
         return snapshot.snapshot_filename(self._param.snapshot_prefix, self._iter, extension)
 
     def _check_snapshot_write_permissions(self) -> None:
-        if not self._param.snapshot:
+        if not self._param.snapshot or not distributed.is_root():  # only rank 0 writes snapshots
             return
         if not self._param.HasField("snapshot_prefix"):
             raise SolverError("In solver params, snapshot is specified but snapshot_prefix is not")
@@ -456,7 +467,12 @@ class Solver(abc.ABC):
                               f"that the directory exists and is writable ({e.strerror})") from e
 
     def snapshot(self) -> None:
-        """Write ``<prefix>_iter_<N>.caffemodel[.h5]`` and the matching ``.solverstate[.h5]``."""
+        """Write ``<prefix>_iter_<N>.caffemodel[.h5]`` and the matching ``.solverstate[.h5]``. Only
+        the root solver (rank 0) writes; other ranks do nothing."""
+        if not distributed.is_root():
+            return
+        for callback in self.before_snapshot:
+            callback()
         hdf5 = self._param.snapshot_format == caffe_pb2.SolverParameter.HDF5
         if hdf5:
             model_filename = self._snapshot_filename(".caffemodel.h5")
@@ -476,6 +492,7 @@ class Solver(abc.ABC):
             history=[h.data.detach().cpu().numpy() for h in self.history],
         )
         snapshot.save(state_filename, state, hdf5)
+        self.last_snapshot = state_filename
 
     def restore(self, state_file: str | os.PathLike[str]) -> None:
         """Load a solverstate (HDF5 iff the name ends in ".h5"): iter, current_step, history, and
@@ -490,6 +507,7 @@ class Solver(abc.ABC):
                 raise SolverError(f"{os.fspath(state_file)!r}: history blob {i} holds {values.size} "
                                   f"values, the param it belongs to has {blob.count()}")
         self._iter = state.iter
+        self.last_snapshot = os.fspath(state_file)
         self._iterations_last = state.iter  # the next display counts iter/s from here, not from 0
         if state.learned_net is not None:
             weights = _resolve(state.learned_net, state_file)

@@ -32,6 +32,10 @@ COMMAND_MODULES: list[str] = [
     "parse_log",
     "plot_log",
     "data_tools",
+    "export",
+    "explain",
+    "compare",
+    "repro",
 ]
 # more commands from installed packages: ``register(subparsers)`` functions in this entry-point
 # group (the pycaffe scripts classify and draw_net, from ``caffe.tools``)
@@ -92,6 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 1
     logs.setup_logging(logger="")
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command: a user error becomes a FATAL line and status 1."""
     logging.captureWarnings(True)  # Python warnings become W lines of the log
     try:
         forks.set_default_dialect(args.dialect)
