@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from recaffe import device as devices
-from recaffe import net_builder, threads
+from recaffe import forks, net_builder, threads
 from recaffe.blob import Blob
 from recaffe.deploy import DeployRunner
 from recaffe.io import blobproto, caffemodel, legacy, prototxt, weights
@@ -43,7 +43,8 @@ class Net:
     the NetState from the arguments as Caffe's file constructor does, keeps the layers the state
     includes, inserts Split layers, sets every layer up in order, infers which layers need
     backward, and shares named parameters. Given a NetParameter and no phase, its own ``state``
-    is used unchanged (Caffe's ``Net(NetParameter)``).
+    is used unchanged (Caffe's ``Net(NetParameter)``). A Caffe fork's prototxt (SSD, DenseNet,
+    PSPNet) is read in its dialect, detected or named by ``dialect`` (see ``recaffe.forks``).
 
     ``forward()`` returns the weighted loss; ``backward()`` accumulates into param diffs, which
     only ``clear_param_diffs()`` (called by solvers each iteration) zeroes.
@@ -60,8 +61,9 @@ class Net:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
         optimize: bool = False,
+        dialect: str | None = None,
     ) -> None:
-        param = _load(source)
+        param = _load(source, dialect)
         if phase is not None:
             param.state.phase = caffe_pb2.Phase.ValueType(phase)
             param.state.stage.extend(stages)
@@ -175,7 +177,7 @@ class Net:
             )
         log.info("Creating Layer %s", layer_param.name)
         try:
-            layer_class = LAYERS.get(layer_param.type)
+            layer_class = LAYERS.get(layer_param.type, forks.layer_dialect(layer_param))
         except KeyError as e:
             raise LayerError(f"layer {layer_param.name!r}: {e}") from None
         return layer_class(layer_param, dtype=self.dtype, device=self.device)
@@ -593,11 +595,11 @@ class Net:
         return f"<Net {self.name!r}: {len(self.layers)} layers, phase {caffe_pb2.Phase.Name(self.phase)}>"
 
 
-def _load(source: NetSource) -> caffe_pb2.NetParameter:
+def _load(source: NetSource, dialect: str | None = None) -> caffe_pb2.NetParameter:
     if isinstance(source, caffe_pb2.NetParameter):
         param = caffe_pb2.NetParameter()
         param.CopyFrom(source)
         from recaffe.io import upgrade
 
         return upgrade.upgrade_net(param)
-    return prototxt.read_net_param(source)
+    return prototxt.read_net_param(source, dialect)

@@ -21,24 +21,34 @@ class Registry(Generic[T]):
 
     Registration happens at the definition site with ``@REGISTRY.register("Name")``; a class
     registered this way also gets ``cls.type = "Name"`` so the type string has one source.
+
+    A Caffe fork's layers register with ``register("Name", dialect="ssd")``: they are found only
+    by ``get("Name", dialect="ssd")`` (which falls back to BVLC's entries), never by a BVLC lookup,
+    and a fork may give a BVLC type its own implementation (Faster R-CNN's Dropout).
     """
 
     def __init__(self, kind: str) -> None:
         self._kind = kind
         self._entries: dict[str, T] = {}
+        self._dialect_entries: dict[str, dict[str, T]] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, dialect: str | None = None) -> Callable[[T], T]:
+        entries = self._entries if dialect is None else self._dialect_entries.setdefault(dialect, {})
+
         def add(entry: T) -> T:
-            if name in self._entries:
-                raise KeyError(f"{self._kind} type {name!r} already registered")
-            self._entries[name] = entry
+            if name in entries:
+                raise KeyError(f"{self._kind} type {name!r} already registered"
+                               + (f" for dialect {dialect!r}" if dialect else ""))
+            entries[name] = entry
             if isinstance(entry, type):
                 entry.type = name  # type: ignore[attr-defined]
             return entry
 
         return add
 
-    def get(self, name: str) -> T:
+    def get(self, name: str, dialect: str | None = None) -> T:
+        if dialect is not None and name in self._dialect_entries.get(dialect, {}):
+            return self._dialect_entries[dialect][name]
         if name not in self._entries:
             guess = closest(name, self.names())
             hint = f"; did you mean {guess!r}?" if guess else ""
@@ -50,8 +60,9 @@ class Registry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
-    def names(self) -> list[str]:
-        return sorted(self._entries)
+    def names(self, dialect: str | None = None) -> list[str]:
+        """BVLC's type names, or with ``dialect`` the names that dialect registers itself."""
+        return sorted(self._entries if dialect is None else self._dialect_entries.get(dialect, {}))
 
 
 def closest(name: str, known: Iterable[str]) -> str | None:

@@ -20,7 +20,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from recaffe import logs, registry, threads
+from recaffe import forks, logs, registry, threads
 from recaffe.cli.common import CliError
 
 COMMAND_MODULES: list[str] = [
@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
         entry.load()(subparsers)
     for command in subparsers.choices.values():
         threads.add_threads_flag(command)
+        command.add_argument("--dialect", default=None, metavar="NAME",
+                             help="read prototxts/caffemodels as this Caffe fork's (ssd, densenet, "
+                                  "pspnet, faster_rcnn; bvlc); default: detected from the fields and "
+                                  "layer types used")
     return parser
 
 
@@ -101,6 +105,7 @@ def run_command(args: argparse.Namespace) -> int:
     logging.captureWarnings(True)  # Python warnings become W lines of the log
     try:
         threads.apply_threads_flag(args)
+        forks.set_default_dialect(args.dialect)
         return int(args.run(args) or 0)
     except USER_ERRORS as e:
         message = str(e) if not isinstance(e, KeyError) or not e.args else str(e.args[0])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from google.protobuf import message, text_format
 
@@ -35,26 +35,33 @@ def parse_text(text: str, msg: M, source: str = "<string>") -> M:
     try:
         text_format.Parse(text, msg, allow_unknown_extension=False)
     except text_format.ParseError as e:
-        where = f"{e.GetLine()}:{e.GetColumn()}" if e.GetLine() is not None else "?"
-        detail = str(e).split(" : ", 1)[-1] if ":" in str(e) else str(e)
-        raise ProtoFileError(
-            f"{source}:{where}: cannot parse as {msg.DESCRIPTOR.name}: {detail}"
-        ) from e
+        raise parse_error(e, msg, source) from e
     return msg
 
 
+def parse_error(e: text_format.ParseError, msg: message.Message, source: str) -> ProtoFileError:
+    """``source:line:column: cannot parse as Message: problem`` for protobuf's text ParseError."""
+    where = f"{e.GetLine()}:{e.GetColumn()}" if e.GetLine() is not None else "?"
+    detail = str(e).split(" : ", 1)[-1] if ":" in str(e) else str(e)
+    return ProtoFileError(f"{source}:{where}: cannot parse as {msg.DESCRIPTOR.name}: {detail}")
+
+
 def read_text(path: PathLike, msg: M) -> M:
+    return parse_text(read_text_data(path, msg.DESCRIPTOR.name), msg, os.fspath(path))
+
+
+def read_text_data(path: PathLike, message_name: str) -> str:
+    """The text of a file to be parsed as ``message_name``; an error if it is binary or not UTF-8."""
     data = read_bytes(path)
     if looks_binary(data):
         raise ProtoFileError(
-            f"{os.fspath(path)!r} is not a text {msg.DESCRIPTOR.name}: it holds binary data "
+            f"{os.fspath(path)!r} is not a text {message_name}: it holds binary data "
             f"(a .caffemodel or .binaryproto is read as binary, e.g. as weights)"
         )
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ProtoFileError(f"{os.fspath(path)!r}: not UTF-8 text (byte {e.start})") from e
-    return parse_text(text, msg, os.fspath(path))
 
 
 def read_binary(path: PathLike, msg: M) -> M:
@@ -108,18 +115,47 @@ def to_text(msg: message.Message) -> str:
     return text_writer.message_to_text(msg)
 
 
-def read_net_param(path: PathLike) -> caffe_pb2.NetParameter:
-    """A net definition from a text prototxt, upgraded from legacy formats as Caffe does."""
+class DialectReader(Protocol):
+    """Reads nets in the Caffe forks' dialects (``recaffe.forks.reading``)."""
+
+    def parse_net_text(self, text: str, source: str,
+                       dialect: str | None = None) -> caffe_pb2.NetParameter: ...
+
+    def read_net_binary(self, path: PathLike, dialect: str) -> caffe_pb2.NetParameter: ...
+
+
+# Installed by recaffe.forks, which the recaffe package always imports: the Caffe forks' dialects
+# plug in here without this module depending on them. None: BVLC's schema only.
+dialect_reader: DialectReader | None = None
+
+
+def read_net_param(path: PathLike, dialect: str | None = None) -> caffe_pb2.NetParameter:
+    """A net definition from a text prototxt, upgraded from legacy formats as Caffe does.
+
+    A Caffe fork's prototxt is read in its dialect (detected, or named by ``dialect``) and
+    lowered to BVLC's messages: see ``recaffe.forks``.
+    """
     from recaffe.io import upgrade
 
-    return upgrade.upgrade_net(read_text(path, caffe_pb2.NetParameter()), os.fspath(path))
+    if dialect_reader is None:
+        param = read_text(path, caffe_pb2.NetParameter())
+    else:
+        param = dialect_reader.parse_net_text(read_text_data(path, "NetParameter"), os.fspath(path), dialect)
+    return upgrade.upgrade_net(param, os.fspath(path))
 
 
-def read_net_weights(path: PathLike) -> caffe_pb2.NetParameter:
-    """A binary NetParameter (``.caffemodel``), upgraded from legacy formats as Caffe does."""
+def read_net_weights(path: PathLike, dialect: str | None = None) -> caffe_pb2.NetParameter:
+    """A binary NetParameter (``.caffemodel``), upgraded from legacy formats as Caffe does.
+
+    With ``dialect`` (a fork's name), field numbers are read as that fork defines them.
+    """
     from recaffe.io import upgrade
 
-    return upgrade.upgrade_net(read_binary(path, caffe_pb2.NetParameter()), os.fspath(path))
+    if dialect is None or dialect_reader is None:
+        param = read_binary(path, caffe_pb2.NetParameter())
+    else:
+        param = dialect_reader.read_net_binary(path, dialect)
+    return upgrade.upgrade_net(param, os.fspath(path))
 
 
 def read_solver_param(path: PathLike) -> caffe_pb2.SolverParameter:

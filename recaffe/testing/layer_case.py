@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 import pytest
 import torch
 
-from recaffe import rng
+from recaffe import forks, rng
 from recaffe.blob import Blob
 from recaffe.io import prototxt
 from recaffe.layer import Layer, LayerError
@@ -58,6 +58,7 @@ class LayerCase:
     """Base class of layer tests; see the module docstring."""
 
     layer_type: ClassVar[str] = ""
+    dialect: ClassVar[str | None] = None  # a fork's layer: params are read in that dialect (recaffe.forks)
     params: ClassVar[Sequence[str]] = ("",)
     bottom_shapes: ClassVar[Sequence[tuple[int, ...]]] = ((2, 3, 4, 5),)
     num_tops: ClassVar[int] = 1
@@ -125,10 +126,12 @@ class LayerCase:
             metafunc.parametrize("case", list(cases), ids=ids)
 
     def layer_param(self, snippet: str) -> caffe_pb2.LayerParameter:
-        param = prototxt.parse_text(
-            f'name: "L" type: "{self.layer_type}" {snippet}', caffe_pb2.LayerParameter(),
-            f"{type(self).__name__} params",
-        )
+        text, source = f'name: "L" type: "{self.layer_type}" {snippet}', f"{type(self).__name__} params"
+        if self.dialect is None:
+            param = prototxt.parse_text(text, caffe_pb2.LayerParameter(), source)
+        else:
+            fork = forks.get_dialect(self.dialect)
+            param = fork.lower_layer(prototxt.parse_text(text, fork.layer_parameter(), source))
         if not param.HasField("phase"):
             param.phase = self.phase
         return param
@@ -146,7 +149,7 @@ class LayerCase:
         top = [bottom[i] if in_place and i < len(bottom) else Blob(dtype=dtype)
                for i in range(self.top_count(param))]
         rng.set_random_seed(SEED)
-        layer = LAYERS.get(self.layer_type)(param, dtype=dtype)
+        layer = LAYERS.get(self.layer_type, self.dialect)(param, dtype=dtype)
         layer.setup(bottom, top)
         self.layer = layer
         return layer, bottom, top
@@ -220,12 +223,16 @@ class LayerCase:
 
     def test_prototxt_roundtrip(self, case: str) -> None:
         param = self.layer_param(case)
-        text = prototxt.to_text(param)
-        again = prototxt.parse_text(text, caffe_pb2.LayerParameter())
+        if self.dialect is None:
+            again = prototxt.parse_text(prototxt.to_text(param), caffe_pb2.LayerParameter())
+        else:
+            fork = forks.get_dialect(self.dialect)
+            text = prototxt.to_text(fork.raise_layer(param))
+            again = fork.lower_layer(prototxt.parse_text(text, fork.layer_parameter()))
         assert again == param
         layer, bottom, top = self.build(case, torch.float32)
         self.forward(layer, bottom, top)
-        rebuilt = LAYERS.get(self.layer_type)(layer.to_proto(), dtype=torch.float32)
+        rebuilt = LAYERS.get(self.layer_type, self.dialect)(layer.to_proto(), dtype=torch.float32)
         other = [Blob(dtype=torch.float32) for _ in top]
         rng.set_random_seed(SEED)
         rebuilt.setup(bottom, other)
@@ -265,7 +272,7 @@ class LayerCase:
             assert bool((blob.diff == 7.0).all()), "a diff changed although no gradient was asked for"
 
     def test_in_place(self, case: str) -> None:
-        layer_class = LAYERS.get(self.layer_type)
+        layer_class = LAYERS.get(self.layer_type, self.dialect)
         if not layer_class.supports_in_place:
             with pytest.raises(LayerError, match="in-place"):
                 self.build(case, torch.float64, in_place=True)

@@ -13,6 +13,12 @@ from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
 
 
+def draw_mask(x: torch.Tensor, keep: float) -> torch.Tensor:
+    """Caffe's dropout mask for ``x``: Bernoulli(keep) draws in memory order from Caffe's stream."""
+    words = rng.get_rng().bernoulli_double(x.numel(), keep)
+    return torch.from_numpy(words).to(device=x.device, dtype=x.dtype).view(x.shape)
+
+
 @LAYERS.register("Dropout")
 @final
 class DropoutLayer(NeuronLayer):
@@ -44,8 +50,7 @@ class DropoutLayer(NeuronLayer):
             if top[0] is not bottom[0]:
                 y.copy_(x)
             return
-        words = rng.get_rng().bernoulli_double(x.numel(), self.keep)
-        self.mask = torch.from_numpy(words).to(device=x.device, dtype=x.dtype).view(x.shape)
+        self.mask = draw_mask(x, self.keep)
         torch.mul(x, self.mask, out=y).mul_(self.scale)
 
     def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:

@@ -1,0 +1,17 @@
+"""Fast/Faster R-CNN dialect: Ross Girshick's fork (rbgirshick/caffe-fast-rcnn, the Caffe of
+py-faster-rcnn): ROIPooling, SmoothL1Loss and Dropout's ``scale_train``."""
+
+from __future__ import annotations
+
+from recaffe.forks.dialect import Dialect
+from recaffe.forks.faster_rcnn import caffe_faster_rcnn_pb2
+
+DIALECT = Dialect(
+    name="faster_rcnn",
+    fork="the Fast/Faster R-CNN fork (rbgirshick/caffe-fast-rcnn)",
+    pb2=caffe_faster_rcnn_pb2,
+    layer_types=("ROIPooling", "SmoothL1Loss", "Dropout"),
+)
+
+# the layers register themselves for this dialect (after DIALECT exists: they look it up at setup)
+from recaffe.forks.faster_rcnn import dropout, roi_pooling, smooth_l1_loss  # noqa: E402,F401

@@ -1,0 +1,17 @@
+"""SSD dialect: Wei Liu's fork (github.com/weiliu89/caffe, branch ssd), its deploy layers:
+Permute, PriorBox, Normalize and DetectionOutput (Flatten, Concat and Reshape are BVLC's)."""
+
+from __future__ import annotations
+
+from recaffe.forks.dialect import Dialect
+from recaffe.forks.ssd import caffe_ssd_pb2
+
+DIALECT = Dialect(
+    name="ssd",
+    fork="the SSD fork (weiliu89/caffe, branch ssd)",
+    pb2=caffe_ssd_pb2,
+    layer_types=("Permute", "PriorBox", "Normalize", "DetectionOutput"),
+)
+
+# the layers register themselves for this dialect (after DIALECT exists: they look it up at setup)
+from recaffe.forks.ssd import detection_output, normalize, permute, prior_box  # noqa: E402,F401
