@@ -7,7 +7,7 @@ from typing import ClassVar, final
 
 import torch
 
-from recaffe import fillers, rng
+from recaffe import errors, fillers, rng
 from recaffe.blob import Blob
 from recaffe.io import blobproto
 from recaffe.proto import caffe_pb2
@@ -15,7 +15,7 @@ from recaffe.proto import caffe_pb2
 Blobs = Sequence[Blob]
 
 
-class LayerError(ValueError):
+class LayerError(errors.RecaffeError, ValueError):
     """A layer's parameters or inputs are invalid; the message names the layer."""
 
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import torch
 
 from recaffe import device as devices
-from recaffe import net_builder
+from recaffe import errors, net_builder
 from recaffe.blob import Blob
-from recaffe.io import blobproto, legacy, prototxt, weights
+from recaffe.io import atomic, blobproto, legacy, prototxt, weights
 from recaffe.layer import Layer, LayerError
 from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
@@ -486,18 +486,32 @@ class Net:
         copy every blob into new layers, and the names and blobs are the same either way.
         """
         if isinstance(source, caffe_pb2.NetParameter):
-            self._copy_from_proto(source)
+            copied = self._copy_from_proto(source)
         elif weights.is_hdf5(source):
-            weights.load_hdf5_weights(self, source)
+            copied = weights.load_hdf5_weights(self, source)
         else:
-            self._copy_from_proto(prototxt.read_binary(source, caffe_pb2.NetParameter()), os.fspath(source))
+            with errors.read_guard(source, "caffemodel"):
+                param = prototxt.read_binary(source, caffe_pb2.NetParameter())
+                copied = self._copy_from_proto(param, os.fspath(source))
+        self._warn_partial_weights(copied, source if not isinstance(source, caffe_pb2.NetParameter)
+                                   else "<weights>")
 
-    def _copy_from_proto(self, param: caffe_pb2.NetParameter, source: str = "<weights>") -> None:
+    def _warn_partial_weights(self, copied: set[str], source: str | os.PathLike[str]) -> None:
+        """Caffe accepts weights covering only some layers; say which ones keep their fillers."""
+        left = [name for name, layer in zip(self.layer_names, self.layers)
+                if layer.blobs and name not in copied and layer.type != "Split"]
+        if left:
+            log.warning("%s covers only some layers of net %s; these are left at their fillers: %s",
+                        os.fspath(source), self.name, ", ".join(left))
+
+    def _copy_from_proto(self, param: caffe_pb2.NetParameter, source: str = "<weights>") -> set[str]:
         # the first target layer of a source layer's name receives its blobs (layer types are not compared)
+        copied = set()
         for name, blobs in legacy.trained_layers(param, source):
             if name not in self._layer_names_index:
                 log.info("Ignoring source layer %s", name)
                 continue
+            copied.add(name)
             target = self.layers[self.layer_names.index(name)]
             if len(target.blobs) != len(blobs):
                 raise LayerError(f"{source}: incompatible number of blobs for layer {name!r}: "
@@ -510,6 +524,7 @@ class Net:
                         f"{blob.shape}. To learn this layer's parameters from scratch rather than "
                         f"copying from a saved net, rename the layer.")
                 blobproto.load_into_blob(blob, proto, reshape=False)
+        return copied
 
     def to_proto(self, write_diff: bool = False) -> caffe_pb2.NetParameter:
         """The net as Caffe serialises it: its name and every layer (Splits too) with blobs."""
@@ -525,7 +540,7 @@ class Net:
         name and then each layer as a one-layer NetParameter gives exactly ``to_proto``'s bytes
         while only one layer's weights are converted at a time.
         """
-        with open(path, "wb") as f:
+        with atomic.replace(path, "caffemodel") as temp, open(temp, "wb") as f:
             f.write(caffe_pb2.NetParameter(name=self.name).SerializeToString())
             for layer in self.layers:
                 holder = caffe_pb2.NetParameter()

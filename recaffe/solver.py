@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import torch
 
-from recaffe import rng
+from recaffe import errors, rng
 from recaffe.blob import Blob
 from recaffe.io import prototxt, snapshot, upgrade
 from recaffe.math.floats import f32
@@ -45,7 +45,7 @@ NONE, STOP, SNAPSHOT = "none", "stop", "snapshot"
 ACTIONS = (NONE, STOP, SNAPSHOT)
 
 
-class SolverError(ValueError):
+class SolverError(errors.RecaffeError, ValueError):
     """A SolverParameter is invalid or a solver file does not fit the net; names the field."""
 
 
@@ -479,7 +479,7 @@ class Solver(abc.ABC):
     def restore(self, state_file: str | os.PathLike[str]) -> None:
         """Load a solverstate (HDF5 iff the name ends in ".h5"): iter, current_step, history, and
         the weights of ``learned_net`` when it names them."""
-        state = snapshot.load(state_file)
+        state = snapshot.load(state_file, [blob.count() for blob in self.history])
         if len(state.history) != len(self.history):
             raise SolverError(
                 f"{os.fspath(state_file)!r}: Incorrect length of history blobs: the file holds "

@@ -6,7 +6,8 @@ exposes ``register(subparsers)``; ``COMMAND_MODULES`` below is the manifest.
 
 Every command logs through glog's format to stderr (``recaffe.logs``). A command that cannot run
 as asked (a missing file, a bad flag value, an invalid net) ends with a FATAL line naming the
-problem and exit status 1; ``RECAFFE_TRACEBACK=1`` adds the Python traceback to that line.
+problem and exit status 1; so does an internal error (a bug), without a Python traceback unless
+``RECAFFE_TRACEBACK=1`` is set, which adds it to the line.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from recaffe import logs
+from recaffe import errors, logs
 from recaffe.cli.common import CliError
 
 COMMAND_MODULES: list[str] = [
@@ -37,7 +38,7 @@ COMMAND_MODULES: list[str] = [
 log = logging.getLogger("recaffe.cli")
 
 # what a user's input can cause; anything else is a bug and keeps its traceback
-USER_ERRORS = (CliError, ValueError, KeyError, OSError)
+USER_ERRORS = (errors.RecaffeError, CliError, ValueError, KeyError, OSError)
 
 _GFLAG = re.compile(r"^-([A-Za-z][A-Za-z0-9_]+)(=.*)?$")
 
@@ -65,15 +66,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     logs.setup_logging(logger="")
     logging.captureWarnings(True)  # Python warnings become W lines of the log
+    traceback = os.environ.get("RECAFFE_TRACEBACK", "") not in ("", "0")
     try:
         return int(args.run(args) or 0)
     except USER_ERRORS as e:
-        message = str(e) if not isinstance(e, KeyError) or not e.args else str(e.args[0])
-        log.critical("%s", message, exc_info=bool(os.environ.get("RECAFFE_TRACEBACK")))
+        log.critical("%s", errors.describe(e) if not isinstance(e, OSError) else str(e), exc_info=traceback)
+        return 1
+    except MemoryError as e:
+        log.critical("out of memory%s: the net, batch or file needs more memory than is available",
+                     f" ({e})" if str(e) else "", exc_info=traceback)
         return 1
     except KeyboardInterrupt:
         log.critical("Interrupted.")
         return 130
+    except Exception as e:  # a bug in recaffe: one FATAL line, the traceback on request
+        log.critical("internal error: %s: %s (run with RECAFFE_TRACEBACK=1 for the traceback, and "
+                     "please report it)", type(e).__name__, e, exc_info=traceback)
+        return 1
 
 
 if __name__ == "__main__":

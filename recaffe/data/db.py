@@ -20,8 +20,9 @@ LevelDB needs the optional ``plyvel`` package (``pip install recaffe[leveldb]``)
 from __future__ import annotations
 
 import os
+import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import lmdb
@@ -61,8 +62,8 @@ def open_db(source: str | os.PathLike[str], backend: int | str, mode: str = "rea
 class Cursor:
     """A position in a database: ``valid``, ``key()``, ``value()``, ``next()``, ``seek_to_first()``."""
 
-    def __init__(self, records: Any) -> None:
-        self._records = records  # a callable giving a fresh key-ordered iterator
+    def __init__(self, records: Callable[[bytes | None], Iterator[tuple[bytes, bytes]]]) -> None:
+        self._records = records  # gives a fresh key-ordered iterator, from a key or the first record
         self._iterator: Iterator[tuple[bytes, bytes]] = iter(())
         self._current: tuple[bytes, bytes] | None = None
         self.seek_to_first()
@@ -72,7 +73,12 @@ class Cursor:
         return self._current is not None
 
     def seek_to_first(self) -> None:
-        self._iterator = self._records()
+        self._iterator = self._records(None)
+        self.next()
+
+    def seek(self, key: bytes) -> None:
+        """Move to the first record whose key is >= ``key`` (invalid if there is none)."""
+        self._iterator = self._records(key)
         self.next()
 
     def next(self) -> None:
@@ -126,7 +132,7 @@ class Database:
     def close(self) -> None:
         raise NotImplementedError
 
-    def _records(self) -> Iterator[tuple[bytes, bytes]]:
+    def _records(self, start: bytes | None) -> Iterator[tuple[bytes, bytes]]:
         raise NotImplementedError
 
     def _write(self, records: list[tuple[bytes, bytes]]) -> None:
@@ -169,6 +175,8 @@ class _LMDB(Database):
         # absolute: the shared environment is released by the same name if the cwd changes meanwhile
         self._path, self._shared = os.path.abspath(path), mode == "read"
         try:
+            if mode != "new":
+                check_lmdb_file(path, where)
             if self._shared:
                 self._env = _READERS.acquire(path)
             else:
@@ -180,10 +188,15 @@ class _LMDB(Database):
             raise DataError(f"cannot open the {where}: {e}{hint}") from e
         self._txn: Any = None
 
-    def _records(self) -> Iterator[tuple[bytes, bytes]]:
-        if self._txn is None:  # one read snapshot per open database, like Caffe's cursor
-            self._txn = self._env.begin(buffers=False)
-        return iter(self._txn.cursor())
+    def _records(self, start: bytes | None) -> Iterator[tuple[bytes, bytes]]:
+        try:
+            if self._txn is None:  # one read snapshot per open database, like Caffe's cursor
+                self._txn = self._env.begin(buffers=False)
+            cursor = self._txn.cursor()
+            found = cursor.first() if start is None else cursor.set_range(start)
+        except lmdb.Error as e:
+            raise _corrupt(self.where, e) from e
+        return _checked(cursor.iternext(), self.where) if found else iter(())
 
     def _write(self, records: list[tuple[bytes, bytes]]) -> None:
         while True:
@@ -225,8 +238,8 @@ class _LevelDB(Database):
             hint = " (it looks like an LMDB database: set backend: LMDB)" if _looks_like_lmdb(path) else ""
             raise DataError(f"cannot open the {where}: {e}{hint}") from e
 
-    def _records(self) -> Iterator[tuple[bytes, bytes]]:
-        return iter(self._db.iterator())
+    def _records(self, start: bytes | None) -> Iterator[tuple[bytes, bytes]]:
+        return iter(self._db.iterator() if start is None else self._db.iterator(start=start))
 
     def _write(self, records: list[tuple[bytes, bytes]]) -> None:
         with self._db.write_batch() as batch:
@@ -235,6 +248,57 @@ class _LevelDB(Database):
 
     def close(self) -> None:
         self._db.close()
+
+
+def _checked(records: Iterator[tuple[bytes, bytes]], where: str) -> Iterator[tuple[bytes, bytes]]:
+    """``records``, with LMDB's errors on damaged pages raised as DataErrors naming the database."""
+    try:
+        yield from records
+    except lmdb.Error as e:
+        raise _corrupt(where, e) from e
+
+
+def _corrupt(where: str, e: Exception) -> DataError:
+    return DataError(f"cannot read the {where}: {e}. The database is damaged; rebuild it (e.g. with "
+                     f"convert_imageset) or restore it from a good copy")
+
+
+# LMDB's data.mdb starts with two meta pages (64-bit layout): a 16-byte page header, then MDB_meta:
+# magic, version, address, mapsize, two MDB_db records of 48 bytes (the first one's md_pad holds
+# the page size), last_pg and txnid. The newer meta (larger txnid) is the one LMDB uses.
+_LMDB_MAGIC = 0xBEEFC0DE
+_META = struct.Struct("<II8xQ")  # magic, version, mapsize (after the page header)
+_META_LAST = struct.Struct("<QQ")  # last_pg, txnid (after the two MDB_db records)
+
+
+def check_lmdb_file(path: str, where: str) -> None:
+    """Refuse an LMDB whose ``data.mdb`` is shorter than its meta page says, before mapping it:
+    touching a page past the end of a truncated file kills the process with SIGBUS."""
+    data_file = path if os.path.isfile(path) else os.path.join(path, "data.mdb")
+    try:
+        size = os.path.getsize(data_file)
+        with open(data_file, "rb") as f:
+            head = f.read(16 + _META.size + 96 + _META_LAST.size)
+            magic, version, _ = _META.unpack_from(head, 16)
+            page_size = struct.unpack_from("<I", head, 16 + _META.size)[0]
+            if magic != _LMDB_MAGIC or not 512 <= page_size <= 1 << 16:
+                raise DataError(f"cannot open the {where}: {data_file!r} is not an LMDB data file "
+                                f"(no LMDB meta page)")
+            metas = [_META_LAST.unpack_from(head, 16 + _META.size + 96)]
+            f.seek(page_size)
+            second = f.read(len(head))
+            if len(second) == len(head) and _META.unpack_from(second, 16)[0] == _LMDB_MAGIC:
+                metas.append(_META_LAST.unpack_from(second, 16 + _META.size + 96))
+    except FileNotFoundError:
+        return  # LMDB reports the missing file itself
+    except (OSError, struct.error) as e:
+        raise DataError(f"cannot open the {where}: {data_file!r} is too short to be an LMDB data file "
+                        f"({e})") from e
+    last_page, _ = max(metas, key=lambda meta: meta[1])
+    needed = (last_page + 1) * page_size
+    if size < needed:
+        raise DataError(f"cannot open the {where}: {data_file!r} is truncated ({size} bytes, its meta page "
+                        f"says {needed}). Rebuild the database or restore it from a good copy")
 
 
 def _looks_like_lmdb(path: str) -> bool:

@@ -11,13 +11,15 @@ from typing import TypeVar
 
 from google.protobuf import message, text_format
 
+from recaffe import errors
+from recaffe.io import atomic
 from recaffe.proto import caffe_pb2
 
 M = TypeVar("M", bound=message.Message)
 PathLike = str | os.PathLike[str]
 
 
-class ProtoFileError(ValueError):
+class ProtoFileError(errors.FileReadError):
     """A Caffe file could not be read or parsed; the message names the file."""
 
 
@@ -26,7 +28,7 @@ def read_bytes(path: PathLike) -> bytes:
         with open(path, "rb") as f:
             return f.read()
     except OSError as e:
-        raise ProtoFileError(f"cannot open {os.fspath(path)!r}: {e.strerror}") from e
+        raise ProtoFileError(f"cannot open {os.fspath(path)!r}: {e.strerror}", path) from e
 
 
 def parse_text(text: str, msg: M, source: str = "<string>") -> M:
@@ -57,13 +59,17 @@ def read_text(path: PathLike, msg: M) -> M:
 
 
 def read_binary(path: PathLike, msg: M) -> M:
-    data = read_bytes(path)
+    return parse_binary(read_bytes(path), msg, path)
+
+
+def parse_binary(data: bytes, msg: M, path: PathLike) -> M:
+    """Parse serialised bytes read from ``path`` into ``msg``."""
     try:
         msg.ParseFromString(data)
-    except message.DecodeError as e:
+    except (message.DecodeError, RecursionError, ValueError) as e:
         hint = " It looks like a text prototxt, which is read as text." if not looks_binary(data) else ""
         raise ProtoFileError(
-            f"{os.fspath(path)!r} is not a binary {msg.DESCRIPTOR.name} ({e}).{hint}"
+            f"{os.fspath(path)!r} is not a binary {msg.DESCRIPTOR.name} ({e}).{hint}", path
         ) from e
     return msg
 
@@ -84,13 +90,13 @@ def looks_binary(data: bytes, head: int = 1 << 16) -> bool:
 
 
 def write_text(path: PathLike, msg: message.Message) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text_format.MessageToString(msg))
+    """Write ``msg`` as text, atomically (``recaffe.io.atomic``)."""
+    atomic.write_bytes(path, text_format.MessageToString(msg).encode("utf-8"), f"{msg.DESCRIPTOR.name} file")
 
 
 def write_binary(path: PathLike, msg: message.Message) -> None:
-    with open(path, "wb") as f:
-        f.write(msg.SerializeToString())
+    """Write ``msg`` serialised, atomically (``recaffe.io.atomic``)."""
+    atomic.write_bytes(path, msg.SerializeToString(), f"{msg.DESCRIPTOR.name} file")
 
 
 def to_text(msg: message.Message) -> str:

@@ -98,3 +98,46 @@ def test_shared_lmdb_closes_after_the_working_directory_changed(tmp_path, monkey
     database.close()  # releases the environment it acquired, not one named by the new cwd
     with db.open_db(tmp_path / "db", "lmdb") as again:
         assert again.cursor().key() == b"a"
+
+
+# ------------------------------------------------------------------- damaged LMDB files
+def _big_lmdb(tmp_path) -> str:
+    return write_db(tmp_path / "big", {f"{i:05d}": make_datum(i % 3, (1, 30, 30), i % 250)
+                                       for i in range(400)})
+
+
+def test_truncated_lmdb_is_refused_before_mapping(tmp_path) -> None:
+    # reading a page past the end of a truncated data.mdb would kill the process with SIGBUS
+    path = _big_lmdb(tmp_path)
+    data_file = tmp_path / "big" / "data.mdb"
+    size = data_file.stat().st_size
+    with open(data_file, "r+b") as f:
+        f.truncate(size // 2)
+    with pytest.raises(DataError) as info:
+        db.open_db(path, "lmdb")
+    assert str(info.value) == (
+        f"cannot open the LMDB database {path!r}: {str(data_file)!r} is truncated ({size // 2} bytes, "
+        f"its meta page says {size}). Rebuild the database or restore it from a good copy")
+
+
+def test_lmdb_without_a_meta_page_is_refused(tmp_path) -> None:
+    (tmp_path / "fake").mkdir()
+    (tmp_path / "fake" / "data.mdb").write_bytes(b"\0" * 100)
+    with pytest.raises(DataError, match=r"'.*data.mdb' is not an LMDB data file \(no LMDB meta page\)"):
+        db.open_db(tmp_path / "fake", "lmdb")
+
+
+def test_damaged_lmdb_pages_raise_a_data_error_naming_the_database(tmp_path) -> None:
+    path = _big_lmdb(tmp_path)
+    data_file = tmp_path / "big" / "data.mdb"
+    raw = bytearray(data_file.read_bytes())
+    for offset in range(2 * 4096, len(raw), 4096):  # every page header after the two meta pages
+        raw[offset + 10 : offset + 16] = b"\xff" * 6
+    data_file.write_bytes(bytes(raw))
+    with pytest.raises(DataError) as info, db.open_db(path, "lmdb") as database:
+        cursor = database.cursor()
+        while cursor.valid:
+            cursor.next()
+    assert str(info.value).startswith(f"cannot read the LMDB database {path!r}: ")
+    assert str(info.value).endswith("The database is damaged; rebuild it (e.g. with convert_imageset) "
+                                    "or restore it from a good copy")
