@@ -129,6 +129,19 @@ class CaffeRNG:
         self._buffer = np.empty(0, dtype=np.uint32)
         self._pos = 0
 
+    # ------------------------------------------------------------------ state
+    def get_state(self) -> tuple[int, np.ndarray, int, np.ndarray]:
+        """(seed, mt19937's 624 key words, its position, the words drawn ahead and not yet used):
+        all the stream's future depends on (``recaffe.resume`` saves it in a solver state)."""
+        _, key, position = self._engine.get_state()[:3]
+        return self.seed, np.array(key, dtype=np.uint32), int(position), self._buffer[self._pos :].copy()
+
+    def set_state(self, seed: int, key: np.ndarray, position: int, buffered: np.ndarray) -> None:
+        """Continue exactly where the stream that gave ``get_state()`` was."""
+        self.seed = int(seed) % 2**32
+        self._engine.set_state(("MT19937", np.asarray(key, dtype=np.uint32), int(position), 0, 0.0))
+        self._buffer, self._pos = np.array(buffered, dtype=np.uint32), 0
+
     # ---------------------------------------------------------------- raw words
     def peek(self, n: int) -> np.ndarray:
         """The next ``n`` words, without consuming them."""
@@ -389,6 +402,11 @@ def get_rng() -> CaffeRNG:
                  "(pass it to set_random_seed to repeat this run)", seed)
         rng = _local.rng = CaffeRNG(seed)
     return rng
+
+
+def set_rng(stream: CaffeRNG) -> None:
+    """Make ``stream`` this thread's Caffe random stream (a restored one, when resuming)."""
+    _local.rng = stream
 
 
 def set_random_seed(seed: int) -> None:

@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import torch
 
-from recaffe import errors, rng
+from recaffe import errors, resume, rng
 from recaffe.blob import Blob
 from recaffe.io import prototxt, snapshot, upgrade
 from recaffe.math.floats import f32
@@ -473,6 +473,7 @@ class Solver(abc.ABC):
             current_step=self._current_step,
             learned_net=model_filename,
             history=[h.data.detach().cpu().numpy() for h in self.history],
+            resume=resume.capture([self._net, *self._test_nets]),
         )
         snapshot.save(state_filename, state, hdf5)
 
@@ -499,6 +500,8 @@ class Solver(abc.ABC):
         log.info("%s: restoring history", type(self).__name__)
         for values, blob in zip(state.history, self.history):
             blob.data.copy_(torch.from_numpy(values).reshape(blob.shape))
+        if state.resume is not None:
+            resume.apply(state.resume, [self._net, *self._test_nets], state_file)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} iter {self._iter} on net {self._net.name!r}>"

@@ -7,15 +7,19 @@ from one another but not within.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
-from recaffe import rng
+from recaffe import resume, rng
 from recaffe.data import DataError, image
 from recaffe.data.datum import parse_datum
 from recaffe.data.db import Database
 from recaffe.data.prefetch import Batch
 from recaffe.data.transformer import DataTransformer
 from recaffe.proto import caffe_pb2
+
+log = logging.getLogger(__name__)
 
 
 class _BatchFiller:
@@ -76,6 +80,20 @@ class DatumReader:
                 self._cursor.seek_to_first()
         return filler.batch()
 
+    def save_state(self, out: caffe_pb2.RecaffeDataState) -> None:
+        out.cursor_key = self._cursor.key()
+        self.transformer.save_state(out)
+
+    def load_state(self, state: caffe_pb2.RecaffeDataState, where: str) -> None:
+        self._cursor.seek(state.cursor_key)
+        if not self._cursor.valid or self._cursor.key() != state.cursor_key:
+            log.warning("%s: record %r, where the snapshot left off, is not in the %s any more; reading "
+                        "on from the next record", where, state.cursor_key.decode(errors="replace"),
+                        self.database.where)
+            if not self._cursor.valid:
+                self._cursor.seek_to_first()
+        self.transformer.load_state(state, where)
+
     def close(self) -> None:
         self.database.close()
 
@@ -107,18 +125,40 @@ def read_image_list(source: str) -> list[tuple[str, int]]:
 class ImageListReader:
     """Images named by a list file, transformed, in list order (reshuffled every epoch if asked)."""
 
-    def __init__(self, lines: list[tuple[str, int]], param: caffe_pb2.ImageDataParameter,
+    def __init__(self, lines: list[tuple[str, int]], order: list[int], param: caffe_pb2.ImageDataParameter,
                  transformer: DataTransformer, shuffle_rng: rng.CaffeRNG | None, start: int) -> None:
-        self.lines = lines
+        self.lines = lines  # as the list file gives them
+        self.order = order  # the lines' current (shuffled) order
         self.param = param
         self.transformer = transformer
         self.shuffle_rng = shuffle_rng
         self.position = start
 
+    def entry(self, index: int) -> tuple[str, int]:
+        """The path and label at ``index`` of the current order."""
+        return self.lines[self.order[index]]
+
     def read(self, index: int) -> np.ndarray:
         """The image of list entry ``index``: ``root_folder + path`` (plain concatenation, as Caffe)."""
         p = self.param
-        return image.read_image(p.root_folder + self.lines[index][0], p.new_height, p.new_width, p.is_color)
+        return image.read_image(p.root_folder + self.entry(index)[0], p.new_height, p.new_width, p.is_color)
+
+    def save_state(self, out: caffe_pb2.RecaffeDataState) -> None:
+        out.position = self.position
+        out.order[:] = self.order
+        if self.shuffle_rng is not None:
+            resume.save_rng(self.shuffle_rng, out.shuffle_rng)
+        self.transformer.save_state(out)
+
+    def load_state(self, state: caffe_pb2.RecaffeDataState, where: str) -> None:
+        if sorted(state.order) != list(range(len(self.lines))) or not 0 <= state.position < len(self.lines):
+            raise DataError(f"{where}: the solver state's position in the image list does not fit the "
+                            f"{len(self.lines)} images of {self.param.source!r}; the list changed since "
+                            f"the snapshot")
+        self.position, self.order = state.position, list(state.order)
+        if self.shuffle_rng is not None:
+            self.shuffle_rng = resume.load_rng(state.shuffle_rng, where)
+        self.transformer.load_state(state, where)
 
     def item_shape(self, img: np.ndarray | None = None) -> tuple[int, int, int]:
         """The transformed shape of an (H, W, C) image, by default the one at the current position."""
@@ -131,11 +171,11 @@ class ImageListReader:
                               labels=True)
         for index in range(self.param.batch_size):
             img = first if index == 0 else self.read(self.position)
-            path, label = self.lines[self.position]
+            path, label = self.entry(self.position)
             filler.put(index, self.transformer.transform_image(img), label, f"image {path!r}")
             self.position += 1
             if self.position >= len(self.lines):
                 self.position = 0
                 if self.shuffle_rng is not None:
-                    self.shuffle_rng.shuffle(self.lines)
+                    self.shuffle_rng.shuffle(self.order)
         return filler.batch()

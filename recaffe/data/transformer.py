@@ -19,7 +19,7 @@ import logging
 
 import numpy as np
 
-from recaffe import rng
+from recaffe import resume, rng
 from recaffe.data import DataError, datum
 from recaffe.io import binaryproto
 from recaffe.proto import caffe_pb2
@@ -55,6 +55,15 @@ class DataTransformer:
         """Caffe's InitRand: a fresh engine from one main-stream word iff mirror or TRAIN crop."""
         needs = self.param.mirror or (self.phase == caffe_pb2.TRAIN and self.param.crop_size > 0)
         self.rng = rng.CaffeRNG(rng.get_rng().rand()) if needs else None
+
+    def save_state(self, out: caffe_pb2.RecaffeDataState) -> None:
+        """The engine's state, when there is one (``recaffe.resume``)."""
+        if self.rng is not None:
+            resume.save_rng(self.rng, out.transform_rng)
+
+    def load_state(self, state: caffe_pb2.RecaffeDataState, where: str) -> None:
+        if self.rng is not None and state.HasField("transform_rng"):
+            self.rng = resume.load_rng(state.transform_rng, where)
 
     def datum_values(self, item: caffe_pb2.Datum, where: str = "record") -> np.ndarray:
         """The datum as (C, H, W), decoding encoded images with ``force_color``/``force_gray``."""
