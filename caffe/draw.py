@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from recaffe.io import atomic
 from recaffe.proto import caffe_pb2
 
 __all__ = [
@@ -144,5 +145,4 @@ def draw_net_to_file(caffe_net: caffe_pb2.NetParameter, filename: str, rankdir: 
                      phase: int | None = None, display_lrm: bool = False) -> None:
     """Draw the net into ``filename``, in the format its extension names ('.raw': DOT text)."""
     ext = filename[filename.rfind(".") + 1:]
-    with open(filename, "wb") as f:
-        f.write(draw_net(caffe_net, rankdir, ext, phase, display_lrm))
+    atomic.write_bytes(filename, draw_net(caffe_net, rankdir, ext, phase, display_lrm), "drawing")

@@ -19,8 +19,10 @@ LevelDB needs the optional ``plyvel`` package (``pip install recaffe[leveldb]``)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -28,6 +30,7 @@ from typing import Any
 import lmdb
 
 from recaffe.data import DataError
+from recaffe.io import atomic
 from recaffe.proto import caffe_pb2
 
 COMMIT_EVERY = 1000
@@ -52,11 +55,17 @@ def open_db(source: str | os.PathLike[str], backend: int | str, mode: str = "rea
     where = f"{name.upper()} database {path!r}"
     if mode == "read" and not os.path.exists(path):
         raise DataError(f"cannot open the {where}: no such file or directory")
-    if mode == "new" and os.path.exists(path):
-        raise DataError(f"cannot create the {where}: it already exists")
+    if mode == "new":
+        refuse_existing(path, name)
     if name == "lmdb":
         return _LMDB(path, mode, where)
     return _LevelDB(path, mode, where)
+
+
+def refuse_existing(path: str, backend: str) -> None:
+    """Caffe's ``db::NEW``: a database is never created over an existing one."""
+    if os.path.exists(path):
+        raise DataError(f"cannot create the {backend.upper()} database {path!r}: it already exists")
 
 
 class Cursor:
@@ -313,10 +322,24 @@ class Writer:
     """Puts records into a database, committing every ``COMMIT_EVERY`` records (as Caffe's tools do).
 
     Use as a context manager: leaving the block normally commits the rest and closes the database.
+    A new database (``mode="new"``) is built in a temporary folder beside ``path`` and renamed to
+    ``path`` only when complete (``recaffe.io.atomic``): an interrupted build leaves nothing under
+    ``path``, and an error removes the partial database.
     """
 
     def __init__(self, path: str | os.PathLike[str], backend: int | str, mode: str = "new") -> None:
-        self.database = open_db(path, backend, mode)
+        self._build = contextlib.ExitStack()
+        target = os.fspath(path)
+        if mode == "new":
+            name = backend_name(backend)
+            refuse_existing(target, name)
+            target = self._build.enter_context(atomic.replace_dir(path, f"{name.upper()} database"))
+        try:
+            self.database = open_db(target, backend, mode)
+        except BaseException:
+            self._build.__exit__(*sys.exc_info())
+            raise
+        self.database.where = self.database.where.replace(repr(target), repr(os.fspath(path)))
         self._txn = self.database.transaction()
         self.count = 0
 
@@ -329,9 +352,14 @@ class Writer:
     def __enter__(self) -> Writer:
         return self
 
-    def __exit__(self, exc_type: object, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         try:
-            if exc_type is None:
-                self._txn.commit()
-        finally:
-            self.database.close()
+            try:
+                if exc_type is None:
+                    self._txn.commit()
+            finally:
+                self.database.close()
+        except BaseException:
+            self._build.__exit__(*sys.exc_info())  # the partial database is removed
+            raise
+        self._build.__exit__(exc_type, exc, tb)  # renamed into place, or removed after an error

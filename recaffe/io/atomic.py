@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from recaffe import errors
 
 PathLike = str | os.PathLike[str]
-WRITE_ERRORS = (OSError, RuntimeError)  # what file systems (and h5py) raise when a write fails
+WRITE_ERRORS = (OSError,)  # what a file system raises when a write fails (disk full, permissions)
 
 
 def temp_name(path: PathLike) -> str:

@@ -141,3 +141,18 @@ def test_damaged_lmdb_pages_raise_a_data_error_naming_the_database(tmp_path) -> 
     assert str(info.value).startswith(f"cannot read the LMDB database {path!r}: ")
     assert str(info.value).endswith("The database is damaged; rebuild it (e.g. with convert_imageset) "
                                     "or restore it from a good copy")
+
+
+def test_a_new_database_appears_only_when_complete(tmp_path) -> None:
+    target = tmp_path / "built"
+    with db.Writer(target, "lmdb") as writer:
+        writer.put("a", b"1")
+        assert not target.exists()  # built beside it, under a temporary name
+        (building,) = [p for p in tmp_path.iterdir() if p.name.startswith(".built.tmp-")]
+    assert target.is_dir() and not building.exists()
+    with pytest.raises(RuntimeError, match="stop"), db.Writer(tmp_path / "failed", "lmdb") as writer:
+        writer.put("a", b"1")
+        raise RuntimeError("stop")
+    assert list(tmp_path.iterdir()) == [target]  # nothing partial is left
+    with pytest.raises(DataError, match=f"cannot create the LMDB database {str(target)!r}: it already"):
+        db.Writer(target, "lmdb")
