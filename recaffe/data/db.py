@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import struct
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -29,7 +28,7 @@ from typing import Any
 
 import lmdb
 
-from recaffe.data import DataError
+from recaffe.data import DataError, lmdb_check
 from recaffe.io import atomic
 from recaffe.proto import caffe_pb2
 
@@ -185,7 +184,7 @@ class _LMDB(Database):
         self._path, self._shared = os.path.abspath(path), mode == "read"
         try:
             if mode != "new":
-                check_lmdb_file(path, where)
+                lmdb_check.check_file(path, where)
             if self._shared:
                 self._env = _READERS.acquire(path)
             else:
@@ -270,44 +269,6 @@ def _checked(records: Iterator[tuple[bytes, bytes]], where: str) -> Iterator[tup
 def _corrupt(where: str, e: Exception) -> DataError:
     return DataError(f"cannot read the {where}: {e}. The database is damaged; rebuild it (e.g. with "
                      f"convert_imageset) or restore it from a good copy")
-
-
-# LMDB's data.mdb starts with two meta pages (64-bit layout): a 16-byte page header, then MDB_meta:
-# magic, version, address, mapsize, two MDB_db records of 48 bytes (the first one's md_pad holds
-# the page size), last_pg and txnid. The newer meta (larger txnid) is the one LMDB uses.
-_LMDB_MAGIC = 0xBEEFC0DE
-_META = struct.Struct("<II8xQ")  # magic, version, mapsize (after the page header)
-_META_LAST = struct.Struct("<QQ")  # last_pg, txnid (after the two MDB_db records)
-
-
-def check_lmdb_file(path: str, where: str) -> None:
-    """Refuse an LMDB whose ``data.mdb`` is shorter than its meta page says, before mapping it:
-    touching a page past the end of a truncated file kills the process with SIGBUS."""
-    data_file = path if os.path.isfile(path) else os.path.join(path, "data.mdb")
-    try:
-        size = os.path.getsize(data_file)
-        with open(data_file, "rb") as f:
-            head = f.read(16 + _META.size + 96 + _META_LAST.size)
-            magic, version, _ = _META.unpack_from(head, 16)
-            page_size = struct.unpack_from("<I", head, 16 + _META.size)[0]
-            if magic != _LMDB_MAGIC or not 512 <= page_size <= 1 << 16:
-                raise DataError(f"cannot open the {where}: {data_file!r} is not an LMDB data file "
-                                f"(no LMDB meta page)")
-            metas = [_META_LAST.unpack_from(head, 16 + _META.size + 96)]
-            f.seek(page_size)
-            second = f.read(len(head))
-            if len(second) == len(head) and _META.unpack_from(second, 16)[0] == _LMDB_MAGIC:
-                metas.append(_META_LAST.unpack_from(second, 16 + _META.size + 96))
-    except FileNotFoundError:
-        return  # LMDB reports the missing file itself
-    except (OSError, struct.error) as e:
-        raise DataError(f"cannot open the {where}: {data_file!r} is too short to be an LMDB data file "
-                        f"({e})") from e
-    last_page, _ = max(metas, key=lambda meta: meta[1])
-    needed = (last_page + 1) * page_size
-    if size < needed:
-        raise DataError(f"cannot open the {where}: {data_file!r} is truncated ({size} bytes, its meta page "
-                        f"says {needed}). Rebuild the database or restore it from a good copy")
 
 
 def _looks_like_lmdb(path: str) -> bool:

@@ -7,6 +7,8 @@ prototxt or the list file.
 
 from __future__ import annotations
 
+import os
+
 import h5py
 import numpy as np
 
@@ -20,8 +22,8 @@ KIND = "HDF5 data file"
 def read_source_list(source: str) -> list[str]:
     """The .h5 file names in ``source``: whitespace-separated tokens, as ``ifstream >> name`` reads."""
     try:
-        with open(source, encoding="utf-8") as f:
-            names = f.read().split()
+        with open(source, "rb") as f:  # names are bytes to the file system, as Caffe reads them
+            names = [os.fsdecode(name) for name in f.read().split()]
     except OSError as e:
         raise DataError(f"failed to open the HDF5 source list {source!r}: {e.strerror}") from e
     if not names:

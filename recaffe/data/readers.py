@@ -105,6 +105,8 @@ def read_image_list(source: str) -> list[tuple[str, int]]:
             text = f.read()
     except OSError as e:
         raise DataError(f"cannot open the image list {source!r}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise DataError(f"the image list {source!r} is not UTF-8 text (byte {e.start})") from e
     lines = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():

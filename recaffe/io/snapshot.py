@@ -160,9 +160,10 @@ def _c_string(f: Any, path: PathLike) -> str:
     return c_string(raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw), path)
 
 
-def c_string(text: str, path: PathLike) -> str:
-    """``learned_net`` as Caffe opens it (a C string: up to the first null byte); never empty."""
-    text = text.split("\0", 1)[0]
+def c_string(text: str | bytes, path: PathLike) -> str:
+    """``learned_net`` as Caffe opens it (a C string: up to the first null byte); never empty. Bytes
+    that are not UTF-8 (protobuf hands them over as bytes) are kept as the file system's bytes."""
+    text = (os.fsdecode(text) if isinstance(text, bytes) else text).split("\0", 1)[0]
     if not text:
         raise errors.unreadable(path, KIND, "'learned_net' is an empty file name")
     return text
