@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -41,8 +41,15 @@ class Resumable(Protocol):
     def load_resume_state(self, state: caffe_pb2.RecaffeDataState) -> None: ...
 
 
-def save_rng(stream: rng.CaffeRNG, out: caffe_pb2.RecaffeRngState) -> None:
-    seed, key, position, buffered = stream.get_state()
+ResumePoint = Callable[[caffe_pb2.RecaffeDataState], None]
+"""Writes where a data loader was when it was taken (taken per batch, written only at a snapshot)."""
+
+RngState = tuple[int, np.ndarray, int, np.ndarray]
+
+
+def write_rng(state: RngState, out: caffe_pb2.RecaffeRngState) -> None:
+    """A ``CaffeRNG.get_state()`` into its proto."""
+    seed, key, position, buffered = state
     out.seed, out.mt_pos = seed, position
     out.mt_key[:] = key.tolist()
     out.buffered[:] = buffered.tolist()
@@ -62,7 +69,7 @@ def load_rng(state: caffe_pb2.RecaffeRngState, where: str) -> rng.CaffeRNG:
 def capture(nets: Sequence[Any]) -> caffe_pb2.RecaffeResumeState:
     """The resume record of a solver's nets (the train net first, then the test nets)."""
     state = caffe_pb2.RecaffeResumeState()
-    save_rng(rng.get_rng(), state.caffe_rng)
+    write_rng(rng.get_rng().get_state(), state.caffe_rng)
     state.c_rand[:] = crand.PROCESS_RAND.get_state()
     for net_index, net in enumerate(nets):
         for layer in net.layers:

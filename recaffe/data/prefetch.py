@@ -8,9 +8,10 @@ scheduled. An exception in the loader is handed to the consumer, which re-raises
 ``next()``; the thread then ends. ``stop()`` (also run when the owner is garbage-collected, see
 ``bind``) ends the thread and releases the loader.
 
-For exact resume (``recaffe.resume``), each batch carries the loader's ``save_state`` as of just
-after it was loaded, and ``restart`` stops the thread, lets the caller move the loader (dropping the
-batches queued ahead), and starts a new thread from there.
+For exact resume (``recaffe.resume``), each batch carries the loader's ``resume_point()`` as of
+just after it was loaded (cheap to take; written out only when a snapshot asks for it), and
+``restart`` stops the thread, lets the caller move the loader (dropping the batches queued
+ahead), and starts a new thread from there.
 """
 
 from __future__ import annotations
@@ -35,21 +36,15 @@ class Batch:
 
     data: np.ndarray
     label: np.ndarray | None = None
-    resume: caffe_pb2.RecaffeDataState | None = None  # the loader's position after this batch
+    resume: Callable[[caffe_pb2.RecaffeDataState], None] | None = None  # the loader after this batch
 
 
 class BatchLoader(Protocol):
     def load_batch(self) -> Batch: ...
 
-    def save_state(self, out: caffe_pb2.RecaffeDataState) -> None: ...
+    def resume_point(self) -> Callable[[caffe_pb2.RecaffeDataState], None]: ...
 
     def load_state(self, state: caffe_pb2.RecaffeDataState, where: str) -> None: ...
-
-
-def loader_state(loader: BatchLoader) -> caffe_pb2.RecaffeDataState:
-    state = caffe_pb2.RecaffeDataState()
-    loader.save_state(state)
-    return state
 
 
 class Prefetcher:
@@ -101,7 +96,7 @@ def _run(loader: BatchLoader, out: queue.Queue, stop: threading.Event, keep: thr
         while not stop.is_set():
             try:
                 item: Batch | BaseException = loader.load_batch()
-                item.resume = loader_state(loader)
+                item.resume = loader.resume_point()
             except Exception as e:  # handed to the consumer, which raises it from next()
                 item = e
             while not stop.is_set():

@@ -80,9 +80,14 @@ class DatumReader:
                 self._cursor.seek_to_first()
         return filler.batch()
 
-    def save_state(self, out: caffe_pb2.RecaffeDataState) -> None:
-        out.cursor_key = self._cursor.key()
-        self.transformer.save_state(out)
+    def resume_point(self) -> resume.ResumePoint:
+        key, transform = self._cursor.key(), self.transformer.resume_point()
+
+        def write(out: caffe_pb2.RecaffeDataState) -> None:
+            out.cursor_key = key
+            transform(out)
+
+        return write
 
     def load_state(self, state: caffe_pb2.RecaffeDataState, where: str) -> None:
         self._cursor.seek(state.cursor_key)
@@ -145,12 +150,19 @@ class ImageListReader:
         p = self.param
         return image.read_image(p.root_folder + self.entry(index)[0], p.new_height, p.new_width, p.is_color)
 
-    def save_state(self, out: caffe_pb2.RecaffeDataState) -> None:
-        out.position = self.position
-        out.order[:] = self.order
-        if self.shuffle_rng is not None:
-            resume.save_rng(self.shuffle_rng, out.shuffle_rng)
-        self.transformer.save_state(out)
+    def resume_point(self) -> resume.ResumePoint:
+        # ``order`` is replaced, never changed in place, so keeping a reference is enough
+        position, order, transform = self.position, self.order, self.transformer.resume_point()
+        shuffle = self.shuffle_rng.get_state() if self.shuffle_rng is not None else None
+
+        def write(out: caffe_pb2.RecaffeDataState) -> None:
+            out.position = position
+            out.order[:] = order
+            if shuffle is not None:
+                resume.write_rng(shuffle, out.shuffle_rng)
+            transform(out)
+
+        return write
 
     def load_state(self, state: caffe_pb2.RecaffeDataState, where: str) -> None:
         if sorted(state.order) != list(range(len(self.lines))) or not 0 <= state.position < len(self.lines):
@@ -179,5 +191,6 @@ class ImageListReader:
             if self.position >= len(self.lines):
                 self.position = 0
                 if self.shuffle_rng is not None:
+                    self.order = list(self.order)  # a new list: resume points keep the old one
                     self.shuffle_rng.shuffle(self.order)
         return filler.batch()

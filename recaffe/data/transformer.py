@@ -56,10 +56,15 @@ class DataTransformer:
         needs = self.param.mirror or (self.phase == caffe_pb2.TRAIN and self.param.crop_size > 0)
         self.rng = rng.CaffeRNG(rng.get_rng().rand()) if needs else None
 
-    def save_state(self, out: caffe_pb2.RecaffeDataState) -> None:
-        """The engine's state, when there is one (``recaffe.resume``)."""
-        if self.rng is not None:
-            resume.save_rng(self.rng, out.transform_rng)
+    def resume_point(self) -> resume.ResumePoint:
+        """The engine's state now, when there is one, to be written later (``recaffe.resume``)."""
+        state = self.rng.get_state() if self.rng is not None else None
+
+        def write(out: caffe_pb2.RecaffeDataState) -> None:
+            if state is not None:
+                resume.write_rng(state, out.transform_rng)
+
+        return write
 
     def load_state(self, state: caffe_pb2.RecaffeDataState, where: str) -> None:
         if self.rng is not None and state.HasField("transform_rng"):

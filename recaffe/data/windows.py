@@ -120,8 +120,9 @@ class WindowSampler:
                 item += 1
         return Batch(data, label)
 
-    def save_state(self, out: caffe_pb2.RecaffeDataState) -> None:
-        resume.save_rng(self.engine, out.shuffle_rng)
+    def resume_point(self) -> resume.ResumePoint:
+        state = self.engine.get_state()
+        return lambda out: resume.write_rng(state, out.shuffle_rng)
 
     def load_state(self, state: caffe_pb2.RecaffeDataState, where: str) -> None:
         self.engine = resume.load_rng(state.shuffle_rng, where)
