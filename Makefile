@@ -18,6 +18,7 @@ install: $(VENV)/.installed
 
 lint: install
 	$(BIN)/ruff check recaffe caffe tests benchmarks scripts examples
+	$(BIN)/mypy   # recaffe/ and caffe/, configured in pyproject.toml
 
 test: install lint
 	$(BIN)/python -m pytest -q

@@ -28,7 +28,6 @@ from caffe._caffe import (
 from caffe.classifier import Classifier
 from caffe.detector import Detector
 from caffe.net_spec import NetSpec, layers, params, to_proto
-from caffe.proto import caffe_pb2 as _caffe_pb2
 from caffe.pycaffe import (
     NCCL,
     AdaDeltaSolver,
@@ -41,6 +40,7 @@ from caffe.pycaffe import (
     Timer,
     get_solver,
 )
+from recaffe.proto import caffe_pb2 as _caffe_pb2
 
 TRAIN = _caffe_pb2.TRAIN
 TEST = _caffe_pb2.TEST

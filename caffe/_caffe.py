@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ import recaffe
 from caffe._blob import Blob, BlobVec, sync, wrap
 from caffe._layer import Layer, layer_view
 from recaffe import device, logs
+from recaffe.layers.data import memory_data
 from recaffe.registry import LAYERS
 
 __version__ = recaffe.__version__
@@ -28,6 +29,7 @@ __version__ = recaffe.__version__
 _logger = logging.getLogger("recaffe.pycaffe")
 
 PathLike = str | os.PathLike[str]
+_NetT = TypeVar("_NetT", bound="Net")
 
 __all__ = [
     "NCCL", "Blob", "BlobVec", "Layer", "Net", "Timer", "__version__", "has_nccl", "init_log",
@@ -128,6 +130,7 @@ class Net:
     """
 
     def __init__(self, network_file: PathLike, *args: Any, **kwargs: Any) -> None:
+        weights: PathLike | None
         if args and isinstance(args[0], str | bytes | os.PathLike):
             weights, phase = _legacy_args(*args, **kwargs)
             _logger.warning("DEPRECATION WARNING - deprecated use of Python interface; use "
@@ -144,7 +147,7 @@ class Net:
         self._attach(net)
 
     @classmethod
-    def _from_native(cls, net: recaffe.Net) -> Net:
+    def _from_native(cls: type[_NetT], net: recaffe.Net) -> _NetT:
         """Wrap an existing recaffe Net (a solver's train or test net)."""
         wrapper = cls.__new__(cls)
         wrapper._attach(net)
@@ -249,7 +252,7 @@ class Net:
     def _set_input_arrays(self, data: np.ndarray, labels: np.ndarray) -> None:
         """Point the MemoryData layer (layer 0) at ``data`` and ``labels`` (N a batch multiple)."""
         layer = self._net.layers[0] if self._net.layers else None
-        if layer is None or layer.type != "MemoryData":
+        if not isinstance(layer, memory_data.MemoryDataLayer):
             raise RuntimeError("set_input_arrays may only be called if the first layer is a MemoryDataLayer")
         p = layer.param.memory_data_param
         _check_array(data, "data array", p.channels, p.height, p.width)

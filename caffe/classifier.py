@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,8 @@ class Classifier(Net):
         caffe_in = np.zeros(np.array(crops.shape)[[0, 3, 1, 2]], dtype=np.float32)
         for i, crop in enumerate(crops):
             caffe_in[i] = self.transformer.preprocess(in_, crop)
-        predictions = self.forward_all(**{in_: caffe_in})[self.outputs[0]]
+        batch: dict[str, Any] = {in_: caffe_in}  # Any: so mypy does not match it to ``blobs``
+        predictions = self.forward_all(**batch)[self.outputs[0]]
         if oversample:
             predictions = predictions.reshape((len(predictions) // 10, 10, -1)).mean(1)
         return predictions

@@ -138,4 +138,4 @@ def crop(top_from: Top, top_to: Top) -> Top:
     if not np.all(np.round(b) == b):
         raise AssertionError(f"cannot crop noninteger offset (b = {b})")
     return L.Crop(top_from, top_to,
-                  crop_param={"axis": axis + 1, "offset": [int(v) for v in -np.round(b)]})
+                  crop_param={"axis": axis + 1, "offset": [int(v) for v in np.asarray(-np.round(b))]})

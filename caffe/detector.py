@@ -36,7 +36,7 @@ class Detector(Net):
         Returns one ``{'window', 'prediction', 'filename'}`` dict per window, in order.
         """
         images_windows = list(images_windows)
-        crops = []
+        crops: list[np.ndarray] = []
         for filename, windows in images_windows:
             image = io.load_image(filename).astype(np.float32)
             crops.extend(self.crop(image, window) for window in windows)
@@ -45,7 +45,8 @@ class Detector(Net):
         caffe_in = np.zeros(shape, dtype=np.float32)
         for i, crop in enumerate(crops):
             caffe_in[i] = self.transformer.preprocess(in_, crop)
-        predictions = iter(self.forward_all(**{in_: caffe_in})[self.outputs[0]])
+        batch: dict[str, Any] = {in_: caffe_in}  # Any: so mypy does not match it to ``blobs``
+        predictions = iter(self.forward_all(**batch)[self.outputs[0]])
         return [{"window": window, "prediction": next(predictions), "filename": filename}
                 for filename, windows in images_windows for window in windows]
 
@@ -53,7 +54,7 @@ class Detector(Net):
         """Detect over Selective Search proposals (needs the external, MATLAB-based
         selective_search_ijcv_with_python package)."""
         try:
-            import selective_search_ijcv_with_python as selective_search
+            import selective_search_ijcv_with_python as selective_search  # type: ignore[import-not-found]
         except ImportError as e:
             raise ImportError(
                 "detect_selective_search needs the selective_search_ijcv_with_python package "

@@ -17,7 +17,8 @@ from pycaffe's scikit-image code, all at the level of interpolation details:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -184,8 +185,9 @@ def image_transformer(shape: Sequence[int], in_: str, mean: np.ndarray | None = 
     ``shape``: HxWxK images transposed to KxHxW, and each setting that is given."""
     transformer = Transformer({in_: shape})
     transformer.set_transpose(in_, (2, 0, 1))
-    settings = ((transformer.set_mean, mean), (transformer.set_input_scale, input_scale),
-                (transformer.set_raw_scale, raw_scale), (transformer.set_channel_swap, channel_swap))
+    settings: tuple[tuple[Callable[[str, Any], None], Any], ...] = (
+        (transformer.set_mean, mean), (transformer.set_input_scale, input_scale),
+        (transformer.set_raw_scale, raw_scale), (transformer.set_channel_swap, channel_swap))
     for setter, value in settings:
         if value is not None:
             setter(in_, value)
@@ -229,7 +231,7 @@ def load_image(filename: str, color: bool = True) -> np.ndarray:
     return pixels.astype(np.float32)
 
 
-def resize_image(im: np.ndarray, new_dims: Sequence[int], interp_order: int = 1) -> np.ndarray:
+def resize_image(im: np.ndarray, new_dims: Sequence[int] | np.ndarray, interp_order: int = 1) -> np.ndarray:
     """Resize an (H, W, K) array to ``new_dims`` = (height, width), any K; float32 out."""
     if interp_order not in (0, 1):
         raise ValueError(f"resize_image supports interp_order 0 (nearest) and 1 (bilinear), "
@@ -255,7 +257,8 @@ def _resize_axis(im: np.ndarray, axis: int, size: int, order: int) -> np.ndarray
     return np.take(im, low, axis=axis) * (1 - weight) + np.take(im, high, axis=axis) * weight
 
 
-def oversample(images: Sequence[np.ndarray], crop_dims: Sequence[int]) -> np.ndarray:
+def oversample(images: Sequence[np.ndarray] | np.ndarray,
+               crop_dims: Sequence[int] | np.ndarray) -> np.ndarray:
     """Ten crops per (H, W, K) image: the four corners and the centre, then their mirrors.
 
     Returns (10·N, crop_h, crop_w, K) float32; every image is cropped at the first one's size.

@@ -148,7 +148,8 @@ class Net(_caffe.Net):
         grads: dict[str, list[np.ndarray]] = {name: [] for name in set(self.inputs + list(diffs or []))}
         forward_batches = self._batch({k: kwargs[k] for k in self.inputs if k in kwargs})
         backward_batches = self._batch({k: kwargs[k] for k in self.outputs if k in kwargs})
-        for fb, bb in itertools.zip_longest(forward_batches, backward_batches, fillvalue={}):
+        no_blobs: dict[str, Any] = {}
+        for fb, bb in itertools.zip_longest(forward_batches, backward_batches, fillvalue=no_blobs):
             for name, array in self.forward(blobs=blobs, **fb).items():
                 outs[name].extend(array.copy())
             for name, array in self.backward(diffs=diffs, **bb).items():
@@ -162,7 +163,7 @@ class Net(_caffe.Net):
             labels = np.ascontiguousarray(labels[:, np.newaxis, np.newaxis, np.newaxis])
         self._set_input_arrays(data, labels)
 
-    def _batch(self, blobs: Arrays) -> Iterator[dict[str, np.ndarray]]:
+    def _batch(self, blobs: Arrays) -> Iterator[dict[str, Any]]:
         """Split equal-length arrays into the net's batch size (the first blob's ``shape[0]``);
         the last batch is zero-padded."""
         if not blobs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 
@@ -153,8 +154,8 @@ class Blob:
 
     def reshape(self, *shape: int | Sequence[int]) -> None:
         """Reshape to ``shape`` (a sequence, or dims as arguments), keeping memory that fits."""
-        dims = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
-        dims = tuple(int(d) for d in dims)  # type: ignore[arg-type]
+        given = shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape
+        dims = tuple(int(d) for d in cast("Sequence[int]", given))
         if len(dims) > MAX_BLOB_AXES:
             raise ValueError(f"a blob has at most {MAX_BLOB_AXES} axes, got {len(dims)}")
         if any(d < 0 for d in dims):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-_state = {"mode": "cpu", "device_id": 0}
+_state: dict[str, str | int] = {"mode": "cpu", "device_id": 0}
 
 
 def set_mode_cpu() -> None:

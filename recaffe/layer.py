@@ -55,7 +55,7 @@ class Layer:
     ) -> None:
         self.param = caffe_pb2.LayerParameter()
         self.param.CopyFrom(param)
-        self.phase: int = self.param.phase
+        self.phase: caffe_pb2.Phase.ValueType = self.param.phase
         self.dtype = dtype
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         # Weights embedded in the LayerParameter (prototxt or caffemodel) replace the fillers.
@@ -78,6 +78,13 @@ class Layer:
 
     def error(self, message: str) -> LayerError:
         return LayerError(f"{self.describe()}: {message}")
+
+    def from_forward(self, value: torch.Tensor | None, what: str) -> torch.Tensor:
+        """``value``, something forward keeps for backward; an error naming the layer if it was not kept."""
+        if value is None:
+            raise self.error(f"backward needs {what}, which forward did not keep (run forward first, "
+                             f"in a net that needs backward)")
+        return value
 
     # ---------------------------------------------------------------- hooks
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:

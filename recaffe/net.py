@@ -61,7 +61,7 @@ class Net:
     ) -> None:
         param = _load(source)
         if phase is not None:
-            param.state.phase = phase
+            param.state.phase = caffe_pb2.Phase.ValueType(phase)
             param.state.stage.extend(stages)
             param.state.level = level
         self.dtype = dtype
@@ -293,7 +293,7 @@ class Net:
         self.learnable_param_ids.append(learnable_id)
         owner = self.learnable_params[learnable_id]
         for field, has_field in (("lr_mult", "has_lr_mult"), ("decay_mult", "has_decay_mult")):
-            if not spec.HasField(field):
+            if not spec.HasField(field):  # type: ignore[arg-type]  # names from a table
                 continue
             value = getattr(spec, field)
             if getattr(owner, has_field):

@@ -120,7 +120,7 @@ class Solver(abc.ABC):
     def _init_train_net(self) -> Net:
         p = self._param
         fields = ("net", "net_param", "train_net", "train_net_param")
-        given = [name for name in fields if p.HasField(name)]
+        given = [name for name in fields if p.HasField(name)]  # type: ignore[arg-type]
         if len(given) != 1:
             raise SolverError(
                 f"SolverParameter must specify exactly one train net using one of the fields "

@@ -108,7 +108,9 @@ def _ignore() -> None:
 
 def _advance(bar: Any, trainer: weakref.ref[solver.Solver]) -> None:
     # a weak reference: the solver must not keep itself (and its nets' data threads) alive
-    bar.set_postfix(loss=f"{trainer().smoothed_loss:.4g}", refresh=False)
+    live = trainer()
+    if live is not None:
+        bar.set_postfix(loss=f"{live.smoothed_loss:.4g}", refresh=False)
     bar.update(1)
 
 

@@ -13,6 +13,7 @@ import argparse
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf import message
 
@@ -27,11 +28,11 @@ class _Tool:
     help: str
     kind: str  # "text" or "binary"
     new_message: Callable[[], message.Message]
-    needs_upgrade: Callable[[message.Message], bool]
-    upgrade: Callable[[message.Message, str], object]
+    needs_upgrade: Callable[[Any], bool]  # Any: each tool's own message type
+    upgrade: Callable[[Any, str], object]
 
 
-def _solver_needs_upgrade(param: message.Message) -> bool:
+def _solver_needs_upgrade(param: caffe_pb2.SolverParameter) -> bool:
     return param.HasField("solver_type")
 
 

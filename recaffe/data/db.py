@@ -39,7 +39,8 @@ _LEVELDB_OPTIONS = {"block_size": 65536, "write_buffer_size": 268435456, "max_op
 
 def backend_name(backend: int | str) -> str:
     """``"lmdb"`` or ``"leveldb"`` from a ``DataParameter.DB`` value or a tool's ``-backend`` string."""
-    name = (backend if isinstance(backend, str) else caffe_pb2.DataParameter.DB.Name(backend)).lower()
+    db = caffe_pb2.DataParameter.DB
+    name = (backend if isinstance(backend, str) else db.Name(db.ValueType(backend))).lower()
     if name not in ("lmdb", "leveldb"):
         raise DataError(f"unknown database backend {backend!r} (use lmdb or leveldb)")
     return name

@@ -26,8 +26,8 @@ class _BatchFiller:
     """Collects transformed items of one shape into a batch array (plus labels)."""
 
     def __init__(self, batch_size: int, item_shape: tuple[int, ...], dtype: type, labels: bool) -> None:
-        self.data = np.empty((batch_size, *item_shape), dtype=dtype)
-        self.label = np.empty(batch_size, dtype=dtype) if labels else None
+        self.data: np.ndarray = np.empty((batch_size, *item_shape), dtype=dtype)
+        self.label: np.ndarray | None = np.empty(batch_size, dtype=dtype) if labels else None
 
     def put(self, index: int, values: np.ndarray, label: int, where: str) -> None:
         if values.shape != self.data.shape[1:]:

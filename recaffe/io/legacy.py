@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 V1 = caffe_pb2.V1LayerParameter
 
 # UpgradeV0LayerType: V0's lower-case names -> the V1 enum.
-V0_TYPES: dict[str, int] = {
+V0_TYPES: dict[str, caffe_pb2.V1LayerParameter.LayerType.ValueType] = {
     "accuracy": V1.ACCURACY,
     "bnll": V1.BNLL,
     "concat": V1.CONCAT,
@@ -261,7 +261,7 @@ def upgrade_v0_layer(
     out.weight_decay.extend(v0.weight_decay)
     compatible = True
     for field, targets in _V0_TYPED_FIELDS.items():
-        if not v0.HasField(field):
+        if not v0.HasField(field):  # type: ignore[arg-type]  # names from a table
             continue
         if v0.type not in targets:
             log.warning("%s: V0 layer %r: parameter %s does not apply to layer type %r; dropped",
@@ -274,7 +274,7 @@ def upgrade_v0_layer(
             value = caffe_pb2.PoolingParameter.PoolMethod.Value(v0.PoolMethod.Name(value))
         _set_field(getattr(out, typed_param), target, value)
     for field, target in _V0_TRANSFORM_FIELDS.items():
-        if v0.HasField(field):
+        if v0.HasField(field):  # type: ignore[arg-type]  # names from a table
             setattr(out.transform_param, target, getattr(v0, field))
     return compatible
 
@@ -355,7 +355,7 @@ def upgrade_v1_layer(
         _param_spec(out, i).decay_mult = decay
     out.loss_weight.extend(v1.loss_weight)
     for name in _V1_TYPED_PARAMS:
-        if v1.HasField(name):
+        if v1.HasField(name):  # type: ignore[arg-type]  # names from a table
             getattr(out, name).CopyFrom(getattr(v1, name))
     if v1.HasField("layer"):
         log.warning("%s: V1 layer %r also holds a V0 layer definition; ignored", source, v1.name)

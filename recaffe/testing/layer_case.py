@@ -31,7 +31,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import pytest
@@ -55,7 +55,7 @@ class LayerCase:
     params: ClassVar[Sequence[str]] = ("",)
     bottom_shapes: ClassVar[Sequence[tuple[int, ...]]] = ((2, 3, 4, 5),)
     num_tops: ClassVar[int] = 1
-    phase: ClassVar[int] = caffe_pb2.TRAIN
+    phase: ClassVar[caffe_pb2.Phase.ValueType] = caffe_pb2.TRAIN
     check_bottoms: ClassVar[Sequence[int] | None] = None  # None: every bottom
     check_tops: ClassVar[Sequence[int] | None] = None  # None: every top
     has_backward: ClassVar[bool] = True
@@ -146,7 +146,7 @@ class LayerCase:
             scale = max(1.0, float(want.detach().abs().max())) if want.numel() else 1.0
             torch.testing.assert_close(
                 blob.data.double(), want.detach(), rtol=0, atol=self.forward_rtol * scale,
-                msg=lambda m, i=i: f"top {i}: {m}",
+                msg=_prefixed(f"top {i}"),
             )
 
     def test_backward_vs_autograd(self, case: str) -> None:
@@ -174,7 +174,7 @@ class LayerCase:
         for k, (mine, want) in enumerate(zip(got, grads)):
             want = torch.zeros_like(mine) if want is None else want
             torch.testing.assert_close(mine, want, rtol=1e-6, atol=1e-8,
-                                       msg=lambda m, k=k: f"gradient {k} (bottoms first, then params): {m}")
+                                       msg=_prefixed(f"gradient {k} (bottoms first, then params)"))
 
     def test_gradient_numeric(self, case: str) -> None:
         if not self.has_backward:
@@ -251,3 +251,8 @@ class LayerCase:
         layer2.run_backward(top2, [True] * len(bottom2), bottom2)
         for mine, theirs in zip(bottom2, bottom):
             torch.testing.assert_close(mine.diff, theirs.diff)
+
+
+def _prefixed(where: str) -> Callable[[str], str]:
+    """An ``assert_close`` message that keeps torch's report and says which tensor failed."""
+    return lambda message: f"{where}: {message}"

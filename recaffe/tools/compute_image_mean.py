@@ -25,11 +25,11 @@ def compute_image_mean(input_db: str, output_file: str | None = None, backend: s
         cursor = database.cursor()
         if not cursor.valid:
             raise DataError(f"the {database.where} is empty")
-        total: np.ndarray | None = None
+        total = np.zeros(0, dtype=np.float32)
         count = 0
         for key in track(_keys(cursor), None, "compute_image_mean", every=10000):
             values = datum_array(parse_datum(cursor.value(), f"record {key!r}"), "native", f"record {key!r}")
-            if total is None:
+            if count == 0:
                 total = np.zeros(values.shape, dtype=np.float32)
             if values.size != total.size:
                 raise DataError(

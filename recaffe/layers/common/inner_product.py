@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import final
 
 import torch
@@ -75,7 +76,7 @@ class InnerProductLayer(Layer):
         else:
             torch.mm(x, w.t(), out=y)
 
-    def backward(self, top: Blobs, propagate_down: list[bool], bottom: Blobs) -> None:
+    def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
         dy = top[0].diff.reshape(self.m, -1)  # (M, N)
         if self.param_propagate_down[0]:
             x = bottom[0].data.reshape(self.m, self.k)  # (M, K)

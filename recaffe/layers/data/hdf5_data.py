@@ -48,7 +48,8 @@ class HDF5DataLayer(DataSourceLayer):
                 random_shuffle(self.file_order)
             self.current_file = 0
             self._load(self.file_order[0])
-        for blob, shape in zip(top, self.row_shapes or []):
+        shapes: list[tuple[int, ...]] = self.row_shapes or []  # set by _load
+        for blob, shape in zip(top, shapes):
             blob.reshape((self.batch_size, *shape))
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:

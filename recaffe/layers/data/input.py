@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import final
 
 from recaffe.layer import Blobs, Layer
@@ -35,5 +36,5 @@ class InputLayer(Layer):
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         pass
 
-    def backward(self, top: Blobs, propagate_down: list[bool], bottom: Blobs) -> None:
+    def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
         pass

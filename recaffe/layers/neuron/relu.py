@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import final
 
 import torch
@@ -34,7 +35,7 @@ class ReLULayer(NeuronLayer):
             torch.where(x > 0, x, x * slope, out=y)
         layout.store(top[0], y)
 
-    def backward(self, top: Blobs, propagate_down: list[bool], bottom: Blobs) -> None:
+    def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
         if not propagate_down[0]:
             return
         slope = self.param.relu_param.negative_slope

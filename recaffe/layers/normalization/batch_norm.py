@@ -100,7 +100,7 @@ class BatchNormLayer(Layer):
         if self.use_global_stats:
             torch.div(dy, std, out=dx)
             return
-        y = self.x_norm
+        y = self.from_forward(self.x_norm, "the normalized bottom")
         m = dy.shape[0] * dy.shape[2]
         sum_dy_y = (dy * y).sum(dim=(0, 2)).view(1, -1, 1)  # (1, C, 1)
         sum_dy = dy.sum(dim=(0, 2)).view(1, -1, 1)

@@ -89,7 +89,8 @@ class ScaleLayer(Layer):
             self.bias_layer.backward(top, [False], top[:1])
         scale = self._scale(bottom)
         if propagate_down[1] if len(bottom) > 1 else self.param_propagate_down[0]:
-            x = self.saved_bottom if top[0] is bottom[0] else bottom[0].data.view(outer, dim, inner)
+            x = (self.from_forward(self.saved_bottom, "the in-place bottom") if top[0] is bottom[0]
+                 else bottom[0].data.view(outer, dim, inner))
             grad = (dy * x).sum(dim=(0, 2))  # (dim,)
             overwrite = len(bottom) > 1 or (outer == 1 and (dim > 1 or inner == 1))
             if overwrite:

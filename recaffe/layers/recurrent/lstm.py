@@ -28,6 +28,7 @@ class LSTMLayer(RecurrentLayer):
     """
 
     num_states = 2
+    dc: torch.Tensor  # c_t's diff, carried from step t to step t - 1 in backward
     gates_per_output = 4
 
     def recurrent_specs(self) -> Specs:

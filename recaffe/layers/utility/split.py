@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import final
 
 from recaffe.layer import Blobs, Layer
@@ -29,7 +30,7 @@ class SplitLayer(Layer):
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         pass  # the tops already share the bottom's data
 
-    def backward(self, top: Blobs, propagate_down: list[bool], bottom: Blobs) -> None:
+    def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
         if not propagate_down[0]:
             return
         diff = bottom[0].diff

@@ -31,7 +31,7 @@ def _field(
 ) -> list[int]:
     """``name`` from the repeated form, or from the 2-D-only ``name_h``/``name_w`` pair."""
     short = "kernel" if name == "kernel_size" else name
-    if p.HasField(f"{short}_h") or p.HasField(f"{short}_w"):
+    if p.HasField(f"{short}_h") or p.HasField(f"{short}_w"):  # type: ignore[arg-type]
         if nd != 2:
             raise layer.error(f"{short}_h & {short}_w can only be used for 2D convolution, "
                               f"got {nd} spatial dims")

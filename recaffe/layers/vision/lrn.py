@@ -100,9 +100,10 @@ class LRNLayer(Layer):
             return
         p, x, dy = self.param.lrn_param, bottom[0].strided_data(), top[0].strided_diff()
         dx = layout.output(bottom[0], x, diff=True)
+        window_scale = self.from_forward(self.scale, "the window scales")
         for tile in self._tiles(x.shape):
             # The window sums are symmetric, so each is its own adjoint; scale^(−β−1) = scale^(−β) / scale.
-            scale = self.scale[tile]
+            scale = window_scale[tile]
             factor = self._power(scale, -p.beta)
             ratio = self._window_mean((dy[tile] * x[tile]).mul_(factor).div_(scale))
             torch.sub(factor.mul_(dy[tile]), ratio.mul_(x[tile]), alpha=2.0 * p.alpha * p.beta, out=dx[tile])

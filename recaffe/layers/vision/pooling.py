@@ -83,8 +83,9 @@ class PoolingLayer(Layer):
 
     def _pair(self, p: caffe_pb2.PoolingParameter, name: str, default: int) -> tuple[int, int]:
         """``name`` (default ``default``) or ``name_h`` + ``name_w``, never both forms."""
-        has_h, has_w = p.HasField(f"{name}_h"), p.HasField(f"{name}_w")
-        if (has_h or has_w) and (p.HasField(name) or not (has_h and has_w)):
+        has = p.HasField  # a field name built at run time: not one of the stub's literals
+        has_h, has_w = has(f"{name}_h"), has(f"{name}_w")  # type: ignore[arg-type]
+        if (has_h or has_w) and (has(name) or not (has_h and has_w)):  # type: ignore[arg-type]
             raise self.error(f"{name} is {name} OR {name}_h and {name}_w are required")
         return (getattr(p, f"{name}_h"), getattr(p, f"{name}_w")) if has_h else (getattr(p, name),) * 2
 
@@ -109,7 +110,7 @@ class PoolingLayer(Layer):
             mask = len(top) > 1
             y, index, self.max_complete = pooling.max_pool(x, self.window, self.out_hw,
                                                            with_index=mask or self.need_backward)
-            if mask:
+            if index is not None and mask:
                 top[1].data.copy_(index)
             elif index is not None:
                 self.max_idx = index
@@ -141,5 +142,5 @@ class PoolingLayer(Layer):
                 complete = pooling.all_above(index, -1)
             dx = pooling.max_pool_backward(dy, x, self.window, index, complete)
         else:
-            dx = pooling.scatter_to_index(dy, self.rand_idx, tuple(x.shape[2:]))
+            dx = pooling.scatter_to_index(dy, self.rand_idx, (x.shape[2], x.shape[3]))
         layout.store(bottom[0], dx, diff=True)

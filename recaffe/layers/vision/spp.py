@@ -46,7 +46,7 @@ class SPPLayer(Layer):
     def _pooling(self, level: int, h: int, w: int) -> PoolingLayer:
         param = caffe_pb2.LayerParameter(name=f"{self.name}/level{level}", type="Pooling")
         p, bins = param.pooling_param, 2**level
-        p.pool = self.param.spp_param.pool  # same enum numbers as PoolingParameter
+        p.pool = caffe_pb2.PoolingParameter.PoolMethod.ValueType(self.param.spp_param.pool)  # same numbers
         p.kernel_h, p.kernel_w = (math.ceil(n / bins) for n in (h, w))
         p.stride_h, p.stride_w = p.kernel_h, p.kernel_w
         p.pad_h, p.pad_w = ((k * bins - n + 1) // 2 for k, n in ((p.kernel_h, h), (p.kernel_w, w)))
