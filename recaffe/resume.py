@@ -36,6 +36,9 @@ _MT_WORDS = 624
 
 @runtime_checkable
 class Resumable(Protocol):
+    @property
+    def name(self) -> str: ...
+
     def save_resume_state(self, out: caffe_pb2.RecaffeDataState) -> None: ...
 
     def load_resume_state(self, state: caffe_pb2.RecaffeDataState) -> None: ...

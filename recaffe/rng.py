@@ -133,13 +133,15 @@ class CaffeRNG:
     def get_state(self) -> tuple[int, np.ndarray, int, np.ndarray]:
         """(seed, mt19937's 624 key words, its position, the words drawn ahead and not yet used):
         all the stream's future depends on (``recaffe.resume`` saves it in a solver state)."""
-        _, key, position = self._engine.get_state()[:3]
-        return self.seed, np.array(key, dtype=np.uint32), int(position), self._buffer[self._pos :].copy()
+        mt = self._engine.get_state(legacy=False)["state"]
+        ahead = self._buffer[self._pos :].copy()
+        return self.seed, np.array(mt["key"], dtype=np.uint32), int(mt["pos"]), ahead
 
     def set_state(self, seed: int, key: np.ndarray, position: int, buffered: np.ndarray) -> None:
         """Continue exactly where the stream that gave ``get_state()`` was."""
         self.seed = int(seed) % 2**32
-        self._engine.set_state(("MT19937", np.asarray(key, dtype=np.uint32), int(position), 0, 0.0))
+        self._engine.set_state({"bit_generator": "MT19937", "has_gauss": 0, "gauss": 0.0,
+                                "state": {"key": np.asarray(key, dtype=np.uint32), "pos": int(position)}})
         self._buffer, self._pos = np.array(buffered, dtype=np.uint32), 0
 
     # ---------------------------------------------------------------- raw words

@@ -95,8 +95,9 @@ def _run(loader: BatchLoader, out: queue.Queue, stop: threading.Event, keep: thr
     try:
         while not stop.is_set():
             try:
-                item: Batch | BaseException = loader.load_batch()
-                item.resume = loader.resume_point()
+                batch = loader.load_batch()
+                batch.resume = loader.resume_point()
+                item: Batch | BaseException = batch
             except Exception as e:  # handed to the consumer, which raises it from next()
                 item = e
             while not stop.is_set():

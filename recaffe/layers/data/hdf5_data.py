@@ -41,6 +41,7 @@ class HDF5DataLayer(DataSourceLayer):
         if len(self.names) != len(top):
             raise self.error("HDF5Data needs its top names (they name the datasets to read)")
         self.row_shapes: list[tuple[int, ...]] | None = None
+        self.rows: list[int] = []
         with self.data_errors():
             self.filenames = hdf5.read_source_list(p.source)
             self.file_order = list(range(len(self.filenames)))
