@@ -35,6 +35,7 @@ def is_temp_name(name: str) -> bool:
 @contextlib.contextmanager
 def replace(path: PathLike, kind: str) -> Iterator[str]:
     """Yield a temporary path to write ``path``'s new contents to; see the module docstring."""
+    check_folder(path, kind)
     temp = temp_name(path)
     try:
         yield temp
@@ -63,6 +64,7 @@ def write_with(path: PathLike, kind: str, write: Callable[[str], None]) -> None:
 @contextlib.contextmanager
 def replace_dir(path: PathLike, kind: str) -> Iterator[str]:
     """Yield a temporary folder name to build ``path`` in; renamed to ``path`` when complete."""
+    check_folder(path, kind)
     temp = temp_name(path)
     try:
         yield temp
@@ -77,6 +79,14 @@ def replace_dir(path: PathLike, kind: str) -> Iterator[str]:
             raise
         raise errors.unwritable(path, kind, e) from e
     _fsync_dir(os.path.dirname(os.path.abspath(os.fspath(path))))
+
+
+def check_folder(path: PathLike, kind: str) -> None:
+    """The folder ``path`` goes in must exist (the library writing the temporary file would name that)."""
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if not os.path.isdir(folder):
+        raise errors.FileWriteError(f"cannot write the {kind} {os.fspath(path)!r}: the folder {folder!r} "
+                                    f"does not exist", path)
 
 
 def _fsync_file(path: str) -> None:
