@@ -205,7 +205,7 @@ class _LMDB(Database):
             found = cursor.first() if start is None else cursor.set_range(start)
         except lmdb.Error as e:
             raise _corrupt(self.where, e) from e
-        return _checked(cursor.iternext(), self.where) if found else iter(())
+        return _checked(cursor.iternext(), self.where, lmdb.Error) if found else iter(())
 
     def _write(self, records: list[tuple[bytes, bytes]]) -> None:
         while True:
@@ -240,6 +240,7 @@ class _LevelDB(Database):
                 f"cannot open the {where}: LevelDB support needs the plyvel package "
                 f"(pip install recaffe[leveldb]), or convert the data to LMDB"
             ) from e
+        self._error = plyvel.Error
         try:
             self._db = plyvel.DB(path, create_if_missing=mode != "read", error_if_exists=mode == "new",
                                  **_LEVELDB_OPTIONS)
@@ -248,7 +249,8 @@ class _LevelDB(Database):
             raise DataError(f"cannot open the {where}: {e}{hint}") from e
 
     def _records(self, start: bytes | None) -> Iterator[tuple[bytes, bytes]]:
-        return iter(self._db.iterator() if start is None else self._db.iterator(start=start))
+        records = self._db.iterator() if start is None else self._db.iterator(start=start)
+        return _checked(records, self.where, self._error)
 
     def _write(self, records: list[tuple[bytes, bytes]]) -> None:
         with self._db.write_batch() as batch:
@@ -259,11 +261,12 @@ class _LevelDB(Database):
         self._db.close()
 
 
-def _checked(records: Iterator[tuple[bytes, bytes]], where: str) -> Iterator[tuple[bytes, bytes]]:
-    """``records``, with LMDB's errors on damaged pages raised as DataErrors naming the database."""
+def _checked(records: Iterator[tuple[bytes, bytes]], where: str,
+             library_error: type[Exception]) -> Iterator[tuple[bytes, bytes]]:
+    """``records``, with the store's errors on damaged data raised as DataErrors naming the database."""
     try:
         yield from records
-    except lmdb.Error as e:
+    except library_error as e:
         raise _corrupt(where, e) from e
 
 
