@@ -486,8 +486,9 @@ class Solver(abc.ABC):
             log.error("%s; training continues and the next snapshot tries again", e)
 
     def restore(self, state_file: str | os.PathLike[str]) -> None:
-        """Load a solverstate (HDF5 iff the name ends in ".h5"): iter, current_step, history, and
-        the weights of ``learned_net`` when it names them."""
+        """Load a solverstate (HDF5 iff the name ends in ".h5"): iter, current_step, history, the
+        weights of ``learned_net`` when it names them, and recaffe's exact-resume record when the
+        file has one (data positions and random streams, ``recaffe.resume``)."""
         state = snapshot.load(state_file, [blob.count() for blob in self.history])
         if len(state.history) != len(self.history):
             raise SolverError(

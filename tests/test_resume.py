@@ -111,6 +111,7 @@ def weights_of(path: pathlib.Path) -> bytes:
 
 @pytest.mark.parametrize("case", ["lenet", "dropout"])
 def test_resume_at_25_is_the_uninterrupted_run(tmp_path, case) -> None:
+    """0 -> 60 against 0 -> 25, 25 -> 60 (the snapshot's iteration is mid-epoch, between tests)."""
     torch.set_num_threads(1)
     net, make_data, hdf5 = (LENET, _lenet_data, False) if case == "lenet" else (DROPOUT, _dropout_data, True)
     make_data(tmp_path)
@@ -160,3 +161,14 @@ def test_bvlc_caffe_reads_the_state_and_skips_the_resume_record(tmp_path) -> Non
     assert ours.HasField("recaffe_resume")
     assert (theirs.iter, theirs.learned_net, theirs.current_step) == (25, ours.learned_net, 1)
     assert [h.data for h in theirs.history] == [h.data for h in ours.history]
+
+
+def test_resume_at_another_iteration(tmp_path) -> None:
+    # 7: inside the first epoch of the 23-record database, before the first test after iteration 0
+    torch.set_num_threads(1)
+    _lenet_data(tmp_path)
+    train(_solver(tmp_path, LENET, "whole", 30, False))
+    train(_solver(tmp_path, LENET, "split", 7, False))
+    train(_solver(tmp_path, LENET, "split", 30, False), tmp_path / "split_iter_7.solverstate")
+    whole, split = tmp_path / "whole_iter_30.caffemodel", tmp_path / "split_iter_30.caffemodel"
+    assert whole.read_bytes() == split.read_bytes()
