@@ -62,3 +62,20 @@ def test_partial_weights_are_loaded_with_a_warning(cli, tiny_net, tmp_path) -> N
     assert result.status == 0
     assert (f"{tmp_path / 'partial.caffemodel'} covers only some layers of net tiny; these are left at "
             "their fillers: ip2") in result.messages
+
+
+def test_a_damaged_solver_state_gives_one_fatal_line(cli, tmp_path, monkeypatch) -> None:
+    from tests.cli import nets
+
+    monkeypatch.delenv("RECAFFE_TRACEBACK", raising=False)
+    solver = nets.training_dir(tmp_path, max_iter=2, snapshot=0)
+    monkeypatch.chdir(tmp_path)
+    with h5py.File(tmp_path / "bad.solverstate.h5", "w") as f:
+        f["iter"] = np.array([], np.int32)
+        f["current_step"] = np.array([0], np.int32)
+        f.create_group("history")
+    result = cli("train", "-solver", solver, "-snapshot", "bad.solverstate.h5")
+    assert result.status == 1
+    assert result.fatal() == ("cannot read the solver state 'bad.solverstate.h5': it holds 0 history blobs, "
+                              "the solver needs 4")
+    assert "Traceback" not in result.err
