@@ -8,10 +8,12 @@ BIN = $(VENV)/bin
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# editable in compat mode: the checkout goes on sys.path, so a folder named recaffe in the current
+# directory (the checkout itself, seen from its parent) cannot hide the package
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0   # the CPU wheel; a bare "torch" may pull CUDA
-	$(BIN)/python -m pip install -q -e ".[test,demo]"
+	$(BIN)/python -m pip install -q -e ".[test,demo]" --config-settings editable_mode=compat
 	touch $@
 
 install: $(VENV)/.installed

@@ -7,7 +7,16 @@ functions. ``caffe.proto.caffe_pb2`` is recaffe's ``caffe_pb2``. ``NCCL`` is a s
 stand-in (multi-GPU NCCL is not available; ``has_nccl()`` is False).
 """
 
-from caffe import io
+import recaffe as _recaffe
+
+if getattr(_recaffe, "__file__", None) is None:  # a bare folder named recaffe, not the package
+    raise ImportError(
+        f"'import recaffe' found the folder {', '.join(_recaffe.__path__)} instead of the installed "
+        f"package: a folder named 'recaffe' in the current directory (a checkout?) hides it. Run Python "
+        f"from another folder, or install the checkout with 'make install' (pip install -e . "
+        f"--config-settings editable_mode=compat), which keeps the package importable from there.")
+
+from caffe import io  # noqa: E402
 from caffe._caffe import (
     Layer,
     __version__,

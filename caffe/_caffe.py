@@ -1,7 +1,7 @@
 """The surface of BVLC's compiled ``caffe._caffe`` module, written over recaffe.
 
 Here live the binding-level pieces: module functions (modes, logging, layer types, solver
-counts), ``Blob``/``BlobVec`` (from ``caffe._blob``), ``Layer`` (from ``caffe._layer``), the
+counts), ``Blob``/``BlobVec`` and ``Layer`` (recaffe's ``recaffe.pylayer``, which Python layers run on), the
 binding-level ``Net`` (``_forward``, ``_blobs``, ``save``...), ``Timer`` and ``NCCL``.
 ``caffe.pycaffe`` adds the Pythonic Net methods and the solvers.
 """
@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 import recaffe
-from caffe._blob import Blob, BlobVec, sync, wrap
-from caffe._layer import Layer, layer_view
 from recaffe import device, logs
 from recaffe.layers.data import memory_data
+from recaffe.pylayer.base import Layer, layer_view
+from recaffe.pylayer.blobs import Blob, BlobVec, sync, synced, wrap
 from recaffe.registry import LAYERS
 
 __version__ = recaffe.__version__
@@ -112,14 +112,6 @@ def _check_file(path: Any) -> str:
     except OSError:
         raise RuntimeError(f"Could not open file {name}") from None
     return name
-
-
-def _synced(callback: Callable[..., Any]) -> Callable[..., None]:
-    """``callback``, then the host mirrors written back (``sync``)."""
-    def run(*args: Any) -> None:
-        callback(*args)
-        sync()
-    return run
 
 
 class Net:
@@ -213,16 +205,16 @@ class Net:
         self._net.clear_param_diffs()
 
     def before_forward(self, callback: Callable[[int], Any]) -> None:
-        self._net.before_forward.append(_synced(callback))
+        self._net.before_forward.append(synced(callback))
 
     def after_forward(self, callback: Callable[[int], Any]) -> None:
-        self._net.after_forward.append(_synced(callback))
+        self._net.after_forward.append(synced(callback))
 
     def before_backward(self, callback: Callable[[int], Any]) -> None:
-        self._net.before_backward.append(_synced(callback))
+        self._net.before_backward.append(synced(callback))
 
     def after_backward(self, callback: Callable[[int], Any]) -> None:
-        self._net.after_backward.append(_synced(callback))
+        self._net.after_backward.append(synced(callback))
 
     # ------------------------------------------------------------ weights
     def copy_from(self, path: PathLike) -> None:

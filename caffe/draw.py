@@ -137,12 +137,22 @@ def get_pydot_graph(caffe_net: caffe_pb2.NetParameter, rankdir: str, label_edges
 
 def draw_net(caffe_net: caffe_pb2.NetParameter, rankdir: str, ext: str = "png", phase: int | None = None,
              display_lrm: bool = False) -> bytes:
-    """The net drawn by Graphviz in format ``ext`` (png, svg, pdf, dot, raw...)."""
-    return get_pydot_graph(caffe_net, rankdir, phase=phase, display_lrm=display_lrm).create(format=ext)
+    """The net drawn by Graphviz in format ``ext`` (png, svg, pdf, dot, raw...).
+
+    Raises FileNotFoundError saying how to install Graphviz when its ``dot`` program is missing."""
+    graph = get_pydot_graph(caffe_net, rankdir, phase=phase, display_lrm=display_lrm)
+    try:
+        return graph.create(format=ext)
+    except FileNotFoundError as e:  # pydot could not run Graphviz's dot
+        raise FileNotFoundError(f"drawing a net needs Graphviz's 'dot' program, which is not on PATH ({e}): "
+                           f"install Graphviz (apt-get install graphviz, brew install graphviz, "
+                           f"conda install graphviz, or https://graphviz.org/download/)") from e
 
 
 def draw_net_to_file(caffe_net: caffe_pb2.NetParameter, filename: str, rankdir: str = "LR",
                      phase: int | None = None, display_lrm: bool = False) -> None:
-    """Draw the net into ``filename``, in the format its extension names ('.raw': DOT text)."""
+    """Draw the net into ``filename``, in the format its extension names ('.raw': DOT text).
+    The file is written only once the drawing succeeded (no empty file without Graphviz)."""
     ext = filename[filename.rfind(".") + 1:]
-    atomic.write_bytes(filename, draw_net(caffe_net, rankdir, ext, phase, display_lrm), "drawing")
+    image = draw_net(caffe_net, rankdir, ext, phase, display_lrm)
+    atomic.write_bytes(filename, image, "drawing")

@@ -1,7 +1,7 @@
 """pycaffe's Pythonic interface: ``caffe.Net`` with blobs/params dicts and keyword forward and
 backward, and the solver classes.
 
-Arrays handed out are live views of the blobs (see ``caffe._blob``), as in pycaffe.
+Arrays handed out are live views of the blobs (see ``recaffe.pylayer.blobs``), as in pycaffe.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from caffe import _caffe
-from caffe._blob import Blob, BlobVec, sync
 from caffe._caffe import NCCL, Layer, Timer
 from recaffe.io import prototxt
+from recaffe.pylayer.blobs import Blob, BlobVec, sync, synced
 from recaffe.registry import SOLVERS
 
 __all__ = [
@@ -249,7 +249,7 @@ class Solver:
         update; or pass one object with those two methods (e.g. an ``NCCL``)."""
         if on_gradients_ready is None:
             on_start, on_gradients_ready = on_start.on_start, on_start.on_gradients_ready
-        self._solver.add_callback(_caffe._synced(on_start), _caffe._synced(on_gradients_ready))
+        self._solver.add_callback(synced(on_start), synced(on_gradients_ready))
 
     def solve(self, resume_file: str | None = None) -> None:
         sync()

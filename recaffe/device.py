@@ -1,13 +1,28 @@
 """Where new nets put their tensors: Caffe's CPU/GPU mode and device id (``set_mode_gpu``...).
 
 The mode is a process-wide default, as in pycaffe; a Net can always be given its own ``device``.
+``RECAFFE_CPU_FALLBACK=1`` turns asking for a GPU on a machine without CUDA (``set_mode_gpu``,
+``caffe.set_mode_gpu()``, ``-gpu N``) from an error into a warning, and the CPU is used.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+
 import torch
 
+log = logging.getLogger(__name__)
+
+CPU_FALLBACK_ENV = "RECAFFE_CPU_FALLBACK"
+
 _state: dict[str, str | int] = {"mode": "cpu", "device_id": 0}
+_fallback_warned: list[bool] = [False]
+
+
+def cpu_fallback() -> bool:
+    """Whether ``RECAFFE_CPU_FALLBACK`` asks for the CPU where a GPU is asked for but none is seen."""
+    return os.environ.get(CPU_FALLBACK_ENV, "").strip() not in ("", "0")
 
 
 def set_mode_cpu() -> None:
@@ -15,12 +30,21 @@ def set_mode_cpu() -> None:
 
 
 def set_mode_gpu() -> None:
-    """Put new nets on CUDA device ``device_id``; raises if PyTorch sees no CUDA device.
+    """Put new nets on CUDA device ``device_id``; raises if PyTorch sees no CUDA device, unless
+    ``RECAFFE_CPU_FALLBACK=1``: then the mode stays CPU, with one warning per process.
 
     cuDNN is switched to deterministic algorithms, so repeated runs give the same numbers.
     """
     if not torch.cuda.is_available():
-        raise RuntimeError("set_mode_gpu: no CUDA device is available to PyTorch on this machine")
+        if not cpu_fallback():
+            raise RuntimeError(f"set_mode_gpu: no CUDA device is available to PyTorch on this machine "
+                               f"(set {CPU_FALLBACK_ENV}=1 to run on the CPU instead)")
+        if not _fallback_warned[0]:
+            log.warning("set_mode_gpu: no CUDA device is available to PyTorch; %s is set, using the CPU",
+                        CPU_FALLBACK_ENV)
+            _fallback_warned[0] = True
+        set_mode_cpu()
+        return
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
     _state["mode"] = "gpu"

@@ -44,7 +44,7 @@ class Layer:
     max_top_blobs: ClassVar[int] = -1
     equal_num_bottom_top_blobs: ClassVar[bool] = False
     auto_top_blobs: ClassVar[bool] = False
-    supports_in_place: ClassVar[bool] = True
+    supports_in_place: ClassVar[bool] = False  # True only where Caffe runs the layer in place
 
     def __init__(
         self,

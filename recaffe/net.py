@@ -70,7 +70,8 @@ class Net:
         self.after_forward: list[Callable[[int], None]] = []
         self.before_backward: list[Callable[[int], None]] = []
         self.after_backward: list[Callable[[int], None]] = []
-        self._init(param)
+        with net_builder.building(None if isinstance(source, caffe_pb2.NetParameter) else source):
+            self._init(param)
         if weights_file is not None:
             self.copy_trained_layers_from(weights_file)
 

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
+import os
 from collections import defaultdict
+from collections.abc import Iterator
 
 from recaffe.proto import caffe_pb2
 
 log = logging.getLogger(__name__)
 
 TopIndex = tuple[int, int]  # (layer index, top index)
+
+# the prototxt file of the net being built, where known: errors point at its folder
+building_from: contextvars.ContextVar[str | None] = contextvars.ContextVar("building_from", default=None)
+
+
+@contextlib.contextmanager
+def building(source: str | os.PathLike[str] | None) -> Iterator[None]:
+    """Set ``building_from`` to ``source`` (a prototxt path, or None) while a net is built."""
+    token = building_from.set(None if source is None else os.fspath(source))
+    try:
+        yield
+    finally:
+        building_from.reset(token)
 
 
 def state_meets_rule(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -39,8 +40,10 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._entries:
+            guess = closest(name, self.names())
+            hint = f"; did you mean {guess!r}?" if guess else ""
             raise UnknownTypeError(
-                f"Unknown {self._kind} type: {name!r} (known types: {', '.join(self.names())})"
+                f"Unknown {self._kind} type: {name!r}{hint} (known types: {', '.join(self.names())})"
             )
         return self._entries[name]
 
@@ -49,6 +52,16 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._entries)
+
+
+def closest(name: str, known: Iterable[str]) -> str | None:
+    """The known name ``name`` most likely misspells (any case), or None when none is close."""
+    known = list(known)
+    by_lower = {k.lower(): k for k in known}
+    if name.lower() in by_lower:
+        return by_lower[name.lower()]
+    matches = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[matches[0]] if matches else None
 
 
 LAYERS: Registry[Any] = Registry("layer")

@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import torch
 
-from recaffe import errors, resume, rng
+from recaffe import errors, net_builder, resume, rng
 from recaffe.blob import Blob
 from recaffe.io import prototxt, snapshot, upgrade
 from recaffe.math.floats import f32
@@ -138,7 +138,8 @@ class Solver(abc.ABC):
         state.MergeFrom(net_param.state)
         state.MergeFrom(p.train_state)
         net_param.state.CopyFrom(state)
-        net = Net(net_param, dtype=self._dtype, device=self._device)
+        with net_builder.building(None if source.endswith("_param") else getattr(p, source)):
+            net = Net(net_param, dtype=self._dtype, device=self._device)
         self._load_weights(net)
         return net
 
@@ -499,6 +500,7 @@ class Solver(abc.ABC):
                 raise SolverError(f"{os.fspath(state_file)!r}: history blob {i} holds {values.size} "
                                   f"values, the param it belongs to has {blob.count()}")
         self._iter = state.iter
+        self._iterations_last = state.iter  # the next display counts iter/s from here, not from 0
         if state.learned_net is not None:
             weights = _resolve(state.learned_net, state_file)
             if snapshot.is_hdf5_state(state_file):

@@ -1,8 +1,11 @@
-"""Shared fixtures: paths to the golden data and to ../shared (skipped cleanly where absent)."""
+"""Shared fixtures: paths to the golden data and to ../shared (skipped cleanly where absent), and
+the end-of-run summary of skips, one line per reason."""
 
 from __future__ import annotations
 
+import collections
 import pathlib
+from typing import Any
 
 import pytest
 import torch
@@ -35,3 +38,21 @@ def caffe_models() -> pathlib.Path:
     if not path.is_dir():
         pytest.skip("../shared/caffe-models is not present")
     return path
+
+
+def skip_reason(report: Any) -> str:
+    """The reason a skipped test report gives (pytest keeps it as ``(file, line, 'Skipped: why')``)."""
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line per skip reason with its count: on a plain machine only environment skips
+    (no CUDA, no plyvel, no Graphviz, no BVLC checkout) should appear."""
+    reasons = collections.Counter(skip_reason(r) for r in terminalreporter.stats.get("skipped", []))
+    if not reasons:
+        return
+    terminalreporter.section(f"{sum(reasons.values())} skipped, by reason", sep="-")
+    for reason, count in sorted(reasons.items(), key=lambda item: (-item[1], item[0])):
+        terminalreporter.write_line(f"{count:5d}  {reason}")

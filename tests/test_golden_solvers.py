@@ -18,16 +18,10 @@ import pytest
 import torch
 
 import recaffe
-from recaffe.io import prototxt
 from tests.conftest import GOLDEN
 
 CASES = sorted(p.name for p in (GOLDEN / "solvers").iterdir() if p.is_dir())
 STEPS = 8
-
-
-def missing_layer_types(folder: pathlib.Path) -> list[str]:
-    types = {layer.type for layer in prototxt.read_net_param(folder / "net.prototxt").layer}
-    return sorted(t for t in types if t not in recaffe.LAYERS)
 
 
 def params_of(solver: recaffe.Solver) -> dict[str, torch.Tensor]:
@@ -49,9 +43,6 @@ def test_all_cases_present() -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_solver_matches_caffe(case: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     source = GOLDEN / "solvers" / case
-    missing = missing_layer_types(source)
-    if missing:
-        pytest.skip(f"layer types not implemented yet: {', '.join(missing)}")
     folder = tmp_path / case
     shutil.copytree(source, folder)
     monkeypatch.chdir(folder)  # Caffe resolves net: and learned_net relative to the working directory

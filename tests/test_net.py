@@ -219,6 +219,26 @@ def test_in_place_layers_share_one_blob() -> None:
     assert net.outputs == ["x"]
 
 
+@pytest.mark.parametrize("layer", [
+    'name: "pool" type: "Pooling" pooling_param { pool: MAX kernel_size: 2 stride: 2 }',
+    'name: "pool" type: "InnerProduct" inner_product_param { num_output: 4 }',
+    'name: "pool" type: "AbsVal"',
+])
+def test_an_in_place_top_a_layer_cannot_take_is_refused_at_build_naming_the_layer(layer: str) -> None:
+    text = ('layer { name: "data" type: "Input" top: "x" input_param { shape { dim: 1 dim: 1 dim: 4 dim: 4 }'
+            f' }} }} layer {{ {layer} bottom: "x" top: "x" }}')
+    with pytest.raises(LayerError, match=r"layer 'pool' \(\w+\): in-place computation is not supported"):
+        build(text)
+
+
+@pytest.mark.parametrize("kind", ["ReLU", "Dropout", "BatchNorm", "Scale", "Softmax", "Power", "Eltwise"])
+def test_layers_caffe_runs_in_place_build_in_place(kind: str) -> None:
+    bottoms = 'bottom: "x" bottom: "y"' if kind == "Eltwise" else 'bottom: "x"'
+    text = ('layer { name: "data" type: "Input" top: "x" top: "y" input_param { shape { dim: 2 dim: 3 } } }'
+            f' layer {{ name: "l" type: "{kind}" {bottoms} top: "x" }}')
+    assert "x" in build(text).blob_names
+
+
 def test_legacy_input_fields_become_an_input_layer() -> None:
     text = """
     name: "legacy"

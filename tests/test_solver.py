@@ -475,6 +475,24 @@ def test_solve_runs_to_max_iter_snapshots_and_resumes(tmp_path, caplog) -> None:
     assert all(torch.equal(a, b) for a, b in zip(ls.learnable(resumed), ls.learnable(s)))
 
 
+def test_the_first_display_after_a_resume_counts_only_the_iterations_since(tmp_path, caplog) -> None:
+    """iter/s × seconds = the iterations displayed over (the display interval), not the
+    iteration number restored from the snapshot (which gave a bogus first iter/s)."""
+    text = f"max_iter: 40 snapshot: 30 display: 5 snapshot_prefix: '{tmp_path}/run'"
+    s, _ = ls.make_solver(ls.solver_param(lr=0.01, extra=text))
+    s.step(30)
+    caplog.set_level(logging.INFO, logger="recaffe.solver")
+    resumed, _ = ls.make_solver(ls.solver_param(lr=0.01, extra=text), position=30)
+    resumed.solve(tmp_path / "run_iter_30.solverstate")
+    shown = [re.match(r"Iteration (\d+) \(([\d.e+-]+) iter/s, ([\d.e+-]+)s/5 iters\)", line)
+             for line in records(caplog)]
+    displays = [(int(m[1]), float(m[2]), float(m[3])) for m in shown if m]
+    assert [it for it, _, _ in displays] == [30, 35]
+    (_, first_rate, first_lapse), (_, rate, lapse) = displays
+    assert first_rate * first_lapse < 1 + 1e-3  # iteration 30 itself: nothing run since the restore
+    assert rate * lapse == pytest.approx(5, rel=1e-3)
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("base_lr: nan", "solver parameter base_lr must be a finite number, got nan"),
     ("base_lr: 0.1 momentum: inf", "solver parameter momentum must be a finite number, got inf"),

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 
 import torch
 
-from recaffe.device import use_device
+from recaffe.device import CPU_FALLBACK_ENV, cpu_fallback, use_device
 
 log = logging.getLogger(__name__)
-
-CPU_FALLBACK_ENV = "RECAFFE_CPU_FALLBACK"
-
 
 class CliError(Exception):
     """A command cannot run as asked; ``main`` logs the message as a FATAL line and exits 1."""
@@ -64,7 +60,7 @@ def gpu_ids(flag: str | None) -> list[int]:
         return []
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0:
-        if os.environ.get(CPU_FALLBACK_ENV, "") not in ("", "0"):
+        if cpu_fallback():
             log.warning("-gpu %s: no CUDA device is available to PyTorch; %s is set, using the CPU",
                         flag, CPU_FALLBACK_ENV)
             return []

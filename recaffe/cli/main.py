@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import os
 import re
 import sys
 from collections.abc import Sequence
 
-from recaffe import errors, logs
+from recaffe import errors, logs, registry
 from recaffe.cli.common import CliError
 
 COMMAND_MODULES: list[str] = [
@@ -32,12 +33,14 @@ COMMAND_MODULES: list[str] = [
     "parse_log",
     "plot_log",
     "data_tools",
-    "pycaffe_tools",
 ]
+# more commands from installed packages: ``register(subparsers)`` functions in this entry-point
+# group (the pycaffe scripts classify and draw_net, from ``caffe.tools``)
+COMMAND_ENTRY_POINTS = "recaffe.cli"
 
 log = logging.getLogger("recaffe.cli")
 
-# what a user's input can cause; anything else is a bug and keeps its traceback
+# what a user's input can cause; anything else is a bug (an "internal error" FATAL line)
 USER_ERRORS = (errors.RecaffeError, CliError, ValueError, KeyError, OSError)
 
 _GFLAG = re.compile(r"^-([A-Za-z][A-Za-z0-9_]+)(=.*)?$")
@@ -55,12 +58,32 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     for name in COMMAND_MODULES:
         importlib.import_module(f"recaffe.cli.{name}").register(subparsers)
+    for entry in importlib.metadata.entry_points(group=COMMAND_ENTRY_POINTS):
+        entry.load()(subparsers)
     return parser
+
+
+def unknown_flags_message(unknown: Sequence[str], parser: argparse.ArgumentParser) -> str:
+    """argparse's "unrecognized arguments" line, with the closest flag of ``parser`` suggested for
+    each misspelt one, in the spelling the user typed (``-solvr``: did you mean -solver?)."""
+    flags = [s for action in parser._actions for s in action.option_strings if s.startswith("--")]
+    hints = []
+    for arg in unknown:
+        name = arg.split("=", 1)[0]
+        guess = registry.closest(name.lstrip("-"), [f[2:] for f in flags]) if name.startswith("-") else None
+        if guess is not None:
+            dashes = "-" if name.startswith("-") and not name.startswith("--") else "--"
+            hints.append(f"{name}: did you mean {dashes}{guess}?")
+    return f"unrecognized arguments: {' '.join(unknown)}" + "".join(f"\n  {h}" for h in hints)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(normalise_flags(sys.argv[1:] if argv is None else argv))
+    given = list(sys.argv[1:] if argv is None else argv)
+    args, unknown = parser.parse_known_args(normalise_flags(given))
+    if unknown:
+        command = parser if args.command is None else _subparsers(parser).choices[args.command]
+        command.error(unknown_flags_message([_as_typed(flag, given) for flag in unknown], command))
     if not getattr(args, "run", None):
         parser.print_help()
         return 1
@@ -83,6 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.critical("internal error: %s: %s (run with RECAFFE_TRACEBACK=1 for the traceback, and "
                      "please report it)", type(e).__name__, e, exc_info=traceback)
         return 1
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def _as_typed(flag: str, given: Sequence[str]) -> str:
+    """``flag`` as the user wrote it (``normalise_flags`` turned ``-solvr`` into ``--solvr``)."""
+    return flag[1:] if flag.startswith("--") and flag[1:] in given else flag
 
 
 if __name__ == "__main__":

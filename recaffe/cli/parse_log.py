@@ -142,7 +142,8 @@ def write_csv(path: str, rows: list[Row], delimiter: str = ",", verbose: bool = 
 
 def save_csv_files(log_path: str, output_dir: str, train: list[Row], test: list[Row],
                    delimiter: str = ",", verbose: bool = False) -> tuple[str, str]:
-    """Write ``<output_dir>/<log name>.train`` and ``.test``; returns both paths."""
+    """Write ``<output_dir>/<log name>.train`` and ``.test`` (creating ``output_dir``); returns both paths."""
+    os.makedirs(output_dir, exist_ok=True)
     base = os.path.join(output_dir, os.path.basename(log_path))
     write_csv(base + ".train", train, delimiter, verbose)
     write_csv(base + ".test", test, delimiter, verbose)

@@ -110,7 +110,7 @@ def _advance(bar: Any, trainer: weakref.ref[solver.Solver]) -> None:
     # a weak reference: the solver must not keep itself (and its nets' data threads) alive
     live = trainer()
     if live is not None:
-        bar.set_postfix(loss=f"{live.smoothed_loss:.4g}", refresh=False)
+        bar.set_postfix(loss=f"{live.smoothed_loss:g}", refresh=False)  # as the log prints it (%g)
     bar.update(1)
 
 

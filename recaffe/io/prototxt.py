@@ -12,7 +12,7 @@ from typing import TypeVar
 from google.protobuf import message, text_format
 
 from recaffe import errors
-from recaffe.io import atomic
+from recaffe.io import atomic, text_writer
 from recaffe.proto import caffe_pb2
 
 M = TypeVar("M", bound=message.Message)
@@ -67,12 +67,17 @@ def parse_binary(data: bytes, msg: M, path: PathLike) -> M:
     try:
         msg.ParseFromString(data)
     except (message.DecodeError, RecursionError, ValueError) as e:
-        hint = " It looks like a text prototxt, which is read as text." if not looks_binary(data) else ""
+        hint = f" This is a text prototxt, not {BINARY_FILES.get(msg.DESCRIPTOR.name, 'a binary file')}." \
+            if not looks_binary(data) else ""
         raise ProtoFileError(
             f"{os.fspath(path)!r} is not a binary {msg.DESCRIPTOR.name} ({e}).{hint}", path
         ) from e
     return msg
 
+
+# what a binary file of each message is called, for the error when a text prototxt is given instead
+BINARY_FILES = {"NetParameter": "a caffemodel (weights; a net's prototxt only describes it)",
+                "SolverState": "a solverstate", "BlobProto": "a binaryproto (e.g. a mean file)"}
 
 _CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
 
@@ -91,7 +96,7 @@ def looks_binary(data: bytes, head: int = 1 << 16) -> bool:
 
 def write_text(path: PathLike, msg: message.Message) -> None:
     """Write ``msg`` as text, atomically (``recaffe.io.atomic``)."""
-    atomic.write_bytes(path, text_format.MessageToString(msg).encode("utf-8"), f"{msg.DESCRIPTOR.name} file")
+    atomic.write_bytes(path, to_text(msg).encode("utf-8"), f"{msg.DESCRIPTOR.name} file")
 
 
 def write_binary(path: PathLike, msg: message.Message) -> None:
@@ -100,7 +105,8 @@ def write_binary(path: PathLike, msg: message.Message) -> None:
 
 
 def to_text(msg: message.Message) -> str:
-    return text_format.MessageToString(msg)
+    """``msg`` in text format as Caffe writes it (``lr_mult: 1``, not ``1.0``)."""
+    return text_writer.message_to_text(msg)
 
 
 def read_net_param(path: PathLike) -> caffe_pb2.NetParameter:

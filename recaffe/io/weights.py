@@ -9,20 +9,31 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from recaffe import errors
 from recaffe.io import atomic, h5
-
-if TYPE_CHECKING:
-    from recaffe.net import Net
+from recaffe.layer import Layer
 
 log = logging.getLogger(__name__)
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+class Net(Protocol):
+    """What weight files need of a ``recaffe.Net`` (named here, so io does not import net)."""
+
+    layers: list[Layer]
+    layer_names: list[str]
+    param_id_vecs: list[list[int]]
+    param_owners: list[int]
+
+    def has_layer(self, name: str) -> bool: ...
+
+    def layer_index(self, name: str) -> int: ...
 
 
 def is_hdf5(path: str | os.PathLike[str]) -> bool:

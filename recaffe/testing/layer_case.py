@@ -2,17 +2,22 @@
 
 A test class names the layer type, a list of parameter snippets (prototxt text for the layer's
 fields), bottom shapes and a differentiable ``reference`` in plain torch; the base class
-generates, for every snippet:
+generates, for every snippet, the tests that apply to the layer (so a skip always means
+something missing from the environment, never a test that does not apply):
 
 * ``test_setup_shapes``: top shapes equal the reference's;
 * ``test_forward``: float32 tops equal the float64 reference (rtol 1e-4 of each top's scale);
 * ``test_backward_vs_autograd``: bottom and param diffs equal autograd through ``reference``;
 * ``test_gradient_numeric``: Caffe's GradientChecker (central differences, float64);
-* ``test_prototxt_roundtrip``: the parameter survives text format and rebuilds identical tops;
-* ``test_param_diffs_accumulate``: two backwards give twice the param diffs;
 * ``test_propagate_down_honoured``: all flags off leaves every diff untouched;
-* ``test_in_place``: in-place forward/backward equal out-of-place (when ``in_place`` is set),
-  or in-place set-up is refused (when the layer does not support it).
+  (these three only when ``has_backward``)
+* ``test_prototxt_roundtrip``: the parameter survives text format and rebuilds identical tops;
+* ``test_param_diffs_accumulate``: two backwards give twice the param diffs, or the same diffs
+  for params whose entry in ``accumulates_param_diffs`` is False (Caffe assigns those); only for
+  the snippets whose layer has learnable params;
+* ``test_in_place``: in-place set-up is refused when the layer class does not support it;
+  when it does and ``in_place`` is set (in-place use is exact, Caffe's "Y"), in-place forward
+  and backward equal out-of-place. A layer Caffe runs in place inexactly ("unsafe") gets none.
 
 Example::
 
@@ -46,6 +51,7 @@ from recaffe.registry import LAYERS
 from recaffe.testing.gradient_check import SEED, GradientChecker
 
 Tensors = Sequence[torch.Tensor]
+_BACKWARD_TESTS = ("test_backward_vs_autograd", "test_gradient_numeric", "test_propagate_down_honoured")
 
 
 class LayerCase:
@@ -60,7 +66,7 @@ class LayerCase:
     check_tops: ClassVar[Sequence[int] | None] = None  # None: every top
     has_backward: ClassVar[bool] = True
     in_place: ClassVar[bool] = False  # in-place use is exact (Caffe's "Y")
-    accumulates_param_diffs: ClassVar[bool] = True
+    accumulates_param_diffs: ClassVar[bool | Sequence[bool]] = True  # or one flag per layer blob
     stepsize: ClassVar[float] = 1e-3
     threshold: ClassVar[float] = 1e-3
     kink: ClassVar[float] = 0.0
@@ -82,10 +88,41 @@ class LayerCase:
         return self.num_tops
 
     # ---------------------------------------------------------------- plumbing
+    _learnable_cases: ClassVar[Sequence[str]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Leave out the generated tests that cannot apply to this layer (pytest collects only
+        callables)."""
+        super().__init_subclass__(**kwargs)
+        if not cls.layer_type:
+            return
+        inapplicable = [] if cls.has_backward else [*_BACKWARD_TESTS, "test_param_diffs_accumulate"]
+        if not cls.bottom_shapes or not cls.num_tops:
+            inapplicable.append("test_in_place")  # no top can be a bottom
+        elif cls.layer_type in LAYERS and LAYERS.get(cls.layer_type).supports_in_place and not cls.in_place:
+            inapplicable.append("test_in_place")  # in-place use is inexact, as in Caffe: nothing to compare
+        if cls.has_backward:
+            cls._learnable_cases = [case for case in cls.params if cls()._has_learnable_params(case)]
+            if not cls._learnable_cases:
+                inapplicable.append("test_param_diffs_accumulate")
+        for name in inapplicable:
+            if getattr(cls, name) is getattr(LayerCase, name):  # a subclass's own version stays
+                setattr(cls, name, None)
+
+    def _has_learnable_params(self, snippet: str) -> bool:
+        try:
+            layer, _, _ = self.build(snippet, torch.float64)
+        except Exception:
+            return True  # let the test run and report the failure
+        return any(layer.param_propagate_down)
+
     def pytest_generate_tests(self, metafunc: Any) -> None:
         if "case" in metafunc.fixturenames:
-            ids = [snippet.strip().replace("\n", " ")[:60] or "default" for snippet in self.params]
-            metafunc.parametrize("case", list(self.params), ids=ids)
+            cases = self.params
+            if metafunc.function.__name__ == "test_param_diffs_accumulate":
+                cases = self._learnable_cases
+            ids = [snippet.strip().replace("\n", " ")[:60] or "default" for snippet in cases]
+            metafunc.parametrize("case", list(cases), ids=ids)
 
     def layer_param(self, snippet: str) -> caffe_pb2.LayerParameter:
         param = prototxt.parse_text(
@@ -105,7 +142,9 @@ class LayerCase:
             blob = Blob(data.shape, dtype=dtype)
             blob.data.copy_(data)
             bottom.append(blob)
-        top = list(bottom) if in_place else [Blob(dtype=dtype) for _ in range(self.top_count(param))]
+        # in place: top i is bottom i where both exist
+        top = [bottom[i] if in_place and i < len(bottom) else Blob(dtype=dtype)
+               for i in range(self.top_count(param))]
         rng.set_random_seed(SEED)
         layer = LAYERS.get(self.layer_type)(param, dtype=dtype)
         layer.setup(bottom, top)
@@ -150,8 +189,6 @@ class LayerCase:
             )
 
     def test_backward_vs_autograd(self, case: str) -> None:
-        if not self.has_backward:
-            pytest.skip("no backward")
         layer, bottom, top = self.build(case, torch.float64)
         self.forward(layer, bottom, top)
         checked = self.checked_bottoms(layer, bottom)
@@ -177,8 +214,6 @@ class LayerCase:
                                        msg=_prefixed(f"gradient {k} (bottoms first, then params)"))
 
     def test_gradient_numeric(self, case: str) -> None:
-        if not self.has_backward:
-            pytest.skip("no backward")
         layer, bottom, top = self.build(case, torch.float64)
         checker = GradientChecker(self.stepsize, self.threshold, self.kink, self.kink_range)
         checker.check(layer, bottom, top, self.checked_bottoms(layer, bottom), self.checked_tops(top))
@@ -201,8 +236,8 @@ class LayerCase:
     def test_param_diffs_accumulate(self, case: str) -> None:
         layer, bottom, top = self.build(case, torch.float64)
         learnable = [j for j, flag in enumerate(layer.param_propagate_down) if flag]
-        if not (self.has_backward and learnable and self.accumulates_param_diffs):
-            pytest.skip("no learnable parameters")
+        accumulates = self.accumulates_param_diffs
+        flags = [accumulates] * len(layer.blobs) if isinstance(accumulates, bool) else list(accumulates)
         self.forward(layer, bottom, top)
         for blob in top:
             blob.diff.fill_(0.5)
@@ -213,11 +248,11 @@ class LayerCase:
         once = [layer.blobs[j].diff.clone() for j in learnable]
         layer.run_backward(top, no_bottoms, bottom)
         for j, first in zip(learnable, once):
-            torch.testing.assert_close(layer.blobs[j].diff, 2 * first)
+            how = "accumulated" if flags[j] else "assigned"
+            torch.testing.assert_close(layer.blobs[j].diff, 2 * first if flags[j] else first,
+                                       msg=_prefixed(f"param {j} ({how})"))
 
     def test_propagate_down_honoured(self, case: str) -> None:
-        if not self.has_backward:
-            pytest.skip("no backward")
         layer, bottom, top = self.build(case, torch.float64)
         self.forward(layer, bottom, top)
         for blob in top:
@@ -235,17 +270,18 @@ class LayerCase:
             with pytest.raises(LayerError, match="in-place"):
                 self.build(case, torch.float64, in_place=True)
             return
-        if not self.in_place:
-            pytest.skip("in-place use is not exact for this layer (as in Caffe)")
         layer, bottom, top = self.build(case, torch.float64)
         self.forward(layer, bottom, top)
         for blob in top:
             blob.diff.copy_(torch.linspace(-1, 1, blob.count(), dtype=torch.float64).view(blob.shape))
-        layer.run_backward(top, [True] * len(bottom), bottom)
+        if self.has_backward:
+            layer.run_backward(top, [True] * len(bottom), bottom)
         layer2, bottom2, top2 = self.build(case, torch.float64, in_place=True)
         self.forward(layer2, bottom2, top2)
         for mine, theirs in zip(top2, top):
             torch.testing.assert_close(mine.data, theirs.data)
+        if not self.has_backward:
+            return
         for blob in top2:
             blob.diff.copy_(torch.linspace(-1, 1, blob.count(), dtype=torch.float64).view(blob.shape))
         layer2.run_backward(top2, [True] * len(bottom2), bottom2)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 
 import numpy as np
 
@@ -95,8 +96,9 @@ def convert_digits(out_dir: str, backend: str = "lmdb", train_size: int = 1500) 
     Each 8x8 image (values 0..16) is scaled to 0..255, resized bilinearly to 20x20 and centred in a
     28x28 frame, like MNIST, so MNIST's LeNet applies unchanged. The 1797 images are put in a fixed
     pseudo-random order (``CaffeRNG(1701).shuffle``) and split into ``train_size`` training and the
-    rest test images, so every run gives the same databases. Needs scikit-learn
-    (``pip install recaffe[demo]``); nothing is downloaded.
+    rest test images, so every run gives the same databases, and databases already there are
+    replaced (as Caffe's create_mnist.sh removes its own first: ``make demo`` can run again).
+    Needs scikit-learn (``pip install recaffe[demo]``); nothing is downloaded.
     """
     try:
         from sklearn.datasets import load_digits
@@ -113,6 +115,9 @@ def convert_digits(out_dir: str, backend: str = "lmdb", train_size: int = 1500) 
     counts = []
     for split, index in (("train", order[:train_size]), ("test", order[train_size:])):
         path = os.path.join(out_dir, f"digits_{split}_{backend}")
+        if os.path.isdir(path):
+            log.info("Replacing %s", path)
+            shutil.rmtree(path)
         counts.append(
             write_arrays(path, frames[index], digits.target[index], backend, 8, f"convert_digits {split}"))
     return counts[0], counts[1]

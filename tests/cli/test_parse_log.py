@@ -34,6 +34,12 @@ def test_csv_columns_and_rows(cli, train_log: pathlib.Path, tmp_path: pathlib.Pa
     assert seconds == sorted(seconds) and seconds[0] >= 0
 
 
+def test_a_missing_output_dir_is_created(cli, train_log: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "not" / "there"
+    assert cli("parse_log", train_log, out).status == 0
+    assert read_csv(out / "train.log.train")[0][0] == "NumIters"
+
+
 def test_matches_bvlc_parse_log(cli, train_log: pathlib.Path, tmp_path: pathlib.Path) -> None:
     for folder in ("bvlc", "ours", "theirs"):
         (tmp_path / folder).mkdir()

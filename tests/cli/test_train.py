@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import re
 import sys
 
 import numpy as np
@@ -222,3 +223,20 @@ def test_missing_tensorboard_names_the_extra(cli, workdir: pathlib.Path, monkeyp
     result = cli("train", "-solver", "solver.prototxt", "--tensorboard", "tb")
     assert result.status == 1
     assert result.fatal() == "--tensorboard needs the tensorboard package: pip install recaffe[tensorboard]"
+
+
+def test_the_progress_bar_shows_the_logged_smoothed_loss(cli, workdir: pathlib.Path) -> None:
+    nets.write_solver(workdir / "solver.prototxt", max_iter=3, display=1, average_loss=2, test_interval=100,
+                      snapshot=0)
+    result = cli("train", "-solver", "solver.prototxt", "--progress=on")
+    assert result.status == 0, result.err
+    logged = [m.rsplit("loss = ", 1)[1] for m in result.messages if re.match(r"Iteration 2 \(.*loss = ", m)]
+    assert len(logged) == 1
+    assert f"loss={logged[0]}]" in result.err.split("\r")[-1]  # the bar after the last iteration
+
+
+def test_weights_given_a_text_prototxt_says_so(cli, workdir: pathlib.Path) -> None:
+    result = cli("train", "-solver", "solver.prototxt", "-weights", "net.prototxt")
+    assert result.status == 1
+    assert "'net.prototxt' is not a binary NetParameter" in result.fatal()
+    assert "This is a text prototxt, not a caffemodel" in result.fatal()

@@ -39,6 +39,15 @@ def test_net_text_round_trip(cli, tmp_path: pathlib.Path) -> None:
     assert (tmp_path / "again.prototxt").read_text() == (tmp_path / "new.prototxt").read_text()
 
 
+def test_numbers_are_written_as_caffe_writes_them(cli, tmp_path: pathlib.Path) -> None:
+    (tmp_path / "v1.prototxt").write_text(V1_NET.replace('top: "ip"\n', 'top: "ip" blobs_lr: 1 blobs_lr: 2 '
+                                                         'weight_decay: 0.0005\n', 1))
+    assert cli("upgrade_net_proto_text", tmp_path / "v1.prototxt", tmp_path / "new.prototxt").status == 0
+    text = (tmp_path / "new.prototxt").read_text()
+    assert "lr_mult: 1\n" in text and "lr_mult: 2\n" in text and "decay_mult: 0.0005\n" in text
+    assert ".0\n" not in text
+
+
 def test_net_binary_keeps_the_weights(cli, tmp_path: pathlib.Path) -> None:
     old = caffe_pb2.NetParameter(name="legacy")
     layer = old.layers.add(name="ip", type=caffe_pb2.V1LayerParameter.INNER_PRODUCT)

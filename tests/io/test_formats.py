@@ -95,9 +95,9 @@ def test_text_file_read_as_binary_is_a_clear_error(tmp_path: pathlib.Path) -> No
     path = tmp_path / "net.prototxt"
     path.write_text(prototxt.to_text(small_net_param()))
     with pytest.raises(prototxt.ProtoFileError,
-                       match="is not a binary NetParameter .* It looks like a text prototxt"):
+                       match=r"not a binary NetParameter .* This is a text prototxt, not a caffemodel"):
         small_net(seed=1).copy_trained_layers_from(path)
-    with pytest.raises(prototxt.ProtoFileError, match="is not a binary BlobProto"):
+    with pytest.raises(prototxt.ProtoFileError, match="This is a text prototxt, not a binaryproto"):
         binaryproto.read_mean(path)
 
 

@@ -41,8 +41,7 @@ def test_stub_declares_every_message_and_field() -> None:
     classes = _stub_classes()
     for top in caffe_pb2.DESCRIPTOR.message_types_by_name.values():
         for name, message in _messages(top):
-            assert name in classes, (f"caffe_pb2.pyi lacks message {name}: "
-                                     "run python -m recaffe.proto.generate")
+            assert name in classes, f"caffe_pb2.pyi lacks message {name}: regenerate it"
             want = {f"{field.name.upper()}_FIELD_NUMBER" for field in message.fields}
             missing = want - classes[name]
             assert not missing, f"caffe_pb2.pyi: {name} lacks {sorted(missing)}: regenerate it"

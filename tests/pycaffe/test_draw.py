@@ -9,6 +9,7 @@ import pytest
 from caffe import layers as L
 from caffe import params as P
 from caffe.proto import caffe_pb2
+from recaffe.cli.main import main
 from recaffe.io import prototxt
 
 pydot = pytest.importorskip("pydot")
@@ -69,3 +70,15 @@ def test_draw_net_to_file(tmp_path) -> None:
     assert path.read_bytes().startswith(b"\x89PNG")
     spec = L.ReLU(L.Input(shape=dict(dim=[1])), in_place=True).to_proto()
     assert b"digraph" in draw.draw_net(spec, "BT", ext="dot")
+
+
+def test_without_graphviz_no_file_is_left_and_the_error_says_how_to_install_it(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no dot anywhere
+    path = tmp_path / "net.png"
+    with pytest.raises(FileNotFoundError, match=r"needs Graphviz's 'dot' program.*install Graphviz \(apt"):
+        draw.draw_net_to_file(net(), str(path))
+    assert not path.exists()
+    net_file = tmp_path / "net.prototxt"
+    net_file.write_text(str(net()))
+    assert main(["draw_net", str(net_file), str(path)]) == 1  # a FATAL line, not a traceback
+    assert not path.exists()

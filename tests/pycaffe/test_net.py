@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import caffe
-from caffe import _blob
+from recaffe.pylayer import blobs as _blob
 from tests.pycaffe.conftest import TINY_NET
 
 X = np.arange(12, dtype=np.float32).reshape(4, 3) / 10 - 0.5

@@ -66,6 +66,11 @@ class FailsInSetup(caffe.Layer):
         raise ValueError("bad python_param")
 
 
+class OpensAMissingFile(caffe.Layer):
+    def setup(self, bottom, top):
+        open(self.param_str)  # noqa: SIM115
+
+
 class FailsInForward(caffe.Layer):
     def reshape(self, bottom, top):
         top[0].reshape(1)
@@ -169,6 +174,40 @@ def test_loading_errors(write_net, module, cls, message) -> None:
                      f'python_param {{ module: "{module}" layer: "{cls}" }} }}')
     with pytest.raises(RuntimeError, match=message):
         caffe.Net(path, caffe.TEST)
+
+
+def test_an_oserror_in_setup_keeps_its_file_name(write_net, tmp_path) -> None:
+    missing = tmp_path / "labels.txt"
+    path = write_net(f'layer {{ name: "p" type: "Python" top: "y" python_param {{ module: "{MODULE}" '
+                     f'layer: "OpensAMissingFile" param_str: "{missing}" }} }}')
+    with pytest.raises(RuntimeError) as info:
+        caffe.Net(path, caffe.TEST)
+    assert f"setup raised FileNotFoundError: [Errno 2] No such file or directory: '{missing}'" in \
+        str(info.value)
+
+
+def test_a_module_not_found_points_at_pythonpath_and_the_prototxt_folder(write_net, tmp_path) -> None:
+    (tmp_path / "beside_the_net.py").write_text("")
+    path = write_net('layer { name: "p" type: "Python" top: "y" '
+                     'python_param { module: "beside_the_net" layer: "X" } }')
+    with pytest.raises(RuntimeError) as info:
+        caffe.Net(path, caffe.TEST)
+    message = str(info.value)
+    assert "No module named 'beside_the_net'" in message
+    assert f"add the folder that holds beside_the_net.py to PYTHONPATH, e.g. the prototxt's folder (it is " \
+           f"there): PYTHONPATH={tmp_path}" in message
+
+
+def test_an_import_error_inside_the_module_keeps_its_message(write_net, tmp_path, monkeypatch) -> None:
+    (tmp_path / "needs_a_package.py").write_text("import no_such_package_anywhere\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = write_net('layer { name: "p" type: "Python" top: "y" '
+                     'python_param { module: "needs_a_package" layer: "X" } }')
+    with pytest.raises(RuntimeError) as info:
+        caffe.Net(path, caffe.TEST)
+    assert "importing python_param.module 'needs_a_package' failed: ModuleNotFoundError: No module named " \
+           "'no_such_package_anywhere'" in str(info.value)
+    assert "PYTHONPATH" not in str(info.value)
 
 
 def test_errors_in_forward_keep_their_type_and_name_the_layer(write_net) -> None:

@@ -118,6 +118,15 @@ def test_convert_digits(tmp_path) -> None:
     assert {parse_datum(v).label for _, v in read_all(str(tmp_path / "digits_train_lmdb"))} == set(range(10))
 
 
+def test_convert_digits_runs_again_over_its_own_databases(tmp_path) -> None:
+    """``make demo`` twice: the second conversion replaces the databases with the same records."""
+    pytest.importorskip("sklearn")
+    assert main(["convert_digits", str(tmp_path)]) == 0
+    first = read_all(str(tmp_path / "digits_test_lmdb"))
+    assert main(["convert_digits", str(tmp_path)]) == 0
+    assert read_all(str(tmp_path / "digits_test_lmdb")) == first
+
+
 def test_digits_example_net_reads_the_databases(tmp_path, monkeypatch) -> None:
     pytest.importorskip("sklearn")
     from tests.conftest import TESTS

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import final
 
 import torch
@@ -11,11 +12,31 @@ from recaffe.registry import LAYERS
 # From about this many weights on, oneDNN's inner product beats MKL's GEMM for a small batch on the
 # CPU (2.8x for CaffeNet's fc6 at batch 10; both read the weights once, MKL's skinny GEMM slowly).
 ONEDNN_MIN_WEIGHTS = 1 << 20
+# oneDNN's fused linear is a private torch op (torch.ops.mkldnn._linear_pointwise, in the torch
+# versions recaffe is tested on): looked up and tried once; the GEMM path serves where it is
+# missing or does not work.
+ONEDNN_LINEAR = "_linear_pointwise"
 
 
-def _onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    return (x.device.type == "cpu" and weight.numel() >= ONEDNN_MIN_WEIGHTS and weight.is_contiguous()
-            and x.dtype == torch.float32 and torch.backends.mkldnn.is_available())
+@functools.cache
+def onednn_linear() -> Callable[..., torch.Tensor] | None:
+    """oneDNN's linear(x, w, bias, "none", [], ""), or None where this torch lacks a working one."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        op = getattr(torch.ops.mkldnn, ONEDNN_LINEAR)
+        x, w = torch.arange(6.0).view(2, 3), torch.arange(12.0).view(4, 3)
+        works = torch.equal(op(x, w, None, "none", [], ""), x @ w.t())
+    except (AttributeError, RuntimeError, TypeError):
+        return None
+    return op if works else None
+
+
+def _onednn(x: torch.Tensor, weight: torch.Tensor) -> Callable[..., torch.Tensor] | None:
+    if (x.device.type == "cpu" and weight.numel() >= ONEDNN_MIN_WEIGHTS and weight.is_contiguous()
+            and x.dtype == torch.float32):
+        return onednn_linear()
+    return None
 
 
 @LAYERS.register("InnerProduct")
@@ -69,8 +90,9 @@ class InnerProductLayer(Layer):
         x = bottom[0].data.reshape(self.m, self.k)  # (M, K)
         y = top[0].data.view(self.m, -1)  # (M, N)
         w, bias = self._weight(), self.blobs[1].data if len(self.blobs) > 1 else None
-        if _onednn(x, w):
-            y.copy_(torch.ops.mkldnn._linear_pointwise(x, w, bias, "none", [], ""))
+        onednn = _onednn(x, w)
+        if onednn is not None:
+            y.copy_(onednn(x, w, bias, "none", [], ""))
         elif bias is not None:
             torch.addmm(bias, x, w.t(), out=y)
         else:

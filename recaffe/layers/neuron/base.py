@@ -13,6 +13,7 @@ class NeuronLayer(Layer):
 
     exact_num_bottom_blobs = 1
     exact_num_top_blobs = 1
+    supports_in_place = True  # Caffe runs neuron layers in place (AbsVal refuses)
 
     def reshape(self, bottom: Blobs, top: Blobs) -> None:
         top[0].reshape_like(bottom[0])

@@ -34,6 +34,7 @@ class BatchNormLayer(Layer):
 
     exact_num_bottom_blobs = 1
     exact_num_top_blobs = 1
+    supports_in_place = True
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
         p = self.param.batch_norm_param

@@ -28,6 +28,7 @@ class MVNLayer(Layer):
 
     exact_num_bottom_blobs = 1
     exact_num_top_blobs = 1
+    supports_in_place = True
 
     def reshape(self, bottom: Blobs, top: Blobs) -> None:
         b = bottom[0]

@@ -35,6 +35,7 @@ class ScaleLayer(Layer):
     min_bottom_blobs = 1
     max_bottom_blobs = 2
     exact_num_top_blobs = 1
+    supports_in_place = True
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
         p = self.param.scale_param

@@ -41,7 +41,6 @@ class RecurrentLayer(Layer):
 
     min_bottom_blobs = 2
     min_top_blobs = 1
-    supports_in_place = False
     num_states: ClassVar[int] = 1  # recurrent state blobs: h (RNN); h and c (LSTM)
     gates_per_output: ClassVar[int] = 1  # rows of W_x per hidden unit (4 for the LSTM's gates)
 

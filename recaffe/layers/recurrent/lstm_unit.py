@@ -26,6 +26,7 @@ class LSTMUnitLayer(Layer):
 
     exact_num_bottom_blobs = 3
     exact_num_top_blobs = 2
+    supports_in_place = True  # unsafe for backward, as in Caffe (see In place above)
 
     def allow_force_backward(self, bottom_index: int) -> bool:
         return bottom_index != 2

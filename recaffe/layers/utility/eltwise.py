@@ -33,6 +33,7 @@ class EltwiseLayer(Layer):
 
     min_bottom_blobs = 2
     exact_num_top_blobs = 1
+    supports_in_place = True  # Caffe runs it; unsafe, as in Caffe (see In place above)
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
         p = self.param.eltwise_param

@@ -24,6 +24,7 @@ class SoftmaxLayer(Layer):
 
     exact_num_bottom_blobs = 1
     exact_num_top_blobs = 1
+    supports_in_place = True
 
     def reshape(self, bottom: Blobs, top: Blobs) -> None:
         b = bottom[0]

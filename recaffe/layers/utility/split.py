@@ -20,7 +20,6 @@ class SplitLayer(Layer):
 
     exact_num_bottom_blobs = 1
     min_top_blobs = 1
-    supports_in_place = False
 
     def reshape(self, bottom: Blobs, top: Blobs) -> None:
         for blob in top:

@@ -24,7 +24,6 @@ class ViewLayer(Layer):
 
     exact_num_bottom_blobs = 1
     exact_num_top_blobs = 1
-    supports_in_place = False
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         pass  # the top already shares the bottom's data

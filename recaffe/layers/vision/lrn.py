@@ -37,6 +37,7 @@ class LRNLayer(Layer):
 
     exact_num_bottom_blobs = 1
     exact_num_top_blobs = 1
+    supports_in_place = True  # unsafe for backward, as in Caffe (see In place above)
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
         p = self.param.lrn_param

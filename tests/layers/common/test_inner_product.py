@@ -83,7 +83,30 @@ def test_large_weights_take_onednn_with_the_same_numbers(bias_term: bool, monkey
         layer.run_forward(bottom, top)
         tops.append(top[0].data.clone())
     onednn = inner_product._onednn(x.reshape(5, 12), layer.blobs[0].data)
-    assert onednn == torch.backends.mkldnn.is_available()
+    assert (onednn is not None) == torch.backends.mkldnn.is_available()
     torch.testing.assert_close(tops[1], tops[0], rtol=1e-6, atol=1e-6)
     expected = x.reshape(5, 12) @ layer.blobs[0].data.t() + (layer.blobs[1].data if bias_term else 0)
     torch.testing.assert_close(tops[0], expected)
+
+
+def test_without_onednns_private_op_the_gemm_path_serves(monkeypatch) -> None:
+    """A torch without ``torch.ops.mkldnn._linear_pointwise`` (it is private) still runs large
+    inner products, through the GEMM path."""
+    from recaffe.layers.common import inner_product
+
+    monkeypatch.setattr(inner_product, "ONEDNN_LINEAR", "_no_such_op_in_this_torch")
+    monkeypatch.setattr(inner_product, "ONEDNN_MIN_WEIGHTS", 1)
+    inner_product.onednn_linear.cache_clear()
+    try:
+        assert inner_product.onednn_linear() is None
+        param = caffe_pb2.LayerParameter(name="fc", type="InnerProduct")
+        param.inner_product_param.num_output = 3
+        param.inner_product_param.weight_filler.type = "gaussian"
+        layer, bottom, top = InnerProductLayer(param), [Blob((2, 4))], [Blob()]
+        layer.setup(bottom, top)
+        bottom[0].data.normal_(generator=torch.Generator().manual_seed(1))
+        layer.run_forward(bottom, top)
+        w, b = layer.blobs[0].data, layer.blobs[1].data
+        torch.testing.assert_close(top[0].data, bottom[0].data @ w.t() + b)
+    finally:
+        inner_product.onednn_linear.cache_clear()

@@ -41,7 +41,7 @@ class TestScaleDiffOverwritten(TestScale):
         f"scale_param {{ axis: 0 num_axes: -1 {FILLERS} }}",
         f"scale_param {{ axis: 0 bias_term: true {FILLERS} }}",
     ]
-    accumulates_param_diffs = False
+    accumulates_param_diffs = (False, True)  # the scale's diff is assigned, the bias's accumulated
 
 
 class TestScaleTwoBottoms(TestScale):

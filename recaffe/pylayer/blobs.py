@@ -1,4 +1,4 @@
-"""pycaffe's Blob and BlobVec: numpy views onto recaffe blobs.
+"""pycaffe's Blob and BlobVec (re-exported by ``caffe``): numpy views onto recaffe blobs.
 
 On the CPU, ``blob.data`` and ``blob.diff`` are live numpy views of the blob's torch storage:
 writing into them changes the net, and they follow reshapes and shared storage because the view
@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-import recaffe
+from recaffe import blob as recaffe_blob
 
 # (wrapper, "data" | "diff") whose host mirror may hold values newer than the device's
 _host_newer: dict[tuple[int, str], tuple[Blob, str]] = {}
@@ -33,7 +34,7 @@ _host_newer: dict[tuple[int, str], tuple[Blob, str]] = {}
 _wrappers: weakref.WeakValueDictionary[int, Blob] = weakref.WeakValueDictionary()
 
 
-def wrap(blob: recaffe.Blob) -> Blob:
+def wrap(blob: recaffe_blob.Blob) -> Blob:
     """The ``caffe.Blob`` of a recaffe blob (the same object on every call while it is alive)."""
     wrapper = _wrappers.get(id(blob))
     if wrapper is None or wrapper._blob is not blob:
@@ -54,10 +55,18 @@ def sync() -> None:
         blob._push(side)
 
 
+def synced(callback: Callable[..., Any]) -> Callable[..., None]:
+    """``callback``, then the host mirrors it wrote to go back to their devices (``sync``)."""
+    def run(*args: Any) -> None:
+        callback(*args)
+        sync()
+    return run
+
+
 class Blob:
     """A recaffe Blob seen as pycaffe's ``caffe.Blob``: shape, legacy dims, reshape, data, diff."""
 
-    def __init__(self, blob: recaffe.Blob) -> None:
+    def __init__(self, blob: recaffe_blob.Blob) -> None:
         self._blob = blob
         self._mirrors: dict[str, np.ndarray] = {}
 
@@ -137,11 +146,11 @@ class BlobVec:
 
     def __init__(
         self,
-        blobs: list[recaffe.Blob],
-        new_blob: Callable[[Sequence[int]], recaffe.Blob] | None = None,
+        blobs: list[recaffe_blob.Blob],
+        new_blob: Callable[[Sequence[int]], recaffe_blob.Blob] | None = None,
     ) -> None:
         self._blobs = blobs
-        self._new_blob = new_blob or recaffe.Blob
+        self._new_blob = new_blob or recaffe_blob.Blob
 
     def __len__(self) -> int:
         return len(self._blobs)

@@ -1,5 +1,8 @@
 """``recaffe classify`` and ``recaffe draw_net``: pycaffe's python/classify.py and draw_net.py.
 
+They run on pycaffe, so they live here and join the ``recaffe``/``caffe`` command through the
+``recaffe.cli`` entry-point group (pyproject.toml): recaffe's CLI never imports ``caffe``.
+
 The arguments are those of BVLC's scripts. Unlike classify.py, no ImageNet mean ships with
 recaffe: ``--mean_file`` is optional (no mean subtraction without it), and the model defaults
 are the reference CaffeNet paths of a Caffe checkout, relative to the current directory.

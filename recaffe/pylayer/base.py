@@ -1,13 +1,15 @@
-"""pycaffe's ``caffe.Layer``: the base class of Python layers, and the view of built-in layers."""
+"""pycaffe's ``caffe.Layer`` (re-exported by ``caffe``): the base class of Python layers, and the
+view of built-in layers."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import recaffe
-from caffe._blob import Blob, BlobVec
+from recaffe import blob as recaffe_blob
+from recaffe import layer as recaffe_layer
 from recaffe.io import blobproto
 from recaffe.proto import caffe_pb2
+from recaffe.pylayer.blobs import Blob, BlobVec
 
 
 class Layer:
@@ -25,14 +27,14 @@ class Layer:
         self._layer_param = caffe_pb2.LayerParameter()
         if param is not None:
             self._layer_param.CopyFrom(param)
-        self._native: recaffe.Layer | None = None
+        self._native: recaffe_layer.Layer | None = None
         self.param_str = self._layer_param.python_param.param_str
         self.phase = int(self._layer_param.phase)
         loaded = [blobproto.blob_from_proto(b) for b in self._layer_param.blobs]
         self._blobs = BlobVec(loaded)
 
     @classmethod
-    def _of(cls, native: recaffe.Layer) -> Layer:
+    def _of(cls, native: recaffe_layer.Layer) -> Layer:
         """The view of a built-in recaffe layer."""
         layer = cls.__new__(cls)
         layer._layer_param = native.param
@@ -40,16 +42,6 @@ class Layer:
         layer.phase = int(native.phase)
         layer._blobs = BlobVec(native.blobs, native.new_blob)
         return layer
-
-    def _bind(self, host: recaffe.Layer) -> None:
-        """Make the recaffe layer running this Python layer own its blobs (they become net params).
-
-        Sets every attribute ``__init__`` would, so subclasses need not call it."""
-        self._native = None
-        self._layer_param = host.param
-        self._blobs = BlobVec(host.blobs, host.new_blob)
-        self.param_str = host.param.python_param.param_str
-        self.phase = int(host.phase)
 
     @property
     def blobs(self) -> BlobVec:
@@ -83,11 +75,22 @@ class Layer:
         return f"<caffe.Layer {self._layer_param.name!r} ({self.type})>"
 
 
-def _unwrap(blobs: Sequence[Blob]) -> list[recaffe.Blob]:
+def _unwrap(blobs: Sequence[Blob]) -> list[recaffe_blob.Blob]:
     return [b._blob for b in blobs]
 
 
-def layer_view(native: recaffe.Layer) -> Layer:
+def attach(user: Layer, host: recaffe_layer.Layer) -> None:
+    """Make ``host``, the recaffe layer running the Python layer ``user``, own its blobs (they
+    become net params). Sets every attribute ``Layer.__init__`` would, so subclasses need not
+    call it."""
+    user._native = None
+    user._layer_param = host.param
+    user._blobs = BlobVec(host.blobs, host.new_blob)
+    user.param_str = host.param.python_param.param_str
+    user.phase = int(host.phase)
+
+
+def layer_view(native: recaffe_layer.Layer) -> Layer:
     """What ``net.layers`` shows for a recaffe layer: a Python layer's own object, else a view."""
     user = getattr(native, "user", None)
     return user if isinstance(user, Layer) else Layer._of(native)

@@ -1,0 +1,35 @@
+"""``import caffe`` from the parent folder of a checkout named ``recaffe``: that folder must not
+hide the installed package (``make install`` installs the checkout in setuptools' compat editable
+mode), and where it does, the error says what happened."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+IMPORT_BOTH = "import caffe, recaffe; print(caffe.__version__, recaffe.__version__)"
+
+
+def run_python(code: str, cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_a_folder_named_recaffe_in_the_current_directory_does_not_hide_the_package(tmp_path) -> None:
+    (tmp_path / "recaffe" / "tests").mkdir(parents=True)  # a checkout, seen from its parent
+    done = run_python(IMPORT_BOTH, tmp_path)
+    assert done.returncode == 0, done.stderr
+    import recaffe
+
+    assert done.stdout.split() == [recaffe.__version__] * 2
+
+
+def test_when_a_folder_hides_recaffe_the_error_says_so(tmp_path) -> None:
+    shadow = "import sys, types; m = types.ModuleType('recaffe'); m.__path__ = ['/x/recaffe']; " \
+             "sys.modules['recaffe'] = m; "
+    done = run_python(shadow + "import caffe", tmp_path)
+    assert done.returncode != 0
+    assert "'import recaffe' found the folder /x/recaffe instead of the installed package" in done.stderr
