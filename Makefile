@@ -13,7 +13,7 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0   # the CPU wheel; a bare "torch" may pull CUDA
-	$(BIN)/python -m pip install -q -e ".[test,demo]" --config-settings editable_mode=compat
+	$(BIN)/python -m pip install -q -e ".[test,demo,export]" --config-settings editable_mode=compat
 	touch $@
 
 install: $(VENV)/.installed

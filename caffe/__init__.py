@@ -3,8 +3,8 @@
 The names of BVLC's ``caffe`` package, backed by recaffe (PyTorch tensors, Caffe's semantics):
 ``caffe.Net``, the solvers, ``caffe.Layer`` for Python layers, ``caffe.io``, ``caffe.NetSpec``
 with ``caffe.layers``/``caffe.params``, ``caffe.Classifier``/``caffe.Detector``, and the module
-functions. ``caffe.proto.caffe_pb2`` is recaffe's ``caffe_pb2``. ``NCCL`` is a single-process
-stand-in (multi-GPU NCCL is not available; ``has_nccl()`` is False).
+functions. ``caffe.proto.caffe_pb2`` is recaffe's ``caffe_pb2``. ``NCCL`` trains with several processes
+on ``torch.distributed`` (``recaffe.distributed``), as BVLC's ``python/train.py`` uses it.
 """
 
 import recaffe as _recaffe

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 import recaffe
-from recaffe import device, logs
+from recaffe import device, distributed, logs
+from recaffe.distributed.sync import GradientSync
 from recaffe.layers.data import memory_data
 from recaffe.pylayer.base import Layer, layer_view
 from recaffe.pylayer.blobs import Blob, BlobVec, sync, synced, wrap
@@ -43,36 +44,17 @@ set_mode_gpu = device.set_mode_gpu
 set_device = device.set_device
 set_random_seed = recaffe.set_random_seed
 
-_parallel = {"solver_count": 1, "solver_rank": 0, "multiprocess": False}
-
-
-def solver_count() -> int:
-    return int(_parallel["solver_count"])
-
-
-def set_solver_count(count: int) -> None:
-    _parallel["solver_count"] = int(count)
-
-
-def solver_rank() -> int:
-    return int(_parallel["solver_rank"])
-
-
-def set_solver_rank(rank: int) -> None:
-    _parallel["solver_rank"] = int(rank)
-
-
-def multiprocess() -> bool:
-    return bool(_parallel["multiprocess"])
-
-
-def set_multiprocess(value: bool) -> None:
-    _parallel["multiprocess"] = bool(value)
+solver_count = distributed.solver_count
+set_solver_count = distributed.set_solver_count
+solver_rank = distributed.solver_rank
+set_solver_rank = distributed.set_solver_rank
+multiprocess = distributed.multiprocess
+set_multiprocess = distributed.set_multiprocess
 
 
 def has_nccl() -> bool:
-    """False: recaffe has no NCCL backend (``NCCL`` is a single-process stand-in)."""
-    return False
+    """Whether multi-process training is available (``torch.distributed``: NCCL on CUDA, gloo)."""
+    return bool(torch.distributed.is_available())
 
 
 def layer_type_list() -> list[str]:
@@ -321,32 +303,48 @@ def _wait_for_device() -> None:
 
 
 class NCCL:
-    """A single-process stand-in for Caffe's NCCL: multi-GPU NCCL is not available in recaffe.
+    """Caffe's NCCL over ``torch.distributed`` (``recaffe.distributed``), for BVLC's
+    ``python/train.py``: each process sets ``set_solver_count``/``set_solver_rank`` (and
+    ``set_multiprocess(True)``), builds its solver, then ``NCCL(solver, uid)`` joins the run at
+    ``uid`` (from ``NCCL.new_uid()`` in the parent), ``bcast()`` copies rank 0's weights, and
+    ``solver.add_callback(nccl)`` all-reduces the gradients before each update.
 
-    With one solver (``solver_count() == 1``) it does nothing, so ``python/train.py --gpus 0``
-    runs; with more it raises RuntimeError. ``has_nccl()`` is False.
+    With ``solver_count() == 1`` it joins nothing and does nothing. Calling it after backward of
+    each layer (``net.after_backward(nccl)``, Caffe's layer-wise reduce) is accepted; the
+    gradients are reduced in one buffer when they are all ready.
     """
 
     def __init__(self, solver: Any, uid: bytes | str) -> None:
-        if solver_count() > 1:
-            raise RuntimeError(
-                f"multi-GPU training with NCCL is not available in recaffe (solver_count() is "
-                f"{solver_count()}); train on one device")
         self.solver = solver
         self.uid = uid
+        self._sync: GradientSync | None = None
+        if solver_count() > 1:
+            native = getattr(solver, "_solver", None)
+            if native is None:
+                raise RuntimeError("NCCL(solver, uid) needs the solver of this rank")
+            params = native.net.learnable_params
+            where = params[0].blob.device if params else torch.device("cpu")
+            world = distributed.World(solver_rank(), solver_count(), distributed.Rendezvous.from_uid(uid),
+                                      where)
+            self._sync = GradientSync(native, world)
 
     @staticmethod
     def new_uid() -> bytes:
-        return os.urandom(128)
+        """A rendezvous for a new run: ``MASTER_ADDR`` (default 127.0.0.1) and a free port."""
+        return distributed.new_uid()
 
     def bcast(self) -> None:
-        """Nothing to broadcast with one solver."""
+        """Every rank takes rank 0's weights."""
+        if self._sync is not None:
+            self._sync.broadcast()
 
     def on_start(self) -> None:
-        """Solver callback: nothing to do with one solver."""
+        """Solver callback: nothing to do before the forward passes."""
 
     def on_gradients_ready(self) -> None:
-        """Solver callback: no gradients to all-reduce with one solver."""
+        """Solver callback: the diffs summed over the ranks and scaled by 1/solver_count."""
+        if self._sync is not None:
+            self._sync.on_gradients_ready()
 
     def __call__(self, layer_index: int) -> None:
-        """``net.after_backward(nccl)``: no per-layer reduction with one solver."""
+        """``net.after_backward(nccl)``: the reduction waits for ``on_gradients_ready``."""

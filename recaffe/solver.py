@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import torch
 
-from recaffe import errors, net_builder, resume, rng
+from recaffe import distributed, errors, net_builder, resume, rng
 from recaffe.blob import Blob
 from recaffe.io import prototxt, snapshot, upgrade
 from recaffe.math.floats import f32
@@ -94,8 +94,8 @@ class Solver(abc.ABC):
         self._iter = 0
         self._current_step = 0
         self._check_snapshot_write_permissions()
-        if param.random_seed >= 0:
-            rng.set_random_seed(param.random_seed)
+        if param.random_seed >= 0:  # each rank its own stream (rank 0's weights are broadcast)
+            rng.set_random_seed(param.random_seed + distributed.solver_rank())
         self._net = self._init_train_net()
         self._test_nets = self._init_test_nets()
         log.info("Solver scaffolding done.")
@@ -319,7 +319,10 @@ class Solver(abc.ABC):
 
     # ================================================================ testing
     def test_all(self) -> list[list[tuple[str, float]]]:
-        """Run every test net (``test``); returns each one's mean outputs."""
+        """Run every test net (``test``); returns each one's mean outputs. Only the root solver
+        (rank 0) tests."""
+        if not distributed.is_root():
+            return []
         results = []
         for test_net_id in range(len(self._test_nets)):
             if self._requested_early_exit:
@@ -439,7 +442,7 @@ class Solver(abc.ABC):
         return snapshot.snapshot_filename(self._param.snapshot_prefix, self._iter, extension)
 
     def _check_snapshot_write_permissions(self) -> None:
-        if not self._param.snapshot:
+        if not self._param.snapshot or not distributed.is_root():  # only rank 0 writes snapshots
             return
         if not self._param.HasField("snapshot_prefix"):
             raise SolverError("In solver params, snapshot is specified but snapshot_prefix is not")
@@ -455,7 +458,10 @@ class Solver(abc.ABC):
     def snapshot(self) -> None:
         """Write ``<prefix>_iter_<N>.caffemodel[.h5]`` and then the matching ``.solverstate[.h5]``, each
         atomically (``recaffe.io.atomic``), so a solver state always names a complete weights file.
-        A file that cannot be written raises ``FileWriteError`` naming it; the solver is unchanged."""
+        A file that cannot be written raises ``FileWriteError`` naming it; the solver is unchanged.
+        Only the root solver (rank 0) writes; other ranks do nothing."""
+        if not distributed.is_root():
+            return
         hdf5 = self._param.snapshot_format == caffe_pb2.SolverParameter.HDF5
         if hdf5:
             model_filename = self._snapshot_filename(".caffemodel.h5")

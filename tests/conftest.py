@@ -4,6 +4,7 @@ the end-of-run summary of skips, one line per reason."""
 from __future__ import annotations
 
 import collections
+import os
 import pathlib
 from typing import Any
 
@@ -21,6 +22,10 @@ SHARED = next(
 )
 
 torch.set_num_threads(max(1, torch.get_num_threads()))
+
+# scripts/device_check.sh runs suites with RECAFFE_TEST_DEVICE=cuda: new nets then live on the GPU
+if os.environ.get("RECAFFE_TEST_DEVICE", "cpu") == "cuda":
+    recaffe.device.use_device([0])
 
 
 def cuda_available() -> bool:

@@ -30,7 +30,7 @@ def params_of(solver: recaffe.Solver) -> dict[str, torch.Tensor]:
 
 
 def assert_close(ours: torch.Tensor, golden: np.ndarray, tol: float, what: str) -> None:
-    golden_t = torch.from_numpy(golden).reshape(ours.shape).to(ours.dtype)
+    golden_t = torch.from_numpy(golden).reshape(ours.shape).to(ours.device, ours.dtype)
     err = (ours - golden_t).abs().max().item() if ours.numel() else 0.0
     bound = tol * max(1.0, float(np.abs(golden).max()) if golden.size else 0.0)
     assert err <= bound, f"{what}: max |ours - caffe| = {err:.3g} > {bound:.3g}"
@@ -52,7 +52,7 @@ def test_solver_matches_caffe(case: str, tmp_path: pathlib.Path, monkeypatch: py
     init_keys = sorted(k[len("init/"):] for k in golden.files if k.startswith("init/"))
     assert sorted(params) == init_keys
     for key in init_keys:
-        expected = torch.from_numpy(golden[f"init/{key}"]).reshape(params[key].shape)
+        expected = torch.from_numpy(golden[f"init/{key}"]).reshape(params[key].shape).to(params[key].device)
         assert torch.equal(params[key], expected), f"init/{key} differs from Caffe's filler output"
 
     first = 1

@@ -5,6 +5,7 @@ under ``TYPE_CHECKING`` too: a cycle there is still two modules that need each o
 from __future__ import annotations
 
 import ast
+import functools
 import pathlib
 
 import pytest
@@ -40,6 +41,7 @@ def imported(path: pathlib.Path, name: str, known: set[str]) -> set[str]:
     return found
 
 
+@functools.cache
 def graph(package: str) -> dict[str, set[str]]:
     files = modules(package)
     return {name: imported(path, name, set(files)) for name, path in files.items()}

@@ -482,6 +482,7 @@ def test_the_first_display_after_a_resume_counts_only_the_iterations_since(tmp_p
     s, _ = ls.make_solver(ls.solver_param(lr=0.01, extra=text))
     s.step(30)
     caplog.set_level(logging.INFO, logger="recaffe.solver")
+    caplog.clear()  # only the resumed run's lines
     resumed, _ = ls.make_solver(ls.solver_param(lr=0.01, extra=text), position=30)
     resumed.solve(tmp_path / "run_iter_30.solverstate")
     shown = [re.match(r"Iteration (\d+) \(([\d.e+-]+) iter/s, ([\d.e+-]+)s/5 iters\)", line)

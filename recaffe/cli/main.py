@@ -33,6 +33,8 @@ COMMAND_MODULES: list[str] = [
     "parse_log",
     "plot_log",
     "data_tools",
+    "export",
+    "explain",
 ]
 # more commands from installed packages: ``register(subparsers)`` functions in this entry-point
 # group (the pycaffe scripts classify and draw_net, from ``caffe.tools``)
@@ -88,6 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 1
     logs.setup_logging(logger="")
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command: a user error becomes a FATAL line and status 1."""
     logging.captureWarnings(True)  # Python warnings become W lines of the log
     traceback = os.environ.get("RECAFFE_TRACEBACK", "") not in ("", "0")
     try:

@@ -42,14 +42,21 @@ class _BatchFiller:
 
 
 class DatumReader:
-    """Transformed Datums from a database in key order, wrapping to the first record at the end."""
+    """Transformed Datums from a database in key order, wrapping to the first record at the end.
+
+    With ``shard=(rank, count)`` (a distributed run, see ``recaffe.distributed.data_shard``) it
+    keeps only the records whose running read position ``offset`` has ``offset % count == rank``,
+    as Caffe's ``DataLayer::Skip``: the ranks share each round of ``count`` records.
+    """
 
     def __init__(self, database: Database, transformer: DataTransformer, batch_size: int,
-                 labels: bool) -> None:
+                 labels: bool, shard: tuple[int, int] | None = None) -> None:
         self.database = database
         self.transformer = transformer
         self.batch_size = batch_size
         self.labels = labels
+        self.shard = shard
+        self.offset = 0
         self._cursor = database.cursor()
         if not self._cursor.valid:
             raise DataError(f"the {database.where} is empty")
@@ -66,6 +73,7 @@ class DatumReader:
         return self.transformer.output_shape(self.transformer.datum_values(datum, where).shape)
 
     def load_batch(self) -> Batch:
+        self._skip_other_ranks()
         datum, where = self.current()
         values = self.transformer.datum_values(datum, where)
         filler = _BatchFiller(self.batch_size, self.transformer.output_shape(values.shape),
@@ -75,16 +83,15 @@ class DatumReader:
                 datum, where = self.current()
                 values = self.transformer.datum_values(datum, where)
             filler.put(index, self.transformer.transform(values), datum.label, where)
-            self._cursor.next()
-            if not self._cursor.valid:
-                self._cursor.seek_to_first()
+            self._next()
+            self._skip_other_ranks()
         return filler.batch()
 
     def resume_point(self) -> resume.ResumePoint:
-        key, transform = self._cursor.key(), self.transformer.resume_point()
+        key, offset, transform = self._cursor.key(), self.offset, self.transformer.resume_point()
 
         def write(out: caffe_pb2.RecaffeDataState) -> None:
-            out.cursor_key = key
+            out.cursor_key, out.offset = key, offset
             transform(out)
 
         return write
@@ -97,7 +104,20 @@ class DatumReader:
                         self.database.where)
             if not self._cursor.valid:
                 self._cursor.seek_to_first()
+        self.offset = state.offset
         self.transformer.load_state(state, where)
+
+    def _next(self) -> None:
+        self._cursor.next()
+        if not self._cursor.valid:
+            self._cursor.seek_to_first()
+        self.offset += 1
+
+    def _skip_other_ranks(self) -> None:
+        if self.shard is not None:
+            rank, count = self.shard
+            while self.offset % count != rank:
+                self._next()
 
     def close(self) -> None:
         self.database.close()

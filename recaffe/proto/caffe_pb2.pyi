@@ -556,6 +556,7 @@ class RecaffeDataState(_message.Message):
     ROWS_FIELD_NUMBER: _builtins.int
     TRANSFORM_RNG_FIELD_NUMBER: _builtins.int
     SHUFFLE_RNG_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
     net: _builtins.int
     """0: the train net; i + 1: test net i"""
     layer: _builtins.str
@@ -565,6 +566,8 @@ class RecaffeDataState(_message.Message):
     """ImageData: the next list entry; HDF5Data: the next row"""
     file: _builtins.int
     """HDF5Data: the current file's place in the file order"""
+    offset: _builtins.int
+    """Data, HDF5Data: records passed so far (a distributed run's sharding)"""
     @_builtins.property
     def order(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """ImageData: the list order; HDF5Data: the file order"""
@@ -593,10 +596,11 @@ class RecaffeDataState(_message.Message):
         rows: _abc.Iterable[_builtins.int] | None = ...,
         transform_rng: Global___RecaffeRngState | None = ...,
         shuffle_rng: Global___RecaffeRngState | None = ...,
+        offset: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cursor_key", b"cursor_key", "file", b"file", "layer", b"layer", "net", b"net", "position", b"position", "shuffle_rng", b"shuffle_rng", "transform_rng", b"transform_rng"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cursor_key", b"cursor_key", "file", b"file", "layer", b"layer", "net", b"net", "offset", b"offset", "position", b"position", "shuffle_rng", b"shuffle_rng", "transform_rng", b"transform_rng"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor_key", b"cursor_key", "file", b"file", "layer", b"layer", "net", b"net", "order", b"order", "position", b"position", "rows", b"rows", "shuffle_rng", b"shuffle_rng", "transform_rng", b"transform_rng"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor_key", b"cursor_key", "file", b"file", "layer", b"layer", "net", b"net", "offset", b"offset", "order", b"order", "position", b"position", "rows", b"rows", "shuffle_rng", b"shuffle_rng", "transform_rng", b"transform_rng"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -10,6 +10,13 @@ from recaffe.solver import Solver
 from recaffe.solvers.update_math import moving_average, rms_scaled
 
 
+def bias_correction(beta1: float, beta2: float, t: int) -> float:
+    """√(1 − β2^t) / (1 − β1^t) in double (Caffe's pow(float, int)), rounded to float."""
+    with np.errstate(all="ignore"):  # β = 1 gives inf/nan as in C
+        one = np.float64(1.0)
+        return f32(float(np.sqrt(one - np.float64(beta2) ** t) / (one - np.float64(beta1) ** t)))
+
+
 @SOLVERS.register("Adam")
 @final
 class AdamSolver(Solver):
@@ -29,10 +36,7 @@ class AdamSolver(Solver):
 
     def compute_update_value(self, param_id: int, rate: float) -> None:
         beta1, beta2 = self.param.momentum, self.param.momentum2
-        t = self.iter + 1
-        with np.errstate(all="ignore"):  # β = 1 gives inf/nan as in C
-            one = np.float64(1.0)
-            correction = f32(float(np.sqrt(one - np.float64(beta2) ** t) / (one - np.float64(beta1) ** t)))
+        correction = bias_correction(beta1, beta2, self.iter + 1)
         diff = self.net.learnable_params[param_id].blob.diff
         m = self.history[param_id].data
         v = self.history[len(self.net.learnable_params) + param_id].data

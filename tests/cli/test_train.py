@@ -187,12 +187,31 @@ def test_solver_mode_gpu_without_cuda_runs_on_the_cpu(cli, workdir: pathlib.Path
     assert "Use CPU." in result.messages
 
 
-def test_several_gpus_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_rank_takes_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     from recaffe.cli import common, train
 
     monkeypatch.setattr(common, "gpu_ids", lambda flag: [0, 1])
-    with pytest.raises(common.CliError, match="several GPUs"):
-        train.select_device("0,1", caffe_pb2.SolverParameter())
+    monkeypatch.setattr(common, "use_device", lambda ids: ids)
+    monkeypatch.setattr(train.torch.cuda, "get_device_name", lambda i: f"GPU{i}")
+    param = caffe_pb2.SolverParameter()
+    assert train.select_device("0,1", param, local_rank=1) == [1]
+    assert param.device_id == 1
+    assert train.rank_count("0,1") == 2
+    monkeypatch.setattr(common, "gpu_ids", lambda flag: [int(flag)])
+    monkeypatch.setattr(train.torch.cuda, "is_available", lambda: True)
+    gpu_mode = caffe_pb2.SolverParameter(solver_mode=caffe_pb2.SolverParameter.GPU)
+    assert train.select_device(None, gpu_mode, local_rank=1) == [1]  # torchrun: cuda:LOCAL_RANK
+    monkeypatch.setattr(common, "gpu_ids", lambda flag: [0, 1])
+    with pytest.raises(common.CliError, match="rank 2 of this machine has no device"):
+        train.select_device("0,1", param, local_rank=2)
+
+
+def test_cpu_fallback_runs_one_rank_per_listed_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    from recaffe.cli import common, train
+
+    monkeypatch.setattr(train.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv(common.CPU_FALLBACK_ENV, "1")
+    assert [train.rank_count(flag) for flag in ("0,1,2", "0", "all", "cpu", None)] == [3, 1, 1, 1, 1]
 
 
 def test_progress_bar_and_log_lines(cli, workdir: pathlib.Path) -> None:
@@ -240,3 +259,13 @@ def test_weights_given_a_text_prototxt_says_so(cli, workdir: pathlib.Path) -> No
     assert result.status == 1
     assert "'net.prototxt' is not a binary NetParameter" in result.fatal()
     assert "This is a text prototxt, not a caffemodel" in result.fatal()
+
+
+def test_a_bad_launcher_environment_is_a_fatal_line(cli, workdir: pathlib.Path, monkeypatch) -> None:
+    nets.write_solver(workdir / "solver.prototxt", max_iter=1)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    result = cli("train", "-solver", "solver.prototxt")
+    assert result.status == 1
+    assert result.fatal() == "RANK=2 is outside WORLD_SIZE=2"

@@ -341,7 +341,7 @@ def test_module_functions(caplog) -> None:
     assert caffe.layer_type_list() == sorted(caffe.layer_type_list())
     assert (caffe.TRAIN, caffe.TEST) == (0, 1)
     assert isinstance(caffe.__version__, str)
-    assert caffe.has_nccl() is False
+    assert caffe.has_nccl() is True  # torch.distributed: gloo here, NCCL with CUDA
     caffe.set_solver_count(1)
     caffe.set_solver_rank(0)
     caffe.set_multiprocess(False)
@@ -387,16 +387,17 @@ def test_timer() -> None:
     assert timer.ms == first
 
 
-def test_nccl_is_a_single_process_stand_in() -> None:
+def test_nccl_with_one_solver_does_nothing() -> None:
     uid = caffe.NCCL.new_uid()
-    assert isinstance(uid, bytes)
+    assert isinstance(uid, bytes) and uid.startswith(b"recaffe-rendezvous://127.0.0.1:")
     nccl = caffe.NCCL(None, uid)
     nccl.bcast()
     nccl.on_start()
     nccl.on_gradients_ready()
+    nccl(0)
     caffe.set_solver_count(2)
     try:
-        with pytest.raises(RuntimeError, match="multi-GPU"):
+        with pytest.raises(RuntimeError, match="needs the solver of this rank"):
             caffe.NCCL(None, uid)
     finally:
         caffe.set_solver_count(1)

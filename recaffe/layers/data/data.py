@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 from typing import final
 
+from recaffe import distributed
 from recaffe.data import db
 from recaffe.data.readers import DatumReader
 from recaffe.layer import Blobs
@@ -20,7 +21,9 @@ class DataLayer(BasePrefetchingDataLayer):
     Records are read in key order and the cursor wraps to the first record after the last. Each
     batch takes its shape from its first Datum (so sizes may change between batches); every Datum
     goes through the DataTransformer (see ``recaffe.data.transformer``), and its ``label`` goes to
-    the label top. Batches are prefetched in a background thread; the numbers do not depend on it.
+    the label top. In a distributed TRAIN net, rank r of N keeps records r, r+N, r+2N, ... of the
+    endless record sequence (Caffe's ``Skip``). Batches are prefetched in a background thread;
+    the numbers do not depend on it.
     Backward: none.
     Params (data_param): source (database path), batch_size (required), backend=LEVELDB (as in
         Caffe; LMDB needs ``backend: LMDB``), prefetch=4; rand_skip and the deprecated
@@ -42,7 +45,8 @@ class DataLayer(BasePrefetchingDataLayer):
         batch_size = self.positive_batch_size(p.batch_size, "data_param")
         database = db.open_db(p.source, p.backend, "read")
         try:
-            reader = DatumReader(database, self.transformer, batch_size, self.output_labels)
+            reader = DatumReader(database, self.transformer, batch_size, self.output_labels,
+                                 distributed.data_shard(self.phase))
             shape = reader.item_shape()
         except Exception:
             database.close()

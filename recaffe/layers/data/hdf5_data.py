@@ -4,6 +4,7 @@ from typing import final
 
 import numpy as np
 
+from recaffe import distributed
 from recaffe.data import hdf5
 from recaffe.data.crand import random_shuffle
 from recaffe.layer import Blobs
@@ -20,10 +21,12 @@ class HDF5DataLayer(DataSourceLayer):
     ``source`` is a text file listing .h5 files (whitespace-separated; relative paths are relative
     to the working directory, as in Caffe). Each file's datasets (N-D, integer or float, converted
     to the net's dtype) must share dim 0. Rows are read in order, then the next file is loaded;
-    after the last file the first comes again. With ``shuffle``, the file order is permuted at
-    setup and at each wrap, and the row order whenever a file is loaded and again when its rows run
-    out, all with ``std::random_shuffle`` on glibc's process-wide ``rand()`` (never seeded by Caffe,
-    independent of ``set_random_seed``), so the permutations match Caffe's. Backward: none.
+    after the last file the first comes again. In a distributed TRAIN net, rank r of N keeps rows
+    r, r+N, r+2N, ... of that endless sequence (Caffe's ``Skip``). With ``shuffle``, the file order
+    is permuted at setup and at each wrap, and the row order whenever a file is loaded and again
+    when its rows run out, all with ``std::random_shuffle`` on glibc's process-wide ``rand()``
+    (never seeded by Caffe, independent of ``set_random_seed``), so the permutations match Caffe's.
+    Backward: none.
     Params (hdf5_data_param): source, batch_size, shuffle=false. transform_param is refused.
     Bottoms: none.
     Tops: >= 1; top i is (batch_size, *dataset_i.shape[1:]).
@@ -42,6 +45,8 @@ class HDF5DataLayer(DataSourceLayer):
             raise self.error("HDF5Data needs its top names (they name the datasets to read)")
         self.row_shapes: list[tuple[int, ...]] | None = None
         self.rows: list[int] = []
+        self.shard = distributed.data_shard(self.phase) or (0, 1)
+        self.offset = 0
         with self.data_errors():
             self.filenames = hdf5.read_source_list(p.source)
             self.file_order = list(range(len(self.filenames)))
@@ -55,14 +60,21 @@ class HDF5DataLayer(DataSourceLayer):
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         outs = [np.empty((self.batch_size, *a.shape[1:]), dtype=a.dtype) for a in self.arrays]
+        rank, count = self.shard
         filled = 0
         while filled < self.batch_size:
-            n = min(self.batch_size - filled, len(self.rows) - self.current_row)
-            rows = np.asarray(self.rows[self.current_row : self.current_row + n])
+            # this rank's rows left in the file: every count-th from the first with offset ≡ rank
+            first = (rank - self.offset) % count
+            left = len(self.rows) - self.current_row
+            n = min(self.batch_size - filled, max(0, (left - first + count - 1) // count))
+            start = self.current_row + first
+            rows = np.asarray(self.rows[start : start + (n - 1) * count + 1 : count], dtype=np.int64)
             for out, array in zip(outs, self.arrays):
                 out[filled : filled + n] = array[rows]
             filled += n
-            self.current_row += n - 1
+            passed = first + (n - 1) * count + 1 if n else left  # rows read or skipped
+            self.offset += passed
+            self.current_row += passed - 1
             with self.data_errors():
                 self._next_row()
         for blob, out in zip(top, outs):
@@ -70,7 +82,7 @@ class HDF5DataLayer(DataSourceLayer):
 
     def save_resume_state(self, out: caffe_pb2.RecaffeDataState) -> None:
         """The file order, the current file, its row order and the next row (``recaffe.resume``)."""
-        out.file, out.position = self.current_file, self.current_row
+        out.file, out.position, out.offset = self.current_file, self.current_row, self.offset
         out.order[:] = self.file_order
         out.rows[:] = self.rows
 
@@ -86,7 +98,7 @@ class HDF5DataLayer(DataSourceLayer):
             raise self.error(f"the solver state's row order does not fit the {len(self.rows)} rows of "
                              f"{self.filenames[self.file_order[self.current_file]]!r}; the file changed "
                              f"since the snapshot")
-        self.rows, self.current_row = list(state.rows), state.position
+        self.rows, self.current_row, self.offset = list(state.rows), state.position, state.offset
 
     def rows_in_order(self) -> list[int]:
         return list(range(len(self.arrays[0])))

@@ -2,11 +2,10 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 from collections.abc import Callable, Sequence
 from typing import final
 
-from recaffe import net_builder
+from recaffe import distributed, net_builder
 from recaffe.layer import Blobs, Layer, LayerError
 from recaffe.proto import caffe_pb2
 from recaffe.pylayer import base, blobs
@@ -117,8 +116,7 @@ def _search_hint(module: str) -> str:
 
 
 def _several_solvers_in_one_process() -> bool:
-    """Whether pycaffe asked for several solvers without a multi-process launcher (Caffe refuses
-    Python layers then). The settings are pycaffe's (``caffe.set_solver_count``): unless
-    pycaffe is loaded they hold their defaults, one solver."""
-    pycaffe = sys.modules.get("caffe._caffe")
-    return pycaffe is not None and pycaffe.solver_count() > 1 and not pycaffe.multiprocess()
+    """Whether several solvers were asked for without a multi-process launcher (Caffe refuses
+    Python layers then): ``recaffe.distributed``'s settings (pycaffe's ``caffe.set_solver_count``
+    and ``set_multiprocess`` write them)."""
+    return distributed.solver_count() > 1 and not distributed.multiprocess()
