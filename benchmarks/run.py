@@ -12,6 +12,9 @@ inference  CaffeNet and GoogLeNet deploy forward passes (batch 10): median ms an
            next to the real Caffe's figures from the issue.
 memory     peak resident memory of each configuration in a fresh process (benchmarks/memory.py).
 layers     ``recaffe time``'s per-layer tables for the four nets.
+nanguard   the cost of the NaN guard (on by default in ``caffe train``): LeNet SGD iterations with
+           the guard on and off, alternating in ``--chunks`` chunks on one solver; the overhead is
+           the median over ``--reps`` runs of (time on / time off − 1).
 
 The nets are the published prototxts in ../shared/caffe-models (skipped with a message when
 absent). Results print as tables and, unless --no-write, replace the top of
@@ -37,6 +40,7 @@ import torch
 
 import recaffe
 from benchmarks import layer_times, models, reference, training
+from recaffe.debug import nan_guard
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS.md"
 HISTORY = "## History"
@@ -142,6 +146,45 @@ def training_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# ==================================================================== NaN guard
+def bench_nan_guard(key: str, args: argparse.Namespace) -> dict:
+    spec = models.TRAIN_NETS[key]
+    trainer = training.Trainer(models.solver_param(spec, args.models))
+    batches = models.synthetic_batches(spec, 4)
+    warmup, iters = iteration_counts(key, args)
+    for i in range(warmup):
+        trainer.step(*batches[i % len(batches)])
+    chunk = max(1, iters // args.chunks)
+    ratios: list[float] = []
+    ms: dict[str, list[float]] = {"off": [], "on": []}
+    try:
+        for _ in range(args.reps):
+            total = {"off": 0.0, "on": 0.0}
+            for _ in range(max(1, iters // chunk)):
+                for mode in ("off", "on"):
+                    nan_guard.set_enabled(mode == "on")
+                    total[mode] += timed_ms(lambda i: trainer.step(*batches[i % len(batches)]), chunk)
+            for mode in total:
+                ms[mode].append(total[mode] / max(1, iters // chunk))
+            ratios.append(total["on"] / total["off"])
+    finally:
+        nan_guard.set_enabled(False)
+    return {"net": spec.name, "batch": spec.data_shape[0], "ms": ms, "ratios": ratios,
+            "overhead": statistics.median(ratios) - 1.0, "iters": iters}
+
+
+def nan_guard_table(results: list[dict]) -> str:
+    lines = ["| net | batch | guard off ms/iter | guard on ms/iter | overhead (target ≤ 3 %) | runs on/off |",
+             "|---|---:|---:|---:|---:|---|"]
+    for r in results:
+        off, on = statistics.median(r["ms"]["off"]), statistics.median(r["ms"]["on"])
+        ok = "✓" if r["overhead"] <= 0.03 else "✗"
+        runs = ", ".join(f"{v:.3f}" for v in r["ratios"])
+        lines.append(f"| {r['net']} | {r['batch']} | {off:.2f} | {on:.2f} | "
+                     f"**{100 * r['overhead']:+.1f} %** {ok} | {runs} |")
+    return "\n".join(lines)
+
+
 # =================================================================== inference
 def bench_inference(key: str, args: argparse.Namespace) -> dict:
     spec = models.DEPLOY_NETS[key]
@@ -215,8 +258,8 @@ def bench_layers(key: str, args: argparse.Namespace) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="train,inference,memory,layers",
-                        help="comma-separated benchmarks: train, inference, memory, layers")
+    parser.add_argument("--only", default="train,inference,memory,layers,nanguard",
+                        help="comma-separated benchmarks: train, inference, memory, layers, nanguard")
     parser.add_argument("--nets", default=",".join([*models.TRAIN_NETS, *models.DEPLOY_NETS]))
     parser.add_argument("--reps", type=int, default=3, help="timed runs per configuration (median)")
     parser.add_argument("--iters", type=int, default=0, help="iterations per timed run (0: per-net default)")
@@ -271,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     if "memory" in only:
         table = memory_table(bench_memory(nets, args))
         sections += ["## Peak memory (each in a fresh process)", "", table, ""]
+        print(table)
+    if "nanguard" in only and "lenet" in train_nets:
+        table = nan_guard_table([bench_nan_guard("lenet", args)])
+        sections += ["## NaN guard overhead (LeNet training, guard on vs off alternating)", "", table, ""]
         print(table)
     if "layers" in only:
         tables = [bench_layers(n, args) for n in nets]

@@ -19,6 +19,7 @@ if getattr(_recaffe, "__file__", None) is None:  # a bare folder named recaffe, 
 from caffe import io  # noqa: E402
 from caffe._caffe import (
     Layer,
+    NonFiniteError,
     __version__,
     has_nccl,
     init_log,
@@ -28,6 +29,7 @@ from caffe._caffe import (
     set_mode_cpu,
     set_mode_gpu,
     set_multiprocess,
+    set_nan_check,
     set_random_seed,
     set_solver_count,
     set_solver_rank,
@@ -56,8 +58,10 @@ TEST = _caffe_pb2.TEST
 
 __all__ = [
     "NCCL", "TEST", "TRAIN", "AdaDeltaSolver", "AdaGradSolver", "AdamSolver", "Classifier",
-    "Detector", "Layer", "Net", "NesterovSolver", "NetSpec", "RMSPropSolver", "SGDSolver", "Timer",
+    "Detector", "Layer", "Net", "NesterovSolver", "NetSpec", "NonFiniteError", "RMSPropSolver", "SGDSolver",
+    "Timer",
     "__version__", "get_solver", "has_nccl", "init_log", "io", "layer_type_list", "layers", "log",
-    "params", "set_device", "set_mode_cpu", "set_mode_gpu", "set_multiprocess", "set_random_seed",
+    "params", "set_device", "set_mode_cpu", "set_mode_gpu", "set_multiprocess", "set_nan_check",
+    "set_random_seed",
     "set_solver_count", "set_solver_rank", "solver_count", "solver_rank", "to_proto",
 ]

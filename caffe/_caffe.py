@@ -19,6 +19,7 @@ import torch
 
 import recaffe
 from recaffe import device, distributed, logs
+from recaffe.debug import nan_guard
 from recaffe.distributed.sync import GradientSync
 from recaffe.layers.data import memory_data
 from recaffe.pylayer.base import Layer, layer_view
@@ -33,9 +34,9 @@ PathLike = str | os.PathLike[str]
 _NetT = TypeVar("_NetT", bound="Net")
 
 __all__ = [
-    "NCCL", "Blob", "BlobVec", "Layer", "Net", "Timer", "__version__", "has_nccl", "init_log",
-    "layer_type_list", "log", "set_device", "set_mode_cpu", "set_mode_gpu", "set_multiprocess",
-    "set_random_seed", "set_solver_count", "set_solver_rank", "solver_count", "solver_rank",
+    "NCCL", "Blob", "BlobVec", "Layer", "Net", "NonFiniteError", "Timer", "__version__", "has_nccl",
+    "init_log", "layer_type_list", "log", "set_device", "set_mode_cpu", "set_mode_gpu", "set_multiprocess",
+    "set_nan_check", "set_random_seed", "set_solver_count", "set_solver_rank", "solver_count", "solver_rank",
 ]
 
 # ================================================================ module functions
@@ -43,6 +44,14 @@ set_mode_cpu = device.set_mode_cpu
 set_mode_gpu = device.set_mode_gpu
 set_device = device.set_device
 set_random_seed = recaffe.set_random_seed
+NonFiniteError = nan_guard.NonFiniteError
+
+
+def set_nan_check(enabled: bool = True) -> None:
+    """recaffe's NaN guard: when on, ``solver.step()`` and ``net.forward()`` raise ``NonFiniteError``
+    (a FloatingPointError) naming the iteration, phase, layer and blob where a value first stopped
+    being finite. Off by default, as Caffe has no such check."""
+    nan_guard.set_enabled(enabled)
 
 solver_count = distributed.solver_count
 set_solver_count = distributed.set_solver_count
@@ -171,7 +180,7 @@ class Net:
     def _forward(self, start: int, end: int) -> float:
         """Forward layers ``start..end`` (inclusive); returns the weighted loss."""
         sync()
-        return self._net.forward(start, end)
+        return nan_guard.checked_forward(self._net, start, end)
 
     def _backward(self, start: int, end: int) -> None:
         """Backward layers ``start`` down to ``end`` (inclusive)."""

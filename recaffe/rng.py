@@ -128,6 +128,7 @@ class CaffeRNG:
         self._engine = np.random.RandomState(self.seed)  # same raw words as boost::mt19937
         self._buffer = np.empty(0, dtype=np.uint32)
         self._pos = 0
+        self._engine_state: tuple[np.ndarray, Any] | None = None  # (buffer, engine state), for get_state
 
     # ------------------------------------------------------------------ state
     def get_state(self) -> tuple[int, np.ndarray, int, np.ndarray]:
@@ -414,3 +415,22 @@ def set_rng(stream: CaffeRNG) -> None:
 def set_random_seed(seed: int) -> None:
     """``Caffe::set_random_seed``: restart this thread's stream as ``mt19937(seed mod 2^32)``."""
     _local.rng = CaffeRNG(seed)
+
+
+def get_state() -> tuple[Any, ...]:
+    """A copy of this thread's stream position, for ``set_state`` (cheap: no draws are made)."""
+    stream = get_rng()
+    # the engine only moves when the buffer is refilled: its state is taken once per buffer
+    cached = stream._engine_state
+    if cached is None or cached[0] is not stream._buffer:
+        cached = stream._engine_state = (stream._buffer, stream._engine.get_state())
+    return stream.seed, cached[1], stream._buffer, stream._pos
+
+
+def set_state(state: tuple[Any, ...]) -> None:
+    """Put this thread's stream back where ``get_state`` found it."""
+    seed, engine_state, buffer, pos = state
+    stream = CaffeRNG(seed)
+    stream._engine.set_state(engine_state)
+    stream._buffer, stream._pos = buffer, pos  # buffers are replaced, never written in place
+    _local.rng = stream

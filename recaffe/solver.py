@@ -30,6 +30,7 @@ import torch
 
 from recaffe import distributed, errors, net_builder, resume, rng
 from recaffe.blob import Blob
+from recaffe.debug import nan_guard
 from recaffe.io import prototxt, snapshot, upgrade
 from recaffe.math.floats import f32
 from recaffe.net import TEST, TRAIN, Net
@@ -111,6 +112,11 @@ class Solver(abc.ABC):
             for _ in range(self.history_blobs_per_param)
             for p in self._net.learnable_params
         ]
+        # hooks: before net.update() (given the rate; the diffs hold the update values), before a snapshot
+        self.before_update: list[Callable[[float], None]] = []
+        self.before_snapshot: list[Callable[[], None]] = []
+        self.last_snapshot: str | None = None  # the solverstate last written or restored
+        nan_guard.SolverGuard(self)
         self.check_param()
 
     def check_param(self) -> None:  # noqa: B027  (optional hook, empty by design)
@@ -389,6 +395,8 @@ class Solver(abc.ABC):
             self.normalize(param_id)
             self.regularize(param_id)
             self.compute_update_value(param_id, rate)
+        for callback in self.before_update:
+            callback(rate)
         self._net.update()
         self._iter += 1
 
@@ -462,6 +470,8 @@ class Solver(abc.ABC):
         Only the root solver (rank 0) writes; other ranks do nothing."""
         if not distributed.is_root():
             return
+        for callback in self.before_snapshot:
+            callback()
         hdf5 = self._param.snapshot_format == caffe_pb2.SolverParameter.HDF5
         if hdf5:
             model_filename = self._snapshot_filename(".caffemodel.h5")
@@ -482,6 +492,7 @@ class Solver(abc.ABC):
             resume=resume.capture([self._net, *self._test_nets]),
         )
         snapshot.save(state_filename, state, hdf5)
+        self.last_snapshot = state_filename
 
     def _snapshot_during_training(self) -> None:
         """A snapshot that cannot be written (disk full, permissions) is logged and training goes on:
@@ -506,6 +517,7 @@ class Solver(abc.ABC):
                 raise SolverError(f"{os.fspath(state_file)!r}: history blob {i} holds {values.size} "
                                   f"values, the param it belongs to has {blob.count()}")
         self._iter = state.iter
+        self.last_snapshot = os.fspath(state_file)
         self._iterations_last = state.iter  # the next display counts iter/s from here, not from 0
         if state.learned_net is not None:
             weights = _resolve(state.learned_net, state_file)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from recaffe import rng
 from recaffe.rng import CaffeRNG
 
 
@@ -112,3 +113,15 @@ def test_gaussian_scales_then_shifts_in_float32() -> None:
 def test_gaussian_needs_positive_sigma() -> None:
     with pytest.raises(ValueError, match="sigma > 0"):
         CaffeRNG(1).gaussian(2, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("draw", [10, 5000])  # within the buffered words, and across a refill
+def test_get_state_then_set_state_repeats_the_stream(draw: int) -> None:
+    rng.set_random_seed(7)
+    rng.get_rng().uniform(100, 0.0, 1.0)
+    state = rng.get_state()
+    first = rng.get_rng().uniform(draw, 0.0, 1.0)
+    rng.set_state(state)
+    assert rng.get_rng().uniform(draw, 0.0, 1.0).tobytes() == first.tobytes()
+    rng.set_state(state)  # a state can be put back twice
+    assert rng.get_rng().uniform(draw, 0.0, 1.0).tobytes() == first.tobytes()

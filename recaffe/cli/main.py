@@ -35,6 +35,8 @@ COMMAND_MODULES: list[str] = [
     "data_tools",
     "export",
     "explain",
+    "compare",
+    "repro",
 ]
 # more commands from installed packages: ``register(subparsers)`` functions in this entry-point
 # group (the pycaffe scripts classify and draw_net, from ``caffe.tools``)

@@ -30,6 +30,7 @@ import torch
 
 from recaffe import distributed, logs, solver
 from recaffe.cli import common, signals
+from recaffe.debug import nan_guard
 from recaffe.distributed import launch
 from recaffe.distributed.sync import GradientSync
 from recaffe.io import prototxt
@@ -51,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="on SIGHUP: snapshot, stop or none (default: snapshot)")
     parser.add_argument("--tensorboard", default="", metavar="DIR",
                         help="also write TensorBoard scalars to DIR (pip install recaffe[tensorboard])")
+    parser.add_argument("--nan_check", choices=("on", "off"), default="on",
+                        help="stop at the first non-finite loss or update and name the layer (default: on; "
+                             "off: run on as Caffe does)")
     common.add_state_flags(parser)
     common.add_gpu_flag(parser)
     common.add_progress_flag(parser)
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     root = member is None or member.rank == 0
     effects = (args.sigint_effect, args.sighup_effect) if root else (signals.NONE, signals.NONE)
     with signals.SignalHandler(*effects) as handler, _tensorboard(args.tensorboard if root else ""), \
-            distributed.membership(member):
+            distributed.membership(member), nan_guard.enabled_as(args.nan_check == "on"):
         trainer = solver.load_solver(param, device=device)
         trainer.set_action_function(handler.check)
         if member is not None:  # Caffe's NCCL: all-reduced gradients, rank 0's actions for all
@@ -101,7 +105,11 @@ def run(args: argparse.Namespace) -> int:
         with logs.progress_bar(param.max_iter, "train", initial=trainer.iter, enabled=enabled) as bar:
             if bar is not None:
                 trainer.add_callback(_ignore, functools.partial(_advance, bar, weakref.ref(trainer)))
-            trainer.solve()
+            try:
+                trainer.solve()
+            except nan_guard.NonFiniteError as e:
+                log.critical("%s", e)
+                return 1
     log.info("Optimization Done.")
     return 0
 

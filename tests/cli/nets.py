@@ -63,15 +63,16 @@ SOLVER = {
 ENUMS = ("solver_mode", "snapshot_format", "solver_type")
 
 
-def make_lmdb(path: pathlib.Path, num: int, seed: int) -> None:
-    """``num`` 3x2x2 uint8 Datums under keys ``%08d``: label 0 dark, label 1 bright, plus noise."""
+def make_lmdb(path: pathlib.Path, num: int, seed: int, shape: tuple[int, int, int] = (3, 2, 2)) -> None:
+    """``num`` uint8 Datums of ``shape`` (C, H, W) under keys ``%08d``: label 0 dark, label 1
+    bright, plus noise."""
     rng = np.random.default_rng(seed)
-    env = lmdb.open(str(path), map_size=1 << 22, subdir=True)
+    env = lmdb.open(str(path), map_size=1 << 24, subdir=True)
     with env.begin(write=True) as txn:
         for i in range(num):
             label = i % 2
-            pixels = rng.integers(0, 96, size=(3, 2, 2)) + 128 * label
-            datum = caffe_pb2.Datum(channels=3, height=2, width=2, label=label,
+            pixels = rng.integers(0, 96, size=shape) + 128 * label
+            datum = caffe_pb2.Datum(channels=shape[0], height=shape[1], width=shape[2], label=label,
                                     data=pixels.astype(np.uint8).tobytes())
             txn.put(f"{i:08d}".encode(), datum.SerializeToString())
     env.close()
