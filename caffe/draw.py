@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from recaffe.io import atomic
 from recaffe.proto import caffe_pb2
 
 __all__ = [
@@ -154,5 +155,4 @@ def draw_net_to_file(caffe_net: caffe_pb2.NetParameter, filename: str, rankdir: 
     The file is written only once the drawing succeeded (no empty file without Graphviz)."""
     ext = filename[filename.rfind(".") + 1:]
     image = draw_net(caffe_net, rankdir, ext, phase, display_lrm)
-    with open(filename, "wb") as f:
-        f.write(image)
+    atomic.write_bytes(filename, image, "drawing")

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from recaffe.io import atomic
+
 CAFFENET = "models/bvlc_reference_caffenet"
 
 
@@ -79,7 +81,9 @@ def run_classify(args: argparse.Namespace) -> int:
     predictions = classifier.predict(inputs, not args.center_only)
     print(f"Done in {time.time() - start:.2f} s.")
     print(f"Saving results into {args.output_file}")
-    np.save(args.output_file, predictions)
+    output = args.output_file if args.output_file.endswith(".npy") else args.output_file + ".npy"  # np.save
+    with atomic.replace(output, "predictions file") as temp, open(temp, "wb") as f:
+        np.save(f, predictions)
     return 0
 
 

@@ -8,7 +8,29 @@ from typing import cast
 
 import torch
 
+from recaffe import errors
+
 MAX_BLOB_AXES = 32
+
+
+class BlobShapeError(ValueError):
+    """A blob shape that cannot be: a negative dim, a size past int64, or more than memory can hold.
+    ``dims`` is the shape asked for (a layer names the prototxt fields it came from)."""
+
+    def __init__(self, message: str, dims: tuple[int, ...]) -> None:
+        super().__init__(message)
+        self.dims = dims
+
+
+def check_fits(dims: tuple[int, ...], count: int, dtype: torch.dtype, device: torch.device) -> None:
+    """Refuse a new allocation of ``count`` values that overflows or exceeds the device's free memory."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    if count >= 2**63:
+        raise BlobShapeError(f"blob shape {dims} holds {count} values, which overflows a 64-bit count", dims)
+    free = errors.available_memory() if device.type != "cuda" else torch.cuda.mem_get_info(device)[0]
+    if count * itemsize > free:
+        raise BlobShapeError(f"blob shape {dims} needs {count * itemsize} bytes, more than the {free} bytes "
+                             f"of memory available", dims)
 
 
 class _Memory:
@@ -137,9 +159,12 @@ class Blob:
         if len(dims) > MAX_BLOB_AXES:
             raise ValueError(f"a blob has at most {MAX_BLOB_AXES} axes, got {len(dims)}")
         if any(d < 0 for d in dims):
-            raise ValueError(f"negative dimension in blob shape {dims}")
+            raise BlobShapeError(f"negative dimension in blob shape {dims}", dims)
+        count = math.prod(dims)
+        if count > self._capacity:
+            check_fits(dims, count, self.dtype, self.device)
         self._shape = dims
-        self._count = math.prod(dims)
+        self._count = count
         if self._count > self._capacity:
             self._capacity = self._count
             self._data_mem = _Memory(self._count, self.dtype, self.device)

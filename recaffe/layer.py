@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar, final
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, final
 
 import torch
+from google.protobuf.descriptor import FieldDescriptor
 
-from recaffe import fillers, rng
-from recaffe.blob import Blob
+from recaffe import errors, fillers, rng
+from recaffe.blob import Blob, BlobShapeError
 from recaffe.io import blobproto
 from recaffe.proto import caffe_pb2
 
 Blobs = Sequence[Blob]
 
 
-class LayerError(ValueError):
+class LayerError(errors.RecaffeError, ValueError):
     """A layer's parameters or inputs are invalid; the message names the layer."""
 
 
@@ -107,17 +109,27 @@ class Layer:
         self.check_blob_counts(bottom, top)
         if not self.supports_in_place and any(t is b for t in top for b in bottom):
             raise self.error("in-place computation is not supported; give the top its own name")
-        with torch.no_grad():
+        with torch.no_grad(), self.shape_errors():
             self.layer_setup(bottom, top)
             self.reshape(bottom, top)
+            for index, blob in enumerate(top):  # a zero size from the prototxt (a layer may give one itself)
+                if 0 in blob.shape and shape_fields(self.param, blob.shape):
+                    raise BlobShapeError(f"top {self._top_name(index)} has shape {blob.shape}, which holds "
+                                         f"no values (a size of 0)", blob.shape)
             self.set_loss_weights(top)
 
     @final
     def run_forward(self, bottom: Blobs, top: Blobs) -> torch.Tensor | float:
         """Reshape, forward, and return the weighted loss of this layer's tops."""
         with torch.no_grad():
-            self.reshape(bottom, top)
-            self.forward(bottom, top)
+            with self.shape_errors():
+                self.reshape(bottom, top)
+            try:
+                self.forward(bottom, top)
+            except errors.RecaffeError:
+                raise
+            except (RuntimeError, ValueError, IndexError, MemoryError) as e:
+                raise self.error(self._forward_failure(bottom, e)) from e
             loss: torch.Tensor | float = 0.0
             for weight, blob in zip(self.loss_weights, top):
                 if weight:
@@ -130,6 +142,25 @@ class Layer:
             self.backward(top, propagate_down, bottom)
 
     # -------------------------------------------------------------- helpers
+    @contextlib.contextmanager
+    def shape_errors(self) -> Iterator[None]:
+        """Re-raise an impossible blob shape as this layer's error, naming the fields it came from."""
+        try:
+            yield
+        except BlobShapeError as e:
+            fields = shape_fields(self.param, e.dims)
+            raise self.error(f"{e}" + (f" (from {', '.join(fields)})" if fields else "")) from e
+
+    def _forward_failure(self, bottom: Blobs, e: BaseException) -> str:
+        for index, blob in enumerate(bottom):
+            if blob.count() == 0:
+                name = repr(self.param.bottom[index]) if index < len(self.param.bottom) else str(index)
+                return f"bottom {name} has shape {blob.shape}, which holds no values (a size of 0)"
+        return f"forward failed on bottoms of shapes {[b.shape for b in bottom]}: {errors.describe(e)}"
+
+    def _top_name(self, index: int) -> str:
+        return repr(self.param.top[index]) if index < len(self.param.top) else str(index)
+
     def check_blob_counts(self, bottom: Blobs, top: Blobs) -> None:
         nb, nt = len(bottom), len(top)
         checks = [
@@ -200,3 +231,35 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+_IMPLAUSIBLE = 2**24  # a dim, kernel, pad or output count this large is where a huge shape comes from
+
+
+def shape_fields(param: caffe_pb2.LayerParameter, dims: Sequence[int]) -> list[str]:
+    """``field: value`` of the layer's parameters that explain the shape ``dims``: implausibly large
+    values, else zeros when the shape has a zero."""
+    found: list[tuple[str, int]] = []
+
+    def walk(message: Any, prefix: str) -> None:
+        for field, value in message.ListFields():
+            name = f"{prefix}{field.name}"
+            if field.type == field.TYPE_MESSAGE:
+                for item in value if field.is_repeated else [value]:
+                    walk(item, name + ".")
+            elif field.cpp_type in _INTEGER_TYPES:
+                found.extend((name, v) for v in (value if field.is_repeated else [value]))
+
+    for field, value in param.ListFields():
+        if field.type == field.TYPE_MESSAGE and field.name.endswith("_param"):
+            walk(value, field.name + ".")
+    big = [f"{name}: {value}" for name, value in found if value >= _IMPLAUSIBLE]
+    if big:
+        return big
+    if any(d < 0 for d in dims):
+        return [f"{name}: {value}" for name, value in found if value < 0]
+    return [f"{name}: 0" for name, value in found if value == 0] if 0 in dims else []
+
+
+_INTEGER_TYPES = {FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_INT64,
+                  FieldDescriptor.CPPTYPE_UINT32, FieldDescriptor.CPPTYPE_UINT64}

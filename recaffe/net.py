@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import torch
 
 from recaffe import device as devices
-from recaffe import forks, net_builder, threads
+from recaffe import errors, forks, net_builder, threads
 from recaffe.blob import Blob
 from recaffe.deploy import DeployRunner
-from recaffe.io import blobproto, caffemodel, legacy, prototxt, weights
+from recaffe.io import atomic, blobproto, caffemodel, legacy, prototxt, weights
 from recaffe.layer import Layer, LayerError
 from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
@@ -504,20 +504,33 @@ class Net:
         if self.deploy is not None:
             self.deploy.unfold_all()
         if isinstance(source, caffe_pb2.NetParameter):
-            self._copy_layers((name, [caffemodel.MessageBlob(b) for b in blobs])
-                              for name, blobs in legacy.trained_layers(source, "<weights>"))
+            copied = self._copy_layers((name, [caffemodel.MessageBlob(b) for b in blobs])
+                                       for name, blobs in legacy.trained_layers(source, "<weights>"))
         elif weights.is_hdf5(source):
-            weights.load_hdf5_weights(self, source)
+            copied = weights.load_hdf5_weights(self, source)
         else:  # streamed from the file: its values go straight into the blobs
-            self._copy_layers(caffemodel.read_trained_layers(source), os.fspath(source))
+            with errors.read_guard(source, "caffemodel"):
+                copied = self._copy_layers(caffemodel.read_trained_layers(source), os.fspath(source))
+        self._warn_partial_weights(copied, source if not isinstance(source, caffe_pb2.NetParameter)
+                                   else "<weights>")
+
+    def _warn_partial_weights(self, copied: set[str], source: str | os.PathLike[str]) -> None:
+        """Caffe accepts weights covering only some layers; say which ones keep their fillers."""
+        left = [name for name, layer in zip(self.layer_names, self.layers)
+                if layer.blobs and name not in copied and layer.type != "Split"]
+        if left:
+            log.warning("%s covers only some layers of net %s; these are left at their fillers: %s",
+                        os.fspath(source), self.name, ", ".join(left))
 
     def _copy_layers(self, layers: Iterable[tuple[str, Sequence[caffemodel.StoredBlob]]],
-                     source: str = "<weights>") -> None:
+                     source: str = "<weights>") -> set[str]:
         # the first target layer of a source layer's name receives its blobs (layer types are not compared)
+        copied = set()
         for name, blobs in layers:
             if name not in self._layer_names_index:
                 log.info("Ignoring source layer %s", name)
                 continue
+            copied.add(name)
             target = self.layers[self.layer_names.index(name)]
             if len(target.blobs) != len(blobs):
                 raise LayerError(f"{source}: incompatible number of blobs for layer {name!r}: "
@@ -531,6 +544,7 @@ class Net:
                         f"{blob.shape}. To learn this layer's parameters from scratch rather than "
                         f"copying from a saved net, rename the layer.")
                 stored.load_into(blob)
+        return copied
 
     def to_proto(self, write_diff: bool = False) -> caffe_pb2.NetParameter:
         """The net as Caffe serialises it: its name and every layer (Splits too) with blobs."""
@@ -546,7 +560,7 @@ class Net:
         name and then each layer as a one-layer NetParameter gives exactly ``to_proto``'s bytes
         while only one layer's weights are converted at a time.
         """
-        with open(path, "wb") as f:
+        with atomic.replace(path, "caffemodel") as temp, open(temp, "wb") as f:
             f.write(caffe_pb2.NetParameter(name=self.name).SerializeToString())
             for layer in self.layers:
                 holder = caffe_pb2.NetParameter()

@@ -179,6 +179,21 @@ class CaffeRNG:
         self._engine_state: tuple[np.ndarray, Any] | None = None  # (buffer, engine state), for get_state
         self._consumed = 0  # words consumed since seeding
 
+    # ------------------------------------------------------------------ state
+    def get_state(self) -> tuple[int, np.ndarray, int, np.ndarray]:
+        """(seed, mt19937's 624 key words, its position, the words drawn ahead and not yet used):
+        all the stream's future depends on (``recaffe.resume`` saves it in a solver state)."""
+        mt = self._engine.get_state(legacy=False)["state"]
+        ahead = self._buffer[self._pos :].copy()
+        return self.seed, np.array(mt["key"], dtype=np.uint32), int(mt["pos"]), ahead
+
+    def set_state(self, seed: int, key: np.ndarray, position: int, buffered: np.ndarray) -> None:
+        """Continue exactly where the stream that gave ``get_state()`` was."""
+        self.seed = int(seed) % 2**32
+        self._engine.set_state({"bit_generator": "MT19937", "has_gauss": 0, "gauss": 0.0,
+                                "state": {"key": np.asarray(key, dtype=np.uint32), "pos": int(position)}})
+        self._buffer, self._pos = np.array(buffered, dtype=np.uint32), 0
+
     # ---------------------------------------------------------------- raw words
     def peek(self, n: int) -> np.ndarray:
         """The next ``n`` words, without consuming them."""
@@ -456,6 +471,11 @@ def get_rng() -> CaffeRNG:
                  "(pass it to set_random_seed to repeat this run)", seed)
         rng = _local.rng = CaffeRNG(seed)
     return rng
+
+
+def set_rng(stream: CaffeRNG) -> None:
+    """Make ``stream`` this thread's Caffe random stream (a restored one, when resuming)."""
+    _local.rng = stream
 
 
 def set_random_seed(seed: int) -> None:

@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import torch
 
-from recaffe import distributed, net_builder, rng
+from recaffe import distributed, errors, net_builder, resume, rng
 from recaffe.blob import Blob
 from recaffe.debug import nan_guard
 from recaffe.io import prototxt, snapshot, upgrade
@@ -46,7 +46,7 @@ NONE, STOP, SNAPSHOT = "none", "stop", "snapshot"
 ACTIONS = (NONE, STOP, SNAPSHOT)
 
 
-class SolverError(ValueError):
+class SolverError(errors.RecaffeError, ValueError):
     """A SolverParameter is invalid or a solver file does not fit the net; names the field."""
 
 
@@ -91,10 +91,7 @@ class Solver(abc.ABC):
         log.info("Initializing solver from parameters: \n%s", prototxt.to_text(param))
         self._param = param
         self._dtype, self._device = dtype, device
-        if param.average_loss < 1:
-            raise SolverError(f"average_loss should be >= 1, got {param.average_loss}")
-        if param.iter_size < 1:
-            raise SolverError(f"iter_size must be >= 1, got {param.iter_size}")
+        check_solver_param(param)
         self._iter = 0
         self._current_step = 0
         self._check_snapshot_write_permissions()
@@ -299,7 +296,7 @@ class Solver(abc.ABC):
             self.apply_update()
             request = self._requested_action()
             if (p.snapshot and self._iter % p.snapshot == 0) or request == SNAPSHOT:
-                self.snapshot()
+                self._snapshot_during_training()
             if request == STOP:
                 self._requested_early_exit = True
                 break
@@ -352,7 +349,7 @@ class Solver(abc.ABC):
             request = self._requested_action()
             while request != NONE:
                 if request == SNAPSHOT:
-                    self.snapshot()
+                    self._snapshot_during_training()
                 else:
                     self._requested_early_exit = True
                 request = self._requested_action()
@@ -467,8 +464,10 @@ class Solver(abc.ABC):
                               f"that the directory exists and is writable ({e.strerror})") from e
 
     def snapshot(self) -> None:
-        """Write ``<prefix>_iter_<N>.caffemodel[.h5]`` and the matching ``.solverstate[.h5]``. Only
-        the root solver (rank 0) writes; other ranks do nothing."""
+        """Write ``<prefix>_iter_<N>.caffemodel[.h5]`` and then the matching ``.solverstate[.h5]``, each
+        atomically (``recaffe.io.atomic``), so a solver state always names a complete weights file.
+        A file that cannot be written raises ``FileWriteError`` naming it; the solver is unchanged.
+        Only the root solver (rank 0) writes; other ranks do nothing."""
         if not distributed.is_root():
             return
         for callback in self.before_snapshot:
@@ -490,14 +489,25 @@ class Solver(abc.ABC):
             current_step=self._current_step,
             learned_net=model_filename,
             history=[h.data.detach().cpu().numpy() for h in self.history],
+            resume=resume.capture([self._net, *self._test_nets]),
         )
         snapshot.save(state_filename, state, hdf5)
         self.last_snapshot = state_filename
 
+    def _snapshot_during_training(self) -> None:
+        """A snapshot that cannot be written (disk full, permissions) is logged and training goes on:
+        nothing partial is left, the training state is kept, and the next snapshot (or SIGHUP's)
+        tries again."""
+        try:
+            self.snapshot()
+        except errors.FileWriteError as e:
+            log.error("%s; training continues and the next snapshot tries again", e)
+
     def restore(self, state_file: str | os.PathLike[str]) -> None:
-        """Load a solverstate (HDF5 iff the name ends in ".h5"): iter, current_step, history, and
-        the weights of ``learned_net`` when it names them."""
-        state = snapshot.load(state_file)
+        """Load a solverstate (HDF5 iff the name ends in ".h5"): iter, current_step, history, the
+        weights of ``learned_net`` when it names them, and recaffe's exact-resume record when the
+        file has one (data positions and random streams, ``recaffe.resume``)."""
+        state = snapshot.load(state_file, [blob.count() for blob in self.history])
         if len(state.history) != len(self.history):
             raise SolverError(
                 f"{os.fspath(state_file)!r}: Incorrect length of history blobs: the file holds "
@@ -519,9 +529,40 @@ class Solver(abc.ABC):
         log.info("%s: restoring history", type(self).__name__)
         for values, blob in zip(state.history, self.history):
             blob.data.copy_(torch.from_numpy(values).reshape(blob.shape))
+        if state.resume is not None:
+            resume.apply(state.resume, [self._net, *self._test_nets], state_file)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} iter {self._iter} on net {self._net.name!r}>"
+
+
+_FLOAT_FIELDS = ("base_lr", "gamma", "power", "momentum", "weight_decay", "clip_gradients", "delta",
+                 "momentum2", "rms_decay")
+_AT_LEAST = (("max_iter", 0), ("display", 0), ("snapshot", 0), ("test_interval", 0), ("average_loss", 1),
+             ("iter_size", 1))
+
+
+def check_solver_param(param: caffe_pb2.SolverParameter) -> None:
+    """Caffe's CHECKs on a SolverParameter, made at load rather than at the first iteration, plus
+    finiteness of every real-valued field and a sign check of every count."""
+    for name in _FLOAT_FIELDS:
+        value = getattr(param, name)
+        if not math.isfinite(value):
+            raise SolverError(f"solver parameter {name} must be a finite number, got {value}")
+    for name, least in _AT_LEAST:
+        if getattr(param, name) < least:
+            raise SolverError(f"solver parameter {name} must be >= {least}, got {getattr(param, name)}")
+    for i, value in enumerate(param.test_iter):
+        if value < 0:
+            raise SolverError(f"solver parameter test_iter (test net #{i}) must be >= 0, got {value}")
+    if param.lr_policy:  # none at all is an error at the first update: a solver may be built for its nets
+        if param.lr_policy not in LR_POLICIES:
+            raise SolverError(f"Unknown learning rate policy: {param.lr_policy!r} "
+                              f"(lr_policy must be one of {', '.join(LR_POLICIES.names())})")
+        LR_POLICIES.get(param.lr_policy)(param, 0, 0)  # the policy's own CHECKs (stepsize > 0, ...)
+    if param.weight_decay and param.regularization_type not in ("L1", "L2"):  # read only with a decay
+        raise SolverError(f"Unknown regularization type: {param.regularization_type!r} "
+                          f"(regularization_type must be L2 or L1)")
 
 
 def output_text(name: str, value: float, loss_weight: float) -> str:

@@ -120,8 +120,8 @@ def test_solver_from_a_prototxt_file(tmp_path, monkeypatch) -> None:
         ("test_iter: 1 test_iter: 1 test_state {} test_interval: 1", CLASSIFIER,
          "test_state must be unspecified or specified once per test net"),
         ("test_iter: 2", CLASSIFIER, "test_interval must be > 0 when there are test nets, got 0"),
-        ("average_loss: 0", CLASSIFIER, "average_loss should be >= 1, got 0"),
-        ("iter_size: 0", CLASSIFIER, "iter_size must be >= 1, got 0"),
+        ("average_loss: 0", CLASSIFIER, "solver parameter average_loss must be >= 1, got 0"),
+        ("iter_size: 0", CLASSIFIER, "solver parameter iter_size must be >= 1, got 0"),
         ("snapshot: 10", CLASSIFIER, "snapshot is specified but snapshot_prefix is not"),
         ("snapshot: 10 snapshot_prefix: '/nonexistent/dir/x'", CLASSIFIER, "Cannot write to snapshot prefix"),
         ("type: 'AdaGrad' momentum: 0.9", CLASSIFIER, "Momentum cannot be used with AdaGrad.*got 0.9"),
@@ -155,10 +155,9 @@ def test_unknown_solver_type_lists_the_known_ones() -> None:
         solver("type: 'sgd'")
 
 
-def test_unknown_regularization_type_fails_where_caffe_does() -> None:
-    s = solver("base_lr: 0.1 lr_policy: 'fixed' weight_decay: 0.1 regularization_type: 'L3'")
+def test_unknown_regularization_type_fails_at_load_when_caffe_would_read_it() -> None:
     with pytest.raises(SolverError, match="Unknown regularization type: 'L3'"):
-        s.step(1)
+        solver("base_lr: 0.1 lr_policy: 'fixed' weight_decay: 0.1 regularization_type: 'L3'")
     solver("base_lr: 0.1 lr_policy: 'fixed' regularization_type: 'L3'").step(1)  # no decay: never read
 
 
@@ -493,3 +492,19 @@ def test_the_first_display_after_a_resume_counts_only_the_iterations_since(tmp_p
     (_, first_rate, first_lapse), (_, rate, lapse) = displays
     assert first_rate * first_lapse < 1 + 1e-3  # iteration 30 itself: nothing run since the restore
     assert rate * lapse == pytest.approx(5, rel=1e-3)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("base_lr: nan", "solver parameter base_lr must be a finite number, got nan"),
+    ("base_lr: 0.1 momentum: inf", "solver parameter momentum must be a finite number, got inf"),
+    ("weight_decay: -inf", "solver parameter weight_decay must be a finite number, got -inf"),
+    ("max_iter: -1", "solver parameter max_iter must be >= 0, got -1"),
+    ("test_iter: -1 test_interval: 5", "solver parameter test_iter (test net #0) must be >= 0, got -1"),
+    ("display: -2", "solver parameter display must be >= 0, got -2"),
+    ("snapshot: -5", "solver parameter snapshot must be >= 0, got -5"),
+    ("lr_policy: 'step' gamma: 0.1", "lr_policy 'step' needs stepsize > 0, got 0"),
+])
+def test_solver_values_that_make_no_sense_fail_at_load(text: str, message: str) -> None:
+    with pytest.raises(SolverError) as info:
+        solver(text)
+    assert str(info.value) == message

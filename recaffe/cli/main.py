@@ -6,7 +6,8 @@ exposes ``register(subparsers)``; ``COMMAND_MODULES`` below is the manifest.
 
 Every command logs through glog's format to stderr (``recaffe.logs``). A command that cannot run
 as asked (a missing file, a bad flag value, an invalid net) ends with a FATAL line naming the
-problem and exit status 1; ``RECAFFE_TRACEBACK=1`` adds the Python traceback to that line.
+problem and exit status 1; so does an internal error (a bug), without a Python traceback unless
+``RECAFFE_TRACEBACK=1`` is set, which adds it to the line.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from recaffe import forks, logs, registry, threads
+from recaffe import errors, forks, logs, registry, threads
 from recaffe.cli.common import CliError
 
 COMMAND_MODULES: list[str] = [
@@ -43,8 +44,8 @@ COMMAND_ENTRY_POINTS = "recaffe.cli"
 
 log = logging.getLogger("recaffe.cli")
 
-# what a user's input can cause; anything else is a bug and keeps its traceback
-USER_ERRORS = (CliError, ValueError, KeyError, OSError)
+# what a user's input can cause; anything else is a bug (an "internal error" FATAL line)
+USER_ERRORS = (errors.RecaffeError, CliError, ValueError, KeyError, OSError)
 
 _GFLAG = re.compile(r"^-([A-Za-z][A-Za-z0-9_]+)(=.*)?$")
 
@@ -103,17 +104,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_command(args: argparse.Namespace) -> int:
     """Run a parsed command: a user error becomes a FATAL line and status 1."""
     logging.captureWarnings(True)  # Python warnings become W lines of the log
+    traceback = os.environ.get("RECAFFE_TRACEBACK", "") not in ("", "0")
     try:
         threads.apply_threads_flag(args)
         forks.set_default_dialect(args.dialect)
         return int(args.run(args) or 0)
     except USER_ERRORS as e:
-        message = str(e) if not isinstance(e, KeyError) or not e.args else str(e.args[0])
-        log.critical("%s", message, exc_info=bool(os.environ.get("RECAFFE_TRACEBACK")))
+        log.critical("%s", errors.describe(e) if not isinstance(e, OSError) else str(e), exc_info=traceback)
+        return 1
+    except MemoryError as e:
+        log.critical("out of memory%s: the net, batch or file needs more memory than is available",
+                     f" ({e})" if str(e) else "", exc_info=traceback)
         return 1
     except KeyboardInterrupt:
         log.critical("Interrupted.")
         return 130
+    except Exception as e:  # a bug in recaffe: one FATAL line, the traceback on request
+        log.critical("internal error: %s: %s (run with RECAFFE_TRACEBACK=1 for the traceback, and "
+                     "please report it)", type(e).__name__, e, exc_info=traceback)
+        return 1
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:

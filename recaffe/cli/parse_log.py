@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from recaffe.cli.common import CliError
+from recaffe.io import atomic
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def write_csv(path: str, rows: list[Row], delimiter: str = ",", verbose: bool = 
         if verbose:
             print(f"Not writing {path}; no lines to write")
         return
-    with open(path, "w", newline="") as f:
+    with atomic.replace(path, "CSV file") as temp, open(temp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]), dialect=csv.excel, delimiter=delimiter)
         writer.writeheader()
         writer.writerows(rows)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from recaffe.cli import parse_log
 from recaffe.cli.common import CliError
+from recaffe.io import atomic
 
 X_AXES = {"Iters": "NumIters", "Seconds": "Seconds"}
 # (table, y label) in plot_training_log.py.example's order; each is drawn against both x axes
@@ -108,4 +109,5 @@ def plot(charts: Sequence[tuple[str, str, str]], tables: dict[str, dict[str, lis
         axes.set_xlabel(x)
         axes.set_ylabel(f"{table} {y}")
         axes.grid(True, alpha=0.3)
-    figure.savefig(png, dpi=100)
+    with atomic.replace(png, "chart") as temp:
+        figure.savefig(temp, dpi=100, format=os.path.splitext(png)[1][1:] or "png")

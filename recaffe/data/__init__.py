@@ -5,6 +5,8 @@ modules. Every problem with the data itself (a missing database, a corrupt recor
 that cannot be read) raises ``DataError``; layers re-raise it with their own name.
 """
 
+from recaffe.errors import RecaffeError
 
-class DataError(ValueError):
+
+class DataError(RecaffeError, ValueError):
     """The data a layer or tool reads is missing or malformed; the message names the file or key."""

@@ -43,6 +43,17 @@ class GlibcRandom:
         for _ in range(310):
             self._step()
 
+    def get_state(self) -> list[int]:
+        """The 34 words of the additive feedback register."""
+        with self._lock:
+            return list(self._r)
+
+    def set_state(self, words: list[int]) -> None:
+        if len(words) != 34:
+            raise ValueError(f"glibc rand() keeps 34 state words, got {len(words)}")
+        with self._lock:
+            self._r = [int(w) % 2**32 for w in words]
+
     def _step(self) -> int:
         r = self._r
         value = (r[-31] + r[-3]) % 2**32

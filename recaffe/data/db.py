@@ -19,14 +19,17 @@ LevelDB needs the optional ``plyvel`` package (``pip install recaffe[leveldb]``)
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import lmdb
 
-from recaffe.data import DataError
+from recaffe.data import DataError, lmdb_check
+from recaffe.io import atomic
 from recaffe.proto import caffe_pb2
 
 COMMIT_EVERY = 1000
@@ -52,18 +55,24 @@ def open_db(source: str | os.PathLike[str], backend: int | str, mode: str = "rea
     where = f"{name.upper()} database {path!r}"
     if mode == "read" and not os.path.exists(path):
         raise DataError(f"cannot open the {where}: no such file or directory")
-    if mode == "new" and os.path.exists(path):
-        raise DataError(f"cannot create the {where}: it already exists")
+    if mode == "new":
+        refuse_existing(path, name)
     if name == "lmdb":
         return _LMDB(path, mode, where)
     return _LevelDB(path, mode, where)
 
 
+def refuse_existing(path: str, backend: str) -> None:
+    """Caffe's ``db::NEW``: a database is never created over an existing one."""
+    if os.path.exists(path):
+        raise DataError(f"cannot create the {backend.upper()} database {path!r}: it already exists")
+
+
 class Cursor:
     """A position in a database: ``valid``, ``key()``, ``value()``, ``next()``, ``seek_to_first()``."""
 
-    def __init__(self, records: Any) -> None:
-        self._records = records  # a callable giving a fresh key-ordered iterator
+    def __init__(self, records: Callable[[bytes | None], Iterator[tuple[bytes, bytes]]]) -> None:
+        self._records = records  # gives a fresh key-ordered iterator, from a key or the first record
         self._iterator: Iterator[tuple[bytes, bytes]] = iter(())
         self._current: tuple[bytes, bytes] | None = None
         self.seek_to_first()
@@ -73,7 +82,12 @@ class Cursor:
         return self._current is not None
 
     def seek_to_first(self) -> None:
-        self._iterator = self._records()
+        self._iterator = self._records(None)
+        self.next()
+
+    def seek(self, key: bytes) -> None:
+        """Move to the first record whose key is >= ``key`` (invalid if there is none)."""
+        self._iterator = self._records(key)
         self.next()
 
     def next(self) -> None:
@@ -127,7 +141,7 @@ class Database:
     def close(self) -> None:
         raise NotImplementedError
 
-    def _records(self) -> Iterator[tuple[bytes, bytes]]:
+    def _records(self, start: bytes | None) -> Iterator[tuple[bytes, bytes]]:
         raise NotImplementedError
 
     def _write(self, records: list[tuple[bytes, bytes]]) -> None:
@@ -170,6 +184,8 @@ class _LMDB(Database):
         # absolute: the shared environment is released by the same name if the cwd changes meanwhile
         self._path, self._shared = os.path.abspath(path), mode == "read"
         try:
+            if mode != "new":
+                lmdb_check.check_file(path, where)
             if self._shared:
                 self._env = _READERS.acquire(path)
             else:
@@ -181,10 +197,15 @@ class _LMDB(Database):
             raise DataError(f"cannot open the {where}: {e}{hint}") from e
         self._txn: Any = None
 
-    def _records(self) -> Iterator[tuple[bytes, bytes]]:
-        if self._txn is None:  # one read snapshot per open database, like Caffe's cursor
-            self._txn = self._env.begin(buffers=False)
-        return iter(self._txn.cursor())
+    def _records(self, start: bytes | None) -> Iterator[tuple[bytes, bytes]]:
+        try:
+            if self._txn is None:  # one read snapshot per open database, like Caffe's cursor
+                self._txn = self._env.begin(buffers=False)
+            cursor = self._txn.cursor()
+            found = cursor.first() if start is None else cursor.set_range(start)
+        except lmdb.Error as e:
+            raise _corrupt(self.where, e) from e
+        return _checked(cursor.iternext(), self.where, lmdb.Error) if found else iter(())
 
     def _write(self, records: list[tuple[bytes, bytes]]) -> None:
         while True:
@@ -219,6 +240,7 @@ class _LevelDB(Database):
                 f"cannot open the {where}: LevelDB support needs the plyvel package "
                 f"(pip install recaffe[leveldb]), or convert the data to LMDB"
             ) from e
+        self._error = plyvel.Error
         try:
             self._db = plyvel.DB(path, create_if_missing=mode != "read", error_if_exists=mode == "new",
                                  **_LEVELDB_OPTIONS)
@@ -226,8 +248,9 @@ class _LevelDB(Database):
             hint = " (it looks like an LMDB database: set backend: LMDB)" if _looks_like_lmdb(path) else ""
             raise DataError(f"cannot open the {where}: {e}{hint}") from e
 
-    def _records(self) -> Iterator[tuple[bytes, bytes]]:
-        return iter(self._db.iterator())
+    def _records(self, start: bytes | None) -> Iterator[tuple[bytes, bytes]]:
+        records = self._db.iterator() if start is None else self._db.iterator(start=start)
+        return _checked(records, self.where, self._error)
 
     def _write(self, records: list[tuple[bytes, bytes]]) -> None:
         with self._db.write_batch() as batch:
@@ -236,6 +259,20 @@ class _LevelDB(Database):
 
     def close(self) -> None:
         self._db.close()
+
+
+def _checked(records: Iterator[tuple[bytes, bytes]], where: str,
+             library_error: type[Exception]) -> Iterator[tuple[bytes, bytes]]:
+    """``records``, with the store's errors on damaged data raised as DataErrors naming the database."""
+    try:
+        yield from records
+    except library_error as e:
+        raise _corrupt(where, e) from e
+
+
+def _corrupt(where: str, e: Exception) -> DataError:
+    return DataError(f"cannot read the {where}: {e}. The database is damaged; rebuild it (e.g. with "
+                     f"convert_imageset) or restore it from a good copy")
 
 
 def _looks_like_lmdb(path: str) -> bool:
@@ -250,10 +287,24 @@ class Writer:
     """Puts records into a database, committing every ``COMMIT_EVERY`` records (as Caffe's tools do).
 
     Use as a context manager: leaving the block normally commits the rest and closes the database.
+    A new database (``mode="new"``) is built in a temporary folder beside ``path`` and renamed to
+    ``path`` only when complete (``recaffe.io.atomic``): an interrupted build leaves nothing under
+    ``path``, and an error removes the partial database.
     """
 
     def __init__(self, path: str | os.PathLike[str], backend: int | str, mode: str = "new") -> None:
-        self.database = open_db(path, backend, mode)
+        self._build = contextlib.ExitStack()
+        target = os.fspath(path)
+        if mode == "new":
+            name = backend_name(backend)
+            refuse_existing(target, name)
+            target = self._build.enter_context(atomic.replace_dir(path, f"{name.upper()} database"))
+        try:
+            self.database = open_db(target, backend, mode)
+        except BaseException:
+            self._build.__exit__(*sys.exc_info())
+            raise
+        self.database.where = self.database.where.replace(repr(target), repr(os.fspath(path)))
         self._txn = self.database.transaction()
         self.count = 0
 
@@ -266,9 +317,14 @@ class Writer:
     def __enter__(self) -> Writer:
         return self
 
-    def __exit__(self, exc_type: object, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         try:
-            if exc_type is None:
-                self._txn.commit()
-        finally:
-            self.database.close()
+            try:
+                if exc_type is None:
+                    self._txn.commit()
+            finally:
+                self.database.close()
+        except BaseException:
+            self._build.__exit__(*sys.exc_info())  # the partial database is removed
+            raise
+        self._build.__exit__(exc_type, exc, tb)  # renamed into place, or removed after an error

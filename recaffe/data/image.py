@@ -27,6 +27,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from recaffe import errors
 from recaffe.data import DataError
 
 FLAGS = ("native", "color", "gray")
@@ -42,8 +43,8 @@ def decode_image(data: bytes, flag: str = "native") -> np.ndarray:
         if flag == "gray" and image.format == "JPEG":
             image.draft("L", image.size)
         image.load()
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"cannot decode the image ({e})") from e
+    except Exception as e:  # Pillow's decoders raise many kinds (SyntaxError, EOFError, struct.error)
+        raise DataError(f"cannot decode the image ({errors.describe(e)})") from e
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         raise DataError(f"cannot use a {image.mode} image: Caffe needs 8-bit samples")
     if flag == "color":

@@ -7,6 +7,11 @@ start, so the batches come out in the same order with the same numbers however t
 scheduled. An exception in the loader is handed to the consumer, which re-raises it from
 ``next()``; the thread then ends. ``stop()`` (also run when the owner is garbage-collected, see
 ``bind``) ends the thread and releases the loader.
+
+For exact resume (``recaffe.resume``), each batch carries the loader's ``resume_point()`` as of
+just after it was loaded (cheap to take; written out only when a snapshot asks for it), and
+``restart`` stops the thread, lets the caller move the loader (dropping the batches queued
+ahead), and starts a new thread from there.
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ from __future__ import annotations
 import queue
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
+from recaffe.proto import caffe_pb2
 
 _POLL_S = 0.05
 
@@ -28,22 +36,38 @@ class Batch:
 
     data: np.ndarray
     label: np.ndarray | None = None
+    resume: Callable[[caffe_pb2.RecaffeDataState], None] | None = None  # the loader after this batch
 
 
 class BatchLoader(Protocol):
     def load_batch(self) -> Batch: ...
+
+    def resume_point(self) -> Callable[[caffe_pb2.RecaffeDataState], None]: ...
+
+    def load_state(self, state: caffe_pb2.RecaffeDataState, where: str) -> None: ...
 
 
 class Prefetcher:
     """Runs ``loader.load_batch()`` ahead of time in a thread; ``next()`` returns batches in order."""
 
     def __init__(self, loader: BatchLoader, depth: int, name: str) -> None:
-        self._queue: queue.Queue[Batch | BaseException] = queue.Queue(max(1, depth))
+        self._loader, self._depth, self._name = loader, max(1, depth), name
+        self._start()
+
+    def _start(self) -> None:
+        self._queue: queue.Queue[Batch | BaseException] = queue.Queue(self._depth)
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=_run, args=(loader, self._queue, self._stop), name=f"prefetch {name}", daemon=True
-        )
+        self._keep = threading.Event()  # set by restart: the thread leaves the loader open
+        self._thread = threading.Thread(target=_run, args=(self._loader, self._queue, self._stop, self._keep),
+                                        name=f"prefetch {self._name}", daemon=True)
         self._thread.start()
+
+    def restart(self, move: Callable[[BatchLoader], None]) -> None:
+        """Stop the thread, drop the queued batches, ``move(loader)``, and start loading again."""
+        self._keep.set()
+        self.stop()
+        move(self._loader)
+        self._start()
 
     def bind(self, owner: object) -> None:
         """Stop the thread when ``owner`` is garbage-collected."""
@@ -67,11 +91,13 @@ class Prefetcher:
             self._thread.join()
 
 
-def _run(loader: BatchLoader, out: queue.Queue, stop: threading.Event) -> None:
+def _run(loader: BatchLoader, out: queue.Queue, stop: threading.Event, keep: threading.Event) -> None:
     try:
         while not stop.is_set():
             try:
-                item: Batch | BaseException = loader.load_batch()
+                batch = loader.load_batch()
+                batch.resume = loader.resume_point()
+                item: Batch | BaseException = batch
             except Exception as e:  # handed to the consumer, which raises it from next()
                 item = e
             while not stop.is_set():
@@ -84,5 +110,5 @@ def _run(loader: BatchLoader, out: queue.Queue, stop: threading.Event) -> None:
                 return
     finally:
         close = getattr(loader, "close", None)
-        if close is not None:
+        if close is not None and not keep.is_set():
             close()

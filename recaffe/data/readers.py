@@ -7,15 +7,19 @@ from one another but not within.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
-from recaffe import rng
+from recaffe import resume, rng
 from recaffe.data import DataError, image
 from recaffe.data.datum import parse_datum
 from recaffe.data.db import Database
 from recaffe.data.prefetch import Batch
 from recaffe.data.transformer import DataTransformer
 from recaffe.proto import caffe_pb2
+
+log = logging.getLogger(__name__)
 
 
 class _BatchFiller:
@@ -83,6 +87,26 @@ class DatumReader:
             self._skip_other_ranks()
         return filler.batch()
 
+    def resume_point(self) -> resume.ResumePoint:
+        key, offset, transform = self._cursor.key(), self.offset, self.transformer.resume_point()
+
+        def write(out: caffe_pb2.RecaffeDataState) -> None:
+            out.cursor_key, out.offset = key, offset
+            transform(out)
+
+        return write
+
+    def load_state(self, state: caffe_pb2.RecaffeDataState, where: str) -> None:
+        self._cursor.seek(state.cursor_key)
+        if not self._cursor.valid or self._cursor.key() != state.cursor_key:
+            log.warning("%s: record %r, where the snapshot left off, is not in the %s any more; reading "
+                        "on from the next record", where, state.cursor_key.decode(errors="replace"),
+                        self.database.where)
+            if not self._cursor.valid:
+                self._cursor.seek_to_first()
+        self.offset = state.offset
+        self.transformer.load_state(state, where)
+
     def _next(self) -> None:
         self._cursor.next()
         if not self._cursor.valid:
@@ -106,6 +130,8 @@ def read_image_list(source: str) -> list[tuple[str, int]]:
             text = f.read()
     except OSError as e:
         raise DataError(f"cannot open the image list {source!r}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise DataError(f"the image list {source!r} is not UTF-8 text (byte {e.start})") from e
     lines = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -126,18 +152,47 @@ def read_image_list(source: str) -> list[tuple[str, int]]:
 class ImageListReader:
     """Images named by a list file, transformed, in list order (reshuffled every epoch if asked)."""
 
-    def __init__(self, lines: list[tuple[str, int]], param: caffe_pb2.ImageDataParameter,
+    def __init__(self, lines: list[tuple[str, int]], order: list[int], param: caffe_pb2.ImageDataParameter,
                  transformer: DataTransformer, shuffle_rng: rng.CaffeRNG | None, start: int) -> None:
-        self.lines = lines
+        self.lines = lines  # as the list file gives them
+        self.order = order  # the lines' current (shuffled) order
         self.param = param
         self.transformer = transformer
         self.shuffle_rng = shuffle_rng
         self.position = start
 
+    def entry(self, index: int) -> tuple[str, int]:
+        """The path and label at ``index`` of the current order."""
+        return self.lines[self.order[index]]
+
     def read(self, index: int) -> np.ndarray:
         """The image of list entry ``index``: ``root_folder + path`` (plain concatenation, as Caffe)."""
         p = self.param
-        return image.read_image(p.root_folder + self.lines[index][0], p.new_height, p.new_width, p.is_color)
+        return image.read_image(p.root_folder + self.entry(index)[0], p.new_height, p.new_width, p.is_color)
+
+    def resume_point(self) -> resume.ResumePoint:
+        # ``order`` is replaced, never changed in place, so keeping a reference is enough
+        position, order, transform = self.position, self.order, self.transformer.resume_point()
+        shuffle = self.shuffle_rng.get_state() if self.shuffle_rng is not None else None
+
+        def write(out: caffe_pb2.RecaffeDataState) -> None:
+            out.position = position
+            out.order[:] = order
+            if shuffle is not None:
+                resume.write_rng(shuffle, out.shuffle_rng)
+            transform(out)
+
+        return write
+
+    def load_state(self, state: caffe_pb2.RecaffeDataState, where: str) -> None:
+        if sorted(state.order) != list(range(len(self.lines))) or not 0 <= state.position < len(self.lines):
+            raise DataError(f"{where}: the solver state's position in the image list does not fit the "
+                            f"{len(self.lines)} images of {self.param.source!r}; the list changed since "
+                            f"the snapshot")
+        self.position, self.order = state.position, list(state.order)
+        if self.shuffle_rng is not None:
+            self.shuffle_rng = resume.load_rng(state.shuffle_rng, where)
+        self.transformer.load_state(state, where)
 
     def item_shape(self, img: np.ndarray | None = None) -> tuple[int, int, int]:
         """The transformed shape of an (H, W, C) image, by default the one at the current position."""
@@ -150,11 +205,12 @@ class ImageListReader:
                               labels=True)
         for index in range(self.param.batch_size):
             img = first if index == 0 else self.read(self.position)
-            path, label = self.lines[self.position]
+            path, label = self.entry(self.position)
             filler.put(index, self.transformer.transform_image(img), label, f"image {path!r}")
             self.position += 1
             if self.position >= len(self.lines):
                 self.position = 0
                 if self.shuffle_rng is not None:
-                    self.shuffle_rng.shuffle(self.lines)
+                    self.order = list(self.order)  # a new list: resume points keep the old one
+                    self.shuffle_rng.shuffle(self.order)
         return filler.batch()

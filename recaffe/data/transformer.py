@@ -19,7 +19,7 @@ import logging
 
 import numpy as np
 
-from recaffe import rng
+from recaffe import resume, rng
 from recaffe.data import DataError, datum
 from recaffe.io import binaryproto
 from recaffe.proto import caffe_pb2
@@ -55,6 +55,20 @@ class DataTransformer:
         """Caffe's InitRand: a fresh engine from one main-stream word iff mirror or TRAIN crop."""
         needs = self.param.mirror or (self.phase == caffe_pb2.TRAIN and self.param.crop_size > 0)
         self.rng = rng.CaffeRNG(rng.get_rng().rand()) if needs else None
+
+    def resume_point(self) -> resume.ResumePoint:
+        """The engine's state now, when there is one, to be written later (``recaffe.resume``)."""
+        state = self.rng.get_state() if self.rng is not None else None
+
+        def write(out: caffe_pb2.RecaffeDataState) -> None:
+            if state is not None:
+                resume.write_rng(state, out.transform_rng)
+
+        return write
+
+    def load_state(self, state: caffe_pb2.RecaffeDataState, where: str) -> None:
+        if self.rng is not None and state.HasField("transform_rng"):
+            self.rng = resume.load_rng(state.transform_rng, where)
 
     def datum_values(self, item: caffe_pb2.Datum, where: str = "record") -> np.ndarray:
         """The datum as (C, H, W), decoding encoded images with ``force_color``/``force_gray``."""

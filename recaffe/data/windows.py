@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recaffe import rng
+from recaffe import resume, rng
 from recaffe.data import DataError, image
 from recaffe.data.prefetch import Batch
 from recaffe.data.transformer import DataTransformer
@@ -119,6 +119,13 @@ class WindowSampler:
                 label[item] = window.label
                 item += 1
         return Batch(data, label)
+
+    def resume_point(self) -> resume.ResumePoint:
+        state = self.engine.get_state()
+        return lambda out: resume.write_rng(state, out.shuffle_rng)
+
+    def load_state(self, state: caffe_pb2.RecaffeDataState, where: str) -> None:
+        self.engine = resume.load_rng(state.shuffle_rng, where)
 
     def _image(self, window: Window) -> np.ndarray:
         if not 0 <= window.image_index < len(self.windows.images):

@@ -8,6 +8,11 @@
 * ``blobproto``: BlobProto <-> Blob/numpy with Caffe's legacy 4-D shape rules (ShapeEquals).
 * ``binaryproto``: ``.binaryproto`` mean images (``read_mean`` / ``write_mean``).
 * ``weights``: HDF5 weights (``Net.save_hdf5`` / ``Net.load_hdf5``).
+* ``snapshot``: solver states, binary and HDF5, with recaffe's exact-resume record.
+* ``h5``: HDF5 files read defensively (declared sizes checked before reading).
+* ``atomic``: every file written to a temporary name, fsync'd and renamed into place.
+
+Errors are ``recaffe.errors`` classes naming the file (see docs/reliability.md).
 
 Large caffemodels: values reach protobuf as Python floats a small slice at a time, ``Net.save``
 streams one layer at a time, and loading copies each blob out of the parsed message with one

@@ -12,13 +12,16 @@ import os
 
 import numpy as np
 
+from recaffe import errors
 from recaffe.io import blobproto, prototxt
 from recaffe.proto import caffe_pb2
 
 
 def read_blob(path: str | os.PathLike[str]) -> np.ndarray:
     """The BlobProto in ``path`` as an array of its own shape (legacy fields give 4 axes)."""
-    return blobproto.array_from_proto(prototxt.read_binary(path, caffe_pb2.BlobProto()))
+    proto = prototxt.read_binary(path, caffe_pb2.BlobProto())
+    with errors.read_guard(path, "binaryproto file"):
+        return blobproto.array_from_proto(proto)
 
 
 def read_mean(path: str | os.PathLike[str]) -> np.ndarray:

@@ -11,14 +11,15 @@ from typing import Protocol, TypeVar
 
 from google.protobuf import message, text_format
 
-from recaffe.io import text_writer
+from recaffe import errors
+from recaffe.io import atomic, text_writer
 from recaffe.proto import caffe_pb2
 
 M = TypeVar("M", bound=message.Message)
 PathLike = str | os.PathLike[str]
 
 
-class ProtoFileError(ValueError):
+class ProtoFileError(errors.FileReadError):
     """A Caffe file could not be read or parsed; the message names the file."""
 
 
@@ -27,7 +28,7 @@ def read_bytes(path: PathLike) -> bytes:
         with open(path, "rb") as f:
             return f.read()
     except OSError as e:
-        raise ProtoFileError(f"cannot open {os.fspath(path)!r}: {e.strerror}") from e
+        raise ProtoFileError(f"cannot open {os.fspath(path)!r}: {e.strerror}", path) from e
 
 
 def parse_text(text: str, msg: M, source: str = "<string>") -> M:
@@ -65,10 +66,14 @@ def read_text_data(path: PathLike, message_name: str) -> str:
 
 
 def read_binary(path: PathLike, msg: M) -> M:
-    data = read_bytes(path)
+    return parse_binary(read_bytes(path), msg, path)
+
+
+def parse_binary(data: bytes, msg: M, path: PathLike) -> M:
+    """Parse serialised bytes read from ``path`` into ``msg``."""
     try:
         msg.ParseFromString(data)
-    except message.DecodeError as e:
+    except (message.DecodeError, RecursionError, ValueError) as e:
         raise not_binary_error(path, msg.DESCRIPTOR.name, str(e), data) from e
     return msg
 
@@ -78,7 +83,7 @@ def not_binary_error(path: PathLike, message_name: str, problem: str, head: byte
     first bytes, tells whether it is a text prototxt given instead."""
     hint = f" This is a text prototxt, not {BINARY_FILES.get(message_name, 'a binary file')}." \
         if not looks_binary(head) else ""
-    return ProtoFileError(f"{os.fspath(path)!r} is not a binary {message_name} ({problem}).{hint}")
+    return ProtoFileError(f"{os.fspath(path)!r} is not a binary {message_name} ({problem}).{hint}", path)
 
 
 # what a binary file of each message is called, for the error when a text prototxt is given instead
@@ -101,13 +106,13 @@ def looks_binary(data: bytes, head: int = 1 << 16) -> bool:
 
 
 def write_text(path: PathLike, msg: message.Message) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(to_text(msg))
+    """Write ``msg`` as text, atomically (``recaffe.io.atomic``)."""
+    atomic.write_bytes(path, to_text(msg).encode("utf-8"), f"{msg.DESCRIPTOR.name} file")
 
 
 def write_binary(path: PathLike, msg: message.Message) -> None:
-    with open(path, "wb") as f:
-        f.write(msg.SerializeToString())
+    """Write ``msg`` serialised, atomically (``recaffe.io.atomic``)."""
+    atomic.write_bytes(path, msg.SerializeToString(), f"{msg.DESCRIPTOR.name} file")
 
 
 def to_text(msg: message.Message) -> str:

@@ -14,6 +14,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from recaffe import errors
+from recaffe.io import atomic, h5
 from recaffe.layer import Layer
 
 log = logging.getLogger(__name__)
@@ -50,13 +52,18 @@ def _h5py():  # type: ignore[no-untyped-def]
 
 
 def save_hdf5_weights(net: Net, path: str | os.PathLike[str], write_diff: bool = False) -> None:
+    repeated = {name for name in net.layer_names if net.layer_names.count(name) > 1}
+    if repeated:
+        raise ValueError(f"cannot save HDF5 weights to {os.fspath(path)!r}: two layers are named "
+                         f"{sorted(repeated)[0]!r} (HDF5 groups are keyed by layer name)")
+    atomic.write_with(path, "HDF5 weights file", lambda temp: _write_hdf5_weights(net, temp, write_diff))
+
+
+def _write_hdf5_weights(net: Net, path: str, write_diff: bool) -> None:
     with _h5py().File(path, "w") as f:
         data = f.create_group("data")
         diff = f.create_group("diff") if write_diff else None
         for layer_id, (name, layer) in enumerate(zip(net.layer_names, net.layers)):
-            if name in data:
-                raise ValueError(f"cannot save HDF5 weights to {os.fspath(path)!r}: two layers are "
-                                 f"named {name!r} (HDF5 groups are keyed by layer name)")
             layer_data = data.create_group(name)
             layer_diff = diff.create_group(name) if diff is not None else None
             for param_id, blob in enumerate(layer.blobs):
@@ -67,42 +74,44 @@ def save_hdf5_weights(net: Net, path: str | os.PathLike[str], write_diff: bool =
                     layer_diff.create_dataset(str(param_id), data=blob.diff.detach().cpu().numpy())
 
 
-def load_hdf5_weights(net: Net, path: str | os.PathLike[str]) -> None:
-    h5py = _h5py()
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise ValueError(f"cannot open HDF5 weights {os.fspath(path)!r}: {e}") from e
-    with f:
-        if "data" not in f:
-            raise ValueError(f"{os.fspath(path)!r} has no /data group: not a Caffe HDF5 weights file")
+def load_hdf5_weights(net: Net, path: str | os.PathLike[str]) -> set[str]:
+    """Copy the weights of ``path`` into same-named layers; returns the names of those layers."""
+    kind = "HDF5 weights file"
+    with h5.open_read(path, kind) as f, errors.read_guard(path, kind):
+        if "data" not in f or not isinstance(f["data"], _h5py().Group):
+            raise errors.unreadable(path, kind, "it has no /data group",
+                                    "It is not a Caffe HDF5 weights file")
+        copied = set()
         for name, group in f["data"].items():
             if not net.has_layer(name):
                 log.info("Ignoring source layer %s", name)
                 continue
             layer_id = net.layer_index(name)
             _load_layer(net, layer_id, group, os.fspath(path))
+            copied.add(name)
+        return copied
 
 
 def _load_layer(net: Net, layer_id: int, group, path: str) -> None:  # type: ignore[no-untyped-def]
     layer = net.layers[layer_id]
     where = f"{path}: layer {layer.name!r}"
     if not isinstance(group, _h5py().Group):
-        raise ValueError(f"{where}: /data/{layer.name} is not a group of datasets")
+        raise errors.FileReadError(f"{where}: /data/{layer.name} is not a group of datasets")
     if len(group) > len(layer.blobs):
-        raise ValueError(f"{where}: incompatible number of blobs "
+        raise errors.FileReadError(f"{where}: incompatible number of blobs "
                          f"({len(group)} in the file, {len(layer.blobs)} in the net)")
     for j, blob in enumerate(layer.blobs):
         if str(j) not in group:
             if net.param_owners[net.param_id_vecs[layer_id][j]] != -1:
                 continue  # a shared param: its owner carries the values
-            raise ValueError(f"{where}: incompatible number of blobs (param {j} missing)")
+            raise errors.FileReadError(f"{where}: incompatible number of blobs (param {j} missing)")
         dataset = group[str(j)]
         if not isinstance(dataset, _h5py().Dataset) or dataset.dtype.kind not in "fiu":
-            raise ValueError(f"{where}: /data/{layer.name}/{j} is not a numeric dataset")
+            raise errors.FileReadError(f"{where}: /data/{layer.name}/{j} is not a numeric dataset")
         if tuple(dataset.shape) != blob.shape:
-            raise ValueError(f"{where}: cannot load param {j}; shape mismatch. Source shape is "
+            raise errors.FileReadError(f"{where}: cannot load param {j}; shape mismatch. Source shape is "
                              f"{tuple(dataset.shape)}, target shape is {blob.shape}")
+        h5.check_declared_size(dataset, path, "HDF5 weights file", expected=blob.count())
         # read as native float (or double) values, as H5LTread_dataset_float/_double do
         values = dataset.astype(np.float64 if blob.dtype == torch.float64 else np.float32)[()]
         blob.data.copy_(torch.from_numpy(np.asarray(values)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from recaffe.data import DataError, db
@@ -98,3 +100,60 @@ def test_shared_lmdb_closes_after_the_working_directory_changed(tmp_path, monkey
     database.close()  # releases the environment it acquired, not one named by the new cwd
     with db.open_db(tmp_path / "db", "lmdb") as again:
         assert again.cursor().key() == b"a"
+
+
+# ------------------------------------------------------------------- damaged LMDB files
+def _big_lmdb(tmp_path) -> str:
+    return write_db(tmp_path / "big", {f"{i:05d}": make_datum(i % 3, (1, 30, 30), i % 250)
+                                       for i in range(400)})
+
+
+def test_truncated_lmdb_is_refused_before_mapping(tmp_path) -> None:
+    # reading a page past the end of a truncated data.mdb would kill the process with SIGBUS
+    path = _big_lmdb(tmp_path)
+    data_file = tmp_path / "big" / "data.mdb"
+    size = data_file.stat().st_size
+    with open(data_file, "r+b") as f:
+        f.truncate(size // 2)
+    with pytest.raises(DataError) as info:
+        db.open_db(path, "lmdb")
+    assert str(info.value) == (
+        f"cannot open the LMDB database {path!r}: {str(data_file)!r} is truncated ({size // 2} bytes, "
+        f"its meta page says {size}). Rebuild the database or restore it from a good copy")
+
+
+def test_lmdb_without_a_meta_page_is_refused(tmp_path) -> None:
+    (tmp_path / "fake").mkdir()
+    (tmp_path / "fake" / "data.mdb").write_bytes(b"\0" * 4096)
+    with pytest.raises(DataError, match=r"'.*data.mdb' is not an LMDB data file \(no LMDB meta page\)"):
+        db.open_db(tmp_path / "fake", "lmdb")
+
+
+def test_damaged_lmdb_pages_are_refused_before_mapping(tmp_path) -> None:
+    # liblmdb aborts the process on a damaged page (Assertion 'IS_LEAF(mp)' failed)
+    path = _big_lmdb(tmp_path)
+    data_file = tmp_path / "big" / "data.mdb"
+    raw = bytearray(data_file.read_bytes())
+    for offset in range(2 * 4096, len(raw), 4096):  # every page header after the two meta pages
+        raw[offset + 10 : offset + 16] = b"\xff" * 6
+    data_file.write_bytes(bytes(raw))
+    with pytest.raises(DataError) as info:
+        db.open_db(path, "lmdb")
+    assert re.fullmatch(f"cannot open the LMDB database {re.escape(repr(path))}: "
+                        f"{re.escape(repr(str(data_file)))} has a damaged page \\d+. Rebuild the database or "
+                        "restore it from a good copy", str(info.value)), str(info.value)
+
+
+def test_a_new_database_appears_only_when_complete(tmp_path) -> None:
+    target = tmp_path / "built"
+    with db.Writer(target, "lmdb") as writer:
+        writer.put("a", b"1")
+        assert not target.exists()  # built beside it, under a temporary name
+        (building,) = [p for p in tmp_path.iterdir() if p.name.startswith(".built.tmp-")]
+    assert target.is_dir() and not building.exists()
+    with pytest.raises(RuntimeError, match="stop"), db.Writer(tmp_path / "failed", "lmdb") as writer:
+        writer.put("a", b"1")
+        raise RuntimeError("stop")
+    assert list(tmp_path.iterdir()) == [target]  # nothing partial is left
+    with pytest.raises(DataError, match=f"cannot create the LMDB database {str(target)!r}: it already"):
+        db.Writer(target, "lmdb")

@@ -517,7 +517,7 @@ def test_hdf5_integer_and_double_datasets_convert(tmp_path: pathlib.Path) -> Non
 def test_hdf5_file_without_data_group_or_with_bad_entries(tmp_path: pathlib.Path) -> None:
     with h5py.File(tmp_path / "empty.h5", "w") as f:
         f.create_group("weights")
-    with pytest.raises(ValueError, match="has no /data group: not a Caffe HDF5 weights file"):
+    with pytest.raises(ValueError, match="it has no /data group. It is not a Caffe HDF5 weights file"):
         shared_net(1).load_hdf5(tmp_path / "empty.h5")
     write_h5(tmp_path / "str.h5", {"data/a/0": np.array([b"abc"] * 9).reshape(3, 3)})
     with pytest.raises(ValueError, match="/data/a/0 is not a numeric dataset"):

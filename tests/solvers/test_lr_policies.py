@@ -97,14 +97,22 @@ def test_policy_checks(text: str, message: str) -> None:
         LR_POLICIES.get(param.lr_policy)(param, 0, 0)
 
 
-@pytest.mark.parametrize("policy", ["", "Fixed", "cosine"])
-def test_unknown_policy_is_a_clear_error_at_the_first_update(policy: str) -> None:
+def test_no_policy_is_a_clear_error_at_the_first_update() -> None:
     param = ls.solver_param()
-    param.lr_policy = policy
-    solver, _ = ls.make_solver(param)
+    param.lr_policy = ""
+    solver, _ = ls.make_solver(param)  # as in Caffe, a solver may be built for its nets alone
     with pytest.raises(SolverError, match="Unknown learning rate policy"):
         solver.step(1)
     assert solver.iter == 0
+
+
+@pytest.mark.parametrize("policy", ["Fixed", "cosine"])
+def test_unknown_policy_is_a_clear_error_at_load(policy: str) -> None:
+    # Caffe fails at the first update; recaffe checks the solver file when it loads it
+    param = ls.solver_param()
+    param.lr_policy = policy
+    with pytest.raises(SolverError, match="Unknown learning rate policy"):
+        ls.make_solver(param)
 
 
 def test_solver_evaluates_the_policy_at_the_completed_update_count() -> None:

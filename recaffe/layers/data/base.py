@@ -15,6 +15,7 @@ from recaffe.data import DataError
 from recaffe.data.prefetch import BatchLoader, Prefetcher
 from recaffe.data.transformer import DataTransformer
 from recaffe.layer import Blobs, Layer
+from recaffe.proto import caffe_pb2
 
 
 class DataSourceLayer(Layer):
@@ -86,6 +87,7 @@ class BasePrefetchingDataLayer(BaseDataLayer):
         rng.get_rng().rand()  # seeds the prefetch thread's own stream in Caffe; unused by CPU layers
         if self.loader is None:
             raise RuntimeError(f"{self.describe()}: data_layer_setup must return a batch loader")
+        self.resume_point = self.loader.resume_point()  # where reading starts (exact resume)
         self.prefetcher = Prefetcher(self.loader, self.param.data_param.prefetch, self.name)
         self.prefetcher.bind(self)
         self.loader = None  # from here on only the prefetch thread touches it
@@ -93,9 +95,24 @@ class BasePrefetchingDataLayer(BaseDataLayer):
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         with self.data_errors():
             batch = self.prefetcher.next()
+        if batch.resume is not None:
+            self.resume_point = batch.resume
         copy_into(top[0], batch.data)
         if self.output_labels and batch.label is not None:
             copy_into(top[1], batch.label)
+
+
+    def save_resume_state(self, out: caffe_pb2.RecaffeDataState) -> None:
+        """Where the next batch handed out comes from (``recaffe.resume``)."""
+        self.resume_point(out)
+
+    def load_resume_state(self, state: caffe_pb2.RecaffeDataState) -> None:
+        """Read on from ``state``; batches loaded ahead are dropped and loaded again from there."""
+        with self.data_errors():
+            self.prefetcher.restart(lambda loader: loader.load_state(state, self.describe()))
+        saved = caffe_pb2.RecaffeDataState()
+        saved.CopyFrom(state)
+        self.resume_point = lambda out: out.MergeFrom(saved)
 
 
 def copy_into(blob: Blob, values: np.ndarray) -> None:

@@ -9,6 +9,7 @@ from recaffe.data import hdf5
 from recaffe.data.crand import random_shuffle
 from recaffe.layer import Blobs
 from recaffe.layers.data.base import DataSourceLayer, copy_into
+from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
 
 
@@ -43,6 +44,7 @@ class HDF5DataLayer(DataSourceLayer):
         if len(self.names) != len(top):
             raise self.error("HDF5Data needs its top names (they name the datasets to read)")
         self.row_shapes: list[tuple[int, ...]] | None = None
+        self.rows: list[int] = []
         self.shard = distributed.data_shard(self.phase) or (0, 1)
         self.offset = 0
         with self.data_errors():
@@ -78,6 +80,29 @@ class HDF5DataLayer(DataSourceLayer):
         for blob, out in zip(top, outs):
             copy_into(blob, out)
 
+    def save_resume_state(self, out: caffe_pb2.RecaffeDataState) -> None:
+        """The file order, the current file, its row order and the next row (``recaffe.resume``)."""
+        out.file, out.position, out.offset = self.current_file, self.current_row, self.offset
+        out.order[:] = self.file_order
+        out.rows[:] = self.rows
+
+    def load_resume_state(self, state: caffe_pb2.RecaffeDataState) -> None:
+        if sorted(state.order) != list(range(len(self.filenames))) or \
+                not 0 <= state.file < len(self.filenames):
+            raise self.error(f"the solver state's file order does not fit the {len(self.filenames)} files "
+                             f"of {self.param.hdf5_data_param.source!r}; the list changed since the snapshot")
+        self.file_order, self.current_file = list(state.order), state.file
+        with self.data_errors():
+            self._load(self.file_order[self.current_file])
+        if sorted(state.rows) != self.rows_in_order() or not 0 <= state.position < len(self.rows):
+            raise self.error(f"the solver state's row order does not fit the {len(self.rows)} rows of "
+                             f"{self.filenames[self.file_order[self.current_file]]!r}; the file changed "
+                             f"since the snapshot")
+        self.rows, self.current_row, self.offset = list(state.rows), state.position, state.offset
+
+    def rows_in_order(self) -> list[int]:
+        return list(range(len(self.arrays[0])))
+
     def _load(self, index: int) -> None:
         filename = self.filenames[index]
         self.arrays = hdf5.load_datasets(filename, self.names, self.numpy_dtype)
@@ -88,7 +113,7 @@ class HDF5DataLayer(DataSourceLayer):
         if not len(self.arrays[0]):
             raise self.error(f"HDF5 file {filename!r} has no rows")
         self.row_shapes = shapes
-        self.rows = list(range(len(self.arrays[0])))
+        self.rows = self.rows_in_order()
         if self.param.hdf5_data_param.shuffle:
             random_shuffle(self.rows)
         self.current_row = 0

@@ -6,7 +6,9 @@ from typing import final
 import h5py
 import numpy as np
 
+from recaffe import errors
 from recaffe.blob import Blob
+from recaffe.io import atomic
 from recaffe.layer import Blobs, Layer
 from recaffe.registry import LAYERS
 
@@ -18,8 +20,9 @@ class HDF5OutputLayer(Layer):
 
     The file is created (truncated) at setup. Each forward stores bottom 0 and bottom 1, as 4-D
     (num, channels, height, width) arrays of the net's dtype, replacing what the previous forward
-    wrote (Caffe would fail on its second forward, as the datasets already exist). The file is
-    closed between forwards, so it can be read at any time. Backward: none.
+    wrote (Caffe would fail on its second forward, as the datasets already exist). Each version of
+    the file is written whole and renamed into place (``recaffe.io.atomic``), so it can be read at
+    any time and a killed run never leaves half of one. Backward: none.
     Params (hdf5_output_param): file_name.
     Bottoms: data (N, ...) and label (N, ...), each of at most 4 axes, with the same N.
     Tops: none.
@@ -31,10 +34,7 @@ class HDF5OutputLayer(Layer):
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
         self.file_name = self.param.hdf5_output_param.file_name
-        try:
-            h5py.File(self.file_name, "w").close()
-        except OSError as e:
-            raise self.error(f"failed to create the HDF5 file {self.file_name!r}: {e}") from e
+        self._write({})
 
     def reshape(self, bottom: Blobs, top: Blobs) -> None:
         pass
@@ -44,11 +44,18 @@ class HDF5OutputLayer(Layer):
         if data.shape[0] != label.shape[0]:
             raise self.error(f"data blob and label blob must have the same batch size, got "
                              f"{data.shape[0]} and {label.shape[0]}")
-        with h5py.File(self.file_name, "a") as f:
-            for name, values in (("data", data), ("label", label)):
-                if name in f:
-                    del f[name]
-                f.create_dataset(name, data=values)
+        self._write({"data": data, "label": label})
+
+    def _write(self, datasets: dict[str, np.ndarray]) -> None:
+        def write(path: str) -> None:
+            with h5py.File(path, "w") as f:
+                for name, values in datasets.items():
+                    f.create_dataset(name, data=values)
+
+        try:
+            atomic.write_with(self.file_name, "HDF5 output file", write)
+        except errors.FileWriteError as e:
+            raise self.error(str(e)) from e
 
     def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
         pass

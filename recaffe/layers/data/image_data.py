@@ -42,10 +42,11 @@ class ImageDataLayer(BasePrefetchingDataLayer):
                              f"{p.new_height} and {p.new_width}")
         batch_size = self.positive_batch_size(p.batch_size, "image_data_param")
         lines = read_image_list(p.source)
+        order = list(range(len(lines)))
         shuffle_rng = None
         if p.shuffle:
             shuffle_rng = rng.CaffeRNG(rng.get_rng().rand())
-            shuffle_rng.shuffle(lines)
+            shuffle_rng.shuffle(order)
         log.info("A total of %d images.", len(lines))
         start = 0
         if p.rand_skip:
@@ -53,7 +54,7 @@ class ImageDataLayer(BasePrefetchingDataLayer):
             if start >= len(lines):
                 raise self.error(f"not enough images to skip {start} (rand_skip {p.rand_skip}, "
                                  f"{len(lines)} images)")
-        reader = ImageListReader(lines, p, self.transformer, shuffle_rng, start)
+        reader = ImageListReader(lines, order, p, self.transformer, shuffle_rng, start)
         top[0].reshape((batch_size, *reader.item_shape()))
         top[1].reshape((batch_size,))
         return reader

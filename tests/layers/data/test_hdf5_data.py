@@ -135,5 +135,5 @@ def test_setup_errors(tmp_path, sample) -> None:
     with pytest.raises(LayerError, match="at least 1 HDF5 filename"):
         hdf5_layer("empty.txt")
     (tmp_path / "missing.txt").write_text("missing.h5")
-    with pytest.raises(LayerError, match="failed opening the HDF5 file 'missing.h5'"):
+    with pytest.raises(LayerError, match="cannot read the HDF5 data file 'missing.h5': no such file"):
         hdf5_layer("missing.txt")

@@ -93,3 +93,22 @@ def test_mean_values_must_fit_the_channels(window_file, tmp_path) -> None:
     with pytest.raises(LayerError, match=r"layer 'd' \(WindowData\): specify either 1 mean_value or as "
                                          r"many as channels \(3\), got 2"):
         window_layer(window_file, str(tmp_path), transform="crop_size: 10 mean_value: 1 mean_value: 2")
+
+
+def test_resume_state_continues_the_sampling(window_file, tmp_path) -> None:
+    # exact resume (recaffe.resume): a second layer loaded with the first one's state samples on as it does
+    from recaffe.proto import caffe_pb2
+
+    rng.set_random_seed(6)
+    first, top = window_layer(window_file, str(tmp_path), "", "crop_size: 10 mirror: true")
+    forward(first, top)
+    state = caffe_pb2.RecaffeDataState()
+    first.save_resume_state(state)
+    rng.set_random_seed(99)  # a different run: its own sampling engine
+    second, top2 = window_layer(window_file, str(tmp_path), "", "crop_size: 10 mirror: true")
+    second.load_resume_state(state)
+    for _ in range(3):
+        forward(first, top)
+        forward(second, top2)
+        assert np.array_equal(top[0].data.numpy(), top2[0].data.numpy())
+        assert np.array_equal(top[1].data.numpy(), top2[1].data.numpy())
