@@ -478,11 +478,18 @@ class SolverState(_message.Message):
     LEARNED_NET_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
     CURRENT_STEP_FIELD_NUMBER: _builtins.int
+    RECAFFE_RESUME_FIELD_NUMBER: _builtins.int
     iter: _builtins.int
     learned_net: _builtins.str
     current_step: _builtins.int
     @_builtins.property
     def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___BlobProto]: ...
+    @_builtins.property
+    def recaffe_resume(self) -> Global___RecaffeResumeState:
+        """recaffe: what exact resume needs beyond Caffe's fields. Field numbers from 1000 on are not used
+        by BVLC Caffe's SolverState, which keeps them as unknown fields, so it still reads the file.
+        """
+
     def __init__(
         self,
         *,
@@ -490,14 +497,150 @@ class SolverState(_message.Message):
         learned_net: _builtins.str | None = ...,
         history: _abc.Iterable[Global___BlobProto] | None = ...,
         current_step: _builtins.int | None = ...,
+        recaffe_resume: Global___RecaffeResumeState | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["current_step", b"current_step", "iter", b"iter", "learned_net", b"learned_net"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["current_step", b"current_step", "iter", b"iter", "learned_net", b"learned_net", "recaffe_resume", b"recaffe_resume"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_step", b"current_step", "history", b"history", "iter", b"iter", "learned_net", b"learned_net"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_step", b"current_step", "history", b"history", "iter", b"iter", "learned_net", b"learned_net", "recaffe_resume", b"recaffe_resume"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SolverState: _TypeAlias = SolverState  # noqa: Y015
+
+@_typing.final
+class RecaffeRngState(_message.Message):
+    """recaffe (not in BVLC Caffe): one Caffe random stream, boost::mt19937 plus the words drawn ahead."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEED_FIELD_NUMBER: _builtins.int
+    MT_KEY_FIELD_NUMBER: _builtins.int
+    MT_POS_FIELD_NUMBER: _builtins.int
+    BUFFERED_FIELD_NUMBER: _builtins.int
+    seed: _builtins.int
+    mt_pos: _builtins.int
+    @_builtins.property
+    def mt_key(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """the 624 state words"""
+
+    @_builtins.property
+    def buffered(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """words drawn from the engine, not yet used"""
+
+    def __init__(
+        self,
+        *,
+        seed: _builtins.int | None = ...,
+        mt_key: _abc.Iterable[_builtins.int] | None = ...,
+        mt_pos: _builtins.int | None = ...,
+        buffered: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["mt_pos", b"mt_pos", "seed", b"seed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["buffered", b"buffered", "mt_key", b"mt_key", "mt_pos", b"mt_pos", "seed", b"seed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecaffeRngState: _TypeAlias = RecaffeRngState  # noqa: Y015
+
+@_typing.final
+class RecaffeDataState(_message.Message):
+    """recaffe (not in BVLC Caffe): where a data layer reads next, as of the last batch it handed out."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NET_FIELD_NUMBER: _builtins.int
+    LAYER_FIELD_NUMBER: _builtins.int
+    CURSOR_KEY_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    FILE_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    TRANSFORM_RNG_FIELD_NUMBER: _builtins.int
+    SHUFFLE_RNG_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    net: _builtins.int
+    """0: the train net; i + 1: test net i"""
+    layer: _builtins.str
+    cursor_key: _builtins.bytes
+    """Data: the key of the next record"""
+    position: _builtins.int
+    """ImageData: the next list entry; HDF5Data: the next row"""
+    file: _builtins.int
+    """HDF5Data: the current file's place in the file order"""
+    offset: _builtins.int
+    """Data, HDF5Data: records passed so far (a distributed run's sharding)"""
+    @_builtins.property
+    def order(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """ImageData: the list order; HDF5Data: the file order"""
+
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """HDF5Data: the row order of the current file"""
+
+    @_builtins.property
+    def transform_rng(self) -> Global___RecaffeRngState:
+        """the DataTransformer's engine"""
+
+    @_builtins.property
+    def shuffle_rng(self) -> Global___RecaffeRngState:
+        """ImageData's shuffle engine"""
+
+    def __init__(
+        self,
+        *,
+        net: _builtins.int | None = ...,
+        layer: _builtins.str | None = ...,
+        cursor_key: _builtins.bytes | None = ...,
+        position: _builtins.int | None = ...,
+        file: _builtins.int | None = ...,
+        order: _abc.Iterable[_builtins.int] | None = ...,
+        rows: _abc.Iterable[_builtins.int] | None = ...,
+        transform_rng: Global___RecaffeRngState | None = ...,
+        shuffle_rng: Global___RecaffeRngState | None = ...,
+        offset: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cursor_key", b"cursor_key", "file", b"file", "layer", b"layer", "net", b"net", "offset", b"offset", "position", b"position", "shuffle_rng", b"shuffle_rng", "transform_rng", b"transform_rng"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor_key", b"cursor_key", "file", b"file", "layer", b"layer", "net", b"net", "offset", b"offset", "order", b"order", "position", b"position", "rows", b"rows", "shuffle_rng", b"shuffle_rng", "transform_rng", b"transform_rng"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecaffeDataState: _TypeAlias = RecaffeDataState  # noqa: Y015
+
+@_typing.final
+class RecaffeResumeState(_message.Message):
+    """recaffe (not in BVLC Caffe): the state that makes a resumed run the uninterrupted one."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAFFE_RNG_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    C_RAND_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def caffe_rng(self) -> Global___RecaffeRngState:
+        """the main stream (fillers, Dropout, data-layer seeds)"""
+
+    @_builtins.property
+    def data(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecaffeDataState]: ...
+    @_builtins.property
+    def c_rand(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """glibc rand()'s 34 words (HDF5Data's shuffle)"""
+
+    def __init__(
+        self,
+        *,
+        caffe_rng: Global___RecaffeRngState | None = ...,
+        data: _abc.Iterable[Global___RecaffeDataState] | None = ...,
+        c_rand: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caffe_rng", b"caffe_rng"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["c_rand", b"c_rand", "caffe_rng", b"caffe_rng", "data", b"data"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecaffeResumeState: _TypeAlias = RecaffeResumeState  # noqa: Y015
 
 @_typing.final
 class NetState(_message.Message):
