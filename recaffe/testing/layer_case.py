@@ -8,7 +8,8 @@ something missing from the environment, never a test that does not apply):
 * ``test_setup_shapes``: top shapes equal the reference's;
 * ``test_forward``: float32 tops equal the float64 reference (rtol 1e-4 of each top's scale);
 * ``test_backward_vs_autograd``: bottom and param diffs equal autograd through ``reference``;
-* ``test_gradient_numeric``: Caffe's GradientChecker (central differences, float64);
+* ``test_gradient_numeric``: Caffe's GradientChecker (central differences, float64),
+  on the snippets in ``numeric_cases`` when a class names them (default: every snippet);
 * ``test_propagate_down_honoured``: all flags off leaves every diff untouched;
   (these three only when ``has_backward``)
 * ``test_prototxt_roundtrip``: the parameter survives text format and rebuilds identical tops;
@@ -73,6 +74,7 @@ class LayerCase:
     kink: ClassVar[float] = 0.0
     kink_range: ClassVar[float] = -1.0
     forward_rtol: ClassVar[float] = 1e-4
+    numeric_cases: ClassVar[Sequence[str] | None] = None  # the snippets the numeric check runs on; None: all
 
     layer: Layer  # the layer under test, for references that need its state (e.g. a dropout mask)
 
@@ -122,6 +124,8 @@ class LayerCase:
             cases = self.params
             if metafunc.function.__name__ == "test_param_diffs_accumulate":
                 cases = self._learnable_cases
+            elif metafunc.function.__name__ == "test_gradient_numeric" and self.numeric_cases is not None:
+                cases = self.numeric_cases
             ids = [snippet.strip().replace("\n", " ")[:60] or "default" for snippet in cases]
             metafunc.parametrize("case", list(cases), ids=ids)
 
