@@ -300,3 +300,21 @@ def test_ranks_resume_from_a_snapshot(tmp_path, digits, reference_run) -> None:
     assert display_iterations(log) == [20]
     assert "Iteration 20, lr = 0.0025" in log  # step policy: 0.01 * 0.5^(20 // 8)
     assert (root / "snapshots" / "lenet_iter_25.caffemodel").exists()
+
+
+def test_ranks_finetune_from_weights(tmp_path, digits, reference_run) -> None:
+    """``-weights``: the 2 ranks start from the caffemodel, as one ``iter_size: 2`` process does (had
+    the ranks ignored it, they would start from the fillers and end elsewhere)."""
+    pretrained = str(reference_run / "snapshots" / "lenet_iter_20.caffemodel")
+    single, ranks = tmp_path / "single", tmp_path / "ranks"
+    single.mkdir()
+    ranks.mkdir()
+    run_dir(single, digits, max_iter=5, snapshot=5, iter_size=2)
+    run_dir(ranks, digits, max_iter=5, snapshot=5)
+    one = run([str(BIN / "recaffe"), "train", "-solver", "solver.prototxt", "-weights", pretrained], single)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run([str(BIN / "recaffe"), "train", "-solver", "solver.prototxt", "-gpu", "0,1",
+               "-weights", pretrained], ranks)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert_same_weights(ranks / "snapshots" / "lenet_iter_5.caffemodel",
+                        weights(single / "snapshots" / "lenet_iter_5.caffemodel"))
