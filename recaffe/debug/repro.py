@@ -25,31 +25,37 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 
 from recaffe import logs, rng
 from recaffe.cli import parse_log
 from recaffe.debug import compare, manual_sgd
+from recaffe.io import prototxt
 from recaffe.net import Net
 from recaffe.proto import caffe_pb2
 from recaffe.registry import Registry
 from recaffe.solver import Solver, load_solver
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", caffe_pb2.SolverParameter, caffe_pb2.NetParameter)
 
 
 # ================================================================ one run
 @dataclass(frozen=True)
 class Variant:
     """How one side of a setting runs: its device, torch's thread count while it steps (None:
-    the process's), and ``loop``: "step" (``Solver.step(1)``) or "manual" (the loop of
-    docs/manual_sgd_loop.md, ``recaffe.debug.manual_sgd``)."""
+    the process's), ``loop``: "step" (``Solver.step(1)``) or "manual" (the loop of
+    docs/manual_sgd_loop.md, ``recaffe.debug.manual_sgd``), and ``inference``: "" (none), "plain"
+    or "deploy": after each iteration, the solver's first test net, in that mode and with the
+    iteration's weights, runs forward on its next batch and its outputs are recorded too."""
 
     label: str
     device: str = "cpu"
     threads: int | None = None
     loop: str = "step"
+    inference: str = ""
 
 
 @dataclass
@@ -64,11 +70,15 @@ class Record:
 class Run:
     """A solver stepped one iteration at a time, recording what each iteration writes."""
 
-    def __init__(self, param: caffe_pb2.SolverParameter, variant: Variant) -> None:
+    def __init__(self, param: caffe_pb2.SolverParameter, variant: Variant,
+                 tested: caffe_pb2.SolverParameter | None = None) -> None:
+        """``tested``: the solver as given, test nets included (``param`` has them removed)."""
         self.variant = variant
         with self._threads():
             self.solver: Solver = load_solver(param, device=variant.device)
         self.rng_state = rng.get_state()
+        self.inference = None if not variant.inference else Net(
+            first_test_net(tested or param), device=variant.device, optimize=variant.inference == "deploy")
         self.history = [torch.zeros_like(p.blob.data) for p in self.net.learnable_params]
         self.records: list[Record] = []
         self.done = 0  # iterations run
@@ -103,7 +113,21 @@ class Run:
                 self.solver.step(1)
         self.done += 1
         self.rng_state = rng.get_state()
-        return self.records + self._weights("update")
+        return self.records + self._weights("update") + self._infer()
+
+    def _infer(self) -> list[Record]:
+        """The test net's outputs on its next batch, with this iteration's weights."""
+        net = self.inference
+        if net is None:
+            return []
+        net.copy_trained_layers_from(self.net.to_proto())
+        with self._threads():
+            net.forward()
+        producer = {b: i for i, tops in enumerate(net.top_id_vecs) for b in tops}
+        return [Record("inference", net.layer_names[producer[b]], net.layers[producer[b]].type,
+                       f"test net output {net.blob_names[b]!r}",
+                       net.blob_list[b].data.detach().to("cpu", copy=True))
+                for b in net.output_blob_indices]
 
     def _after_forward(self, i: int) -> None:
         net = self.net
@@ -169,8 +193,41 @@ register_setting(Setting(
     (Variant("solver.step"), Variant("manual loop", loop="manual")),
     lambda param: "" if param.type == "SGD" else f"the documented manual loop is SGD's, not {param.type}'s"))
 register_setting(Setting(
+    "deploy", "the first test net in plain mode vs deploy mode (Net(..., optimize=True): folded "
+    "BatchNorm/Scale, fused ReLU), with each iteration's weights",
+    (Variant("plain", inference="plain"), Variant("deploy", inference="deploy")),
+    lambda param: "" if has_test_net(param) else NO_TEST_NET))
+register_setting(Setting(
     "cuda", "CPU vs CUDA", (Variant("CPU"), Variant("CUDA", device="cuda")),
     lambda param: "" if torch.cuda.is_available() else "PyTorch sees no CUDA device"))
+
+
+NO_TEST_NET = "the solver has no test net (test_iter with net or test_net)"
+
+
+def has_test_net(param: caffe_pb2.SolverParameter) -> bool:
+    generic = param.HasField("net_param") or param.HasField("net")
+    return bool(param.test_iter) and bool(param.test_net_param or param.test_net or generic)
+
+
+def first_test_net(param: caffe_pb2.SolverParameter) -> caffe_pb2.NetParameter:
+    """The solver's first test net, in the TEST phase with its test_state, as the solver builds it."""
+    if not has_test_net(param):
+        raise ValueError(NO_TEST_NET)
+    if param.test_net_param:
+        net = _copy(param.test_net_param[0])
+    elif param.test_net:
+        net = prototxt.read_net_param(param.test_net[0])
+    elif param.HasField("net_param"):
+        net = _copy(param.net_param)
+    else:
+        net = prototxt.read_net_param(param.net)
+    state = caffe_pb2.NetState(phase=caffe_pb2.TEST)
+    state.MergeFrom(net.state)
+    if param.test_state:
+        state.MergeFrom(param.test_state[0])
+    net.state.CopyFrom(state)
+    return net
 
 
 def training_only(param: caffe_pb2.SolverParameter) -> caffe_pb2.SolverParameter:
@@ -185,9 +242,9 @@ def training_only(param: caffe_pb2.SolverParameter) -> caffe_pb2.SolverParameter
     return param
 
 
-def _copy(param: caffe_pb2.SolverParameter) -> caffe_pb2.SolverParameter:
-    copy = caffe_pb2.SolverParameter()
-    copy.CopyFrom(param)
+def _copy(message: M) -> M:
+    copy = type(message)()
+    copy.CopyFrom(message)
     return copy
 
 
@@ -269,7 +326,7 @@ def run_setting(param: caffe_pb2.SolverParameter, setting: Setting, iterations: 
     reason = setting.unavailable(param)
     if reason:
         return Outcome(setting.name, 0, skipped=reason)
-    param = training_only(param)
+    tested, param = param, training_only(param)
     outcome = Outcome(setting.name, iterations)
     if param.random_seed < 0:
         outcome.notes.append("the solver sets no random_seed: its weights and dropout masks differ per run")
@@ -278,7 +335,7 @@ def run_setting(param: caffe_pb2.SolverParameter, setting: Setting, iterations: 
         outcome.notes.append(f"both runs use {threads.pop()} thread(s): torch's default is 1 here")
     labels = (setting.variants[0].label, setting.variants[1].label)
     with _isolated():
-        runs = (Run(param, setting.variants[0]), Run(param, setting.variants[1]))
+        runs = (Run(param, setting.variants[0], tested), Run(param, setting.variants[1], tested))
         found = first_difference(runs[0].initial(), runs[1].initial(), rtol, atol)
         it = -1
         while found is None and it + 1 < iterations:

@@ -90,3 +90,15 @@ def test_the_manual_loop_module_is_the_documented_block() -> None:
     block = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
     source = pathlib.Path(manual_sgd.__file__).read_text()
     assert source.endswith(block)
+
+
+def test_the_deploy_setting_compares_the_test_nets_outputs(workdir: pathlib.Path) -> None:
+    param = prototxt.read_solver_param(nets.lenet_dir(workdir, test_iter=1, test_interval=100))
+    deploy = repro.SETTINGS.get("deploy")
+    # deploy mode folds and fuses: equal within a tolerance, and the outputs are compared every iteration
+    assert repro.run_setting(param, deploy, 2, rtol=1e-5, atol=1e-6).difference is None
+    run = repro.Run(repro.training_only(param), deploy.variants[1], param)
+    assert run.inference is not None and run.inference.deploy is not None
+    outputs = [(r.phase, r.blob) for r in run.iteration() if r.phase == "inference"]
+    assert outputs == [("inference", "test net output 'loss'")]
+    assert repro.run_setting(repro.training_only(param), deploy, 1).skipped == repro.NO_TEST_NET
