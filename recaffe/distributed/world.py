@@ -95,6 +95,9 @@ class World:
         """Tell the other ranks this one is going down (they stop with a FATAL naming it)."""
         self._left = True
         self._watchdog.report_failure(self._store, message)
+        # no watchdog call into the store may be under way when the interpreter shuts down: a daemon
+        # thread stopped inside C++ code then aborts the process (SIGABRT instead of exit status 1)
+        self._watchdog.stop()
 
     def leave(self) -> None:
         """Finish (once): rank 0 waits until every rank is done, so the store it hosts outlives them."""
