@@ -47,10 +47,7 @@ class Resumable(Protocol):
 ResumePoint = Callable[[caffe_pb2.RecaffeDataState], None]
 """Writes where a data loader was when it was taken (taken per batch, written only at a snapshot)."""
 
-RngState = tuple[int, np.ndarray, int, np.ndarray]
-
-
-def write_rng(state: RngState, out: caffe_pb2.RecaffeRngState) -> None:
+def write_rng(state: rng.RngState, out: caffe_pb2.RecaffeRngState) -> None:
     """A ``CaffeRNG.get_state()`` into its proto."""
     seed, key, position, buffered = state
     out.seed, out.mt_pos = seed, position

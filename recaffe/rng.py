@@ -40,6 +40,9 @@ TWO_M24 = F32(2.0**-24)
 TWO_M32 = F32(2.0**-32)
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
+RngState = tuple[int, np.ndarray, int, np.ndarray]
+"""A Caffe stream's state: seed, mt19937's key words and position, the words drawn ahead."""
+
 
 # --------------------------------------------------------------------------- float32 expf
 def expf(x: np.float32) -> np.float32:
@@ -176,23 +179,29 @@ class CaffeRNG:
         self._engine = np.random.RandomState(self.seed)  # same raw words as boost::mt19937
         self._buffer = np.empty(0, dtype=np.uint32)
         self._pos = 0
-        self._engine_state: tuple[np.ndarray, Any] | None = None  # (buffer, engine state), for get_state
+        self._engine_state: tuple[np.ndarray, np.ndarray, int] | None = None  # (buffer, key, pos)
         self._consumed = 0  # words consumed since seeding
 
     # ------------------------------------------------------------------ state
-    def get_state(self) -> tuple[int, np.ndarray, int, np.ndarray]:
+    def get_state(self) -> RngState:
         """(seed, mt19937's 624 key words, its position, the words drawn ahead and not yet used):
-        all the stream's future depends on (``recaffe.resume`` saves it in a solver state)."""
-        mt = self._engine.get_state(legacy=False)["state"]
-        ahead = self._buffer[self._pos :].copy()
-        return self.seed, np.array(mt["key"], dtype=np.uint32), int(mt["pos"]), ahead
+        all the stream's future depends on (``recaffe.resume`` saves it in a solver state; the NaN
+        guard and ``caffe repro`` take it around every iteration). Cheap: the engine only moves
+        when the buffer is refilled, so its state is read once per buffer, and the words ahead are
+        a view (buffers are replaced, never written in place)."""
+        cached = self._engine_state
+        if cached is None or cached[0] is not self._buffer:
+            mt = self._engine.get_state(legacy=False)["state"]
+            cached = self._engine_state = (self._buffer, np.array(mt["key"], dtype=np.uint32), int(mt["pos"]))
+        return self.seed, cached[1], cached[2], self._buffer[self._pos :]
 
     def set_state(self, seed: int, key: np.ndarray, position: int, buffered: np.ndarray) -> None:
         """Continue exactly where the stream that gave ``get_state()`` was."""
         self.seed = int(seed) % 2**32
         self._engine.set_state({"bit_generator": "MT19937", "has_gauss": 0, "gauss": 0.0,
                                 "state": {"key": np.asarray(key, dtype=np.uint32), "pos": int(position)}})
-        self._buffer, self._pos = np.array(buffered, dtype=np.uint32), 0
+        self._buffer, self._pos = np.asarray(buffered, dtype=np.uint32), 0
+        self._engine_state = None
 
     # ---------------------------------------------------------------- raw words
     def peek(self, n: int) -> np.ndarray:
@@ -483,20 +492,13 @@ def set_random_seed(seed: int) -> None:
     _local.rng = CaffeRNG(seed)
 
 
-def get_state() -> tuple[Any, ...]:
-    """A copy of this thread's stream position, for ``set_state`` (cheap: no draws are made)."""
-    stream = get_rng()
-    # the engine only moves when the buffer is refilled: its state is taken once per buffer
-    cached = stream._engine_state
-    if cached is None or cached[0] is not stream._buffer:
-        cached = stream._engine_state = (stream._buffer, stream._engine.get_state())
-    return stream.seed, cached[1], stream._buffer, stream._pos
+def get_state() -> RngState:
+    """This thread's stream position (``CaffeRNG.get_state``), for ``set_state``."""
+    return get_rng().get_state()
 
 
-def set_state(state: tuple[Any, ...]) -> None:
+def set_state(state: RngState) -> None:
     """Put this thread's stream back where ``get_state`` found it."""
-    seed, engine_state, buffer, pos = state
-    stream = CaffeRNG(seed)
-    stream._engine.set_state(engine_state)
-    stream._buffer, stream._pos = buffer, pos  # buffers are replaced, never written in place
+    stream = CaffeRNG(state[0])
+    stream.set_state(*state)
     _local.rng = stream

@@ -126,6 +126,10 @@ class NonFiniteError(FloatingPointError):
 
 
 # ================================================================ re-running one pass
+Fed = tuple[int, list[torch.Tensor], rng.RngState]
+"""A data layer's batch as one pass fed it: the layer's index, its tops, the stream before it ran."""
+
+
 class Recorder:
     """Keeps what re-running the net's current pass needs, and re-runs it layer by layer.
 
@@ -141,7 +145,7 @@ class Recorder:
         self.python_layers = [layer for layer in net.layers if hasattr(layer, "user")]
         self.armed = False
         self._start: dict[str, Any] = {}
-        self._fed: list[tuple[int, list[torch.Tensor], Any]] = []
+        self._fed: list[Fed] = []
         self._spare: list[list[torch.Tensor]] = []  # the last pass's copies, reused when shapes fit
         net.after_forward.append(self._after_forward)
 
@@ -202,14 +206,15 @@ class Recorder:
                         return found
         return None
 
-    def _forward_layer(self, i: int, fed: Iterator[tuple[int, list[torch.Tensor], Any]]) -> Finding | None:
+    def _forward_layer(self, i: int, fed: Iterator[Fed]) -> Finding | None:
         net = self.net
         layer, bottom, top = net.layers[i], net.bottom_vecs[i], net.top_vecs[i]
         inputs: list[tuple[str, str]] = []
         if i in self.sources:
-            layer_id, tops, rng_state = next(fed, (-1, [], ()))
-            if layer_id != i:
+            entry = next(fed, None)
+            if entry is None or entry[0] != i:
                 raise RuntimeError(f"the NaN guard holds no recorded batch of data layer {layer.name!r}")
+            _, tops, rng_state = entry
             for blob, values in zip(top, tops):
                 blob.reshape(values.shape)
                 blob.data.copy_(values)
