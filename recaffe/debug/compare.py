@@ -22,7 +22,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from recaffe.io import blobproto, legacy, prototxt, snapshot, weights
+from recaffe import errors
+from recaffe.io import blobproto, h5, legacy, prototxt, snapshot, weights
 from recaffe.proto import caffe_pb2
 
 Named = list[tuple[str, np.ndarray]]
@@ -37,12 +38,11 @@ class CompareError(ValueError):
 def read_weights(path: str) -> Named:
     """``("layer[j]", values)`` for every parameter blob of a caffemodel (binary or HDF5), in file order."""
     if weights.is_hdf5(path):
-        import h5py
-
-        with h5py.File(path, "r") as f:
+        kind = "HDF5 weights file"
+        with h5.open_read(path, kind) as f, errors.read_guard(path, kind):
             if "data" not in f:
                 raise CompareError(f"{path!r} has no /data group: not a Caffe HDF5 weights file")
-            return [(f"{name}[{j}]", np.asarray(group[j][()], dtype=np.float64))
+            return [(f"{name}[{j}]", h5.read_array(group[j], path, kind).astype(np.float64))
                     for name, group in f["data"].items() for j in sorted(group, key=int)]
     param = prototxt.read_binary(path, caffe_pb2.NetParameter())
     return [(f"{name}[{j}]", blobproto.array_from_proto(blob).astype(np.float64))

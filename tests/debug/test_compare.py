@@ -58,3 +58,13 @@ def test_tolerances_and_errors(cli, workdir: pathlib.Path) -> None:
     assert cli("compare", a, b, "-rtol", "0.01").out.splitlines()[-1] == "equal within the tolerance"
     missing = cli("compare", a, str(workdir / "nothing"))
     assert missing.status == 1 and "no snapshots" in missing.fatal()
+
+
+def test_a_damaged_hdf5_weights_file_is_named(cli, workdir: pathlib.Path) -> None:
+    """The HDF5 weights go through recaffe's guarded reader: a truncated file is an error naming it."""
+    run = pathlib.Path(train(cli, workdir, "a", fmt="HDF5"))
+    weights = run / "tiny_iter_3.caffemodel.h5"
+    damaged = run / "damaged.caffemodel.h5"
+    damaged.write_bytes(weights.read_bytes()[:1200])
+    with pytest.raises(ValueError, match=r"damaged\.caffemodel\.h5"):
+        compare.read_weights(str(damaged))
