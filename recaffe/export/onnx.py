@@ -21,6 +21,7 @@ import torch
 
 from recaffe.export import runtime
 from recaffe.export.graph import ExportError, Graph, Node, walk
+from recaffe.io import atomic
 from recaffe.net import Net
 from recaffe.proto import caffe_pb2
 
@@ -512,4 +513,5 @@ def build(net: Net, check: bool = True) -> Any:
 
 def to_onnx(net: Net, path: str | os.PathLike[str]) -> None:
     """Writes ``net`` as an ONNX model file."""
-    _onnx().save(build(net), os.fspath(path))
+    model = build(net)
+    atomic.write_with(path, "ONNX model", lambda temp: _onnx().save(model, temp))

@@ -20,6 +20,7 @@ import torch
 
 from recaffe.export import runtime
 from recaffe.export.graph import Node, identifiers, walk
+from recaffe.io import atomic
 from recaffe.net import TRAIN, Net
 from recaffe.proto import caffe_pb2
 
@@ -357,6 +358,6 @@ def write_torch(net: Net, path: str | os.PathLike[str]) -> tuple[pathlib.Path, p
         raise ValueError(f"PyTorch export writes Python source: {py} must end in .py")
     module = to_torch(net)
     pt = py.with_suffix(".pt")
-    py.write_text(source(net))
-    torch.save(module.state_dict(), pt)
+    atomic.write_bytes(py, source(net).encode("utf-8"), "PyTorch source")
+    atomic.write_with(pt, "PyTorch weights", lambda temp: torch.save(module.state_dict(), temp))
     return py, pt

@@ -299,3 +299,26 @@ def test_accuracy_matches_recaffe(params: str) -> None:
         out = to_torch(net)(b0=net.blobs["b0"].data, b1=labels)
     for top in ("t0", "t1"):
         assert torch.equal(out[top], net.blobs[top].data), top
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".py"])
+def test_a_failed_export_leaves_no_partial_file(tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                                suffix: str) -> None:
+    """Exports are written atomically (recaffe.io.atomic): a write that fails midway leaves nothing
+    under the file's name."""
+    from recaffe.export import onnx as onnx_export
+    from recaffe.export import torch_module
+
+    def half_written(_: object, path: str) -> None:
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(onnx_export._onnx(), "save", half_written)
+    monkeypatch.setattr(torch_module.torch, "save", half_written)
+    net = seeded_net(net_param([(2, 3)], 'type: "ReLU"'))
+    out = tmp_path / f"net{suffix}"
+    with pytest.raises(OSError, match=r"net\.(onnx|pt)"):
+        (onnx_export.to_onnx if suffix == ".onnx" else torch_module.write_torch)(net, out)
+    assert not out.with_suffix(".pt").exists() and (suffix == ".py" or not out.exists())
+    assert [p.name for p in tmp_path.iterdir() if p.suffix != ".py"] == []
