@@ -214,7 +214,8 @@ def ssd_cases() -> list[Case]:
         multibox("multibox_no_mining", "mining_type: NONE code_type: CENTER_SIZE"),
         multibox("multibox_hard_example", "mining_type: HARD_EXAMPLE sample_size: 6 "
                                           "nms_param { nms_threshold: 0.5 } code_type: CENTER_SIZE"),
-        multibox("multibox_hard_example_no_nms", "mining_type: HARD_EXAMPLE sample_size: 10 code_type: CENTER_SIZE"),
+        multibox("multibox_hard_example_no_nms",
+                 "mining_type: HARD_EXAMPLE sample_size: 10 code_type: CENTER_SIZE"),
         multibox("multibox_logistic_l2", "conf_loss_type: LOGISTIC loc_loss_type: L2 code_type: CENTER_SIZE"),
         multibox("multibox_no_share", "share_location: false mining_type: NONE code_type: CENTER_SIZE",
                  share=False),
@@ -493,28 +494,98 @@ def write_dense_image_data(root: str) -> None:
             lines.append(f"img{k}.png lab{k}.png")
         with open(os.path.join(folder, "list.txt"), "w") as f:
             f.write("\n".join(lines) + "\n")
-        with open(os.path.join(folder, "net.prototxt"), "w") as f:
-            f.write(f'name: "{name}"\nlayer {{ name: "L" type: "DenseImageData" top: "t0" top: "t1" '
-                    f'dense_image_data_param {{ source: "list.txt" {text} }} }}\n')
-        cwd = os.getcwd()
-        os.chdir(folder)
-        try:
-            net = caffe.Net("net.prototxt", caffe.TEST)
-            out = {}
-            for k in range(forwards):
-                net.forward()
-                for i in range(2):
-                    out[f"forward{k}/t{i}"] = f32(net.blobs[f"t{i}"].data.copy())
-            del net
-        finally:
-            os.chdir(cwd)
-        np.savez_compressed(os.path.join(folder, "data.npz"), **out)
-        info = {"name": name, "dialect": "segnet", "type": "DenseImageData", "kind": "data", "phase": "TEST",
-                "forwards": forwards, "needs": "i16n"}
-        with open(os.path.join(folder, "case.json"), "w") as f:
-            json.dump(info, f, indent=1)
-            f.write("\n")
-        print(f"segnet/{name}: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in out.items()))
+        layer = (f'layer {{ name: "L" type: "DenseImageData" top: "t0" top: "t1" '
+                 f'dense_image_data_param {{ source: "list.txt" {text} }} }}')
+        write_data_case(root, "segnet", name, layer, forwards, needs="i16n")
+
+
+def write_data_case(root: str, dialect: str, name: str, layer: str, forwards: int, phase: str = "TEST",
+                    seed: int | None = None, needs: str | None = None) -> None:
+    """Run the data layer ``layer`` (prototxt text, tops t0 t1) from the case folder and keep its tops."""
+    folder = os.path.join(root, dialect, name)
+    with open(os.path.join(folder, "net.prototxt"), "w") as f:
+        f.write(f'name: "{name}"\n{layer}\n')
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        net = build_net("net.prototxt", phase, seed)
+        out = {}
+        for k in range(forwards):
+            net.forward()
+            for i in range(2):
+                out[f"forward{k}/t{i}"] = f32(net.blobs[f"t{i}"].data.copy())
+        del net
+        _SOLVERS.clear()
+    finally:
+        os.chdir(cwd)
+    np.savez_compressed(os.path.join(folder, "data.npz"), **out)
+    layer_type = layer.split('type: "')[1].split('"')[0]
+    info: dict = {"name": name, "dialect": dialect, "type": layer_type, "kind": "data", "phase": phase,
+                  "forwards": forwards}
+    if seed is not None:
+        info["seed"] = seed
+    if needs is not None:
+        info["needs"] = needs
+    with open(os.path.join(folder, "case.json"), "w") as f:
+        json.dump(info, f, indent=1)
+        f.write("\n")
+    print(f"{dialect}/{name}: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in out.items()))
+
+
+def write_annotated_data(root: str) -> None:
+    """SSD's AnnotatedData from an LMDB of AnnotatedDatum (boxes in groups by label): raw pixels in TEST;
+    PNG-encoded images through a batch sampler, resize and mirror in TRAIN, seeded (the prefetch thread
+    seeds its stream from Caffe's)."""
+    import io
+
+    import lmdb
+    from PIL import Image
+
+    source = 'data_param { source: "db" batch_size: 2 backend: LMDB }'
+    sampler = ("batch_sampler { sampler { min_scale: 0.5 max_scale: 1 min_aspect_ratio: 0.5 "
+               "max_aspect_ratio: 2 } sample_constraint { min_jaccard_overlap: 0.3 } "
+               "max_sample: 1 max_trials: 50 }")
+    resize = "resize_param { prob: 1 resize_mode: WARP height: 6 width: 7 interp_mode: LINEAR }"
+    for name, encoded, layer, phase, seed, forwards in [
+        ("annotated_data", False, f"annotated_data_param {{ anno_type: BBOX }} {source} "
+         "transform_param { scale: 0.5 mean_value: 10 mean_value: 20 mean_value: 30 }", "TEST", None, 3),
+        ("annotated_data_sampler", True, "annotated_data_param { batch_sampler { max_sample: 1 "
+         f"max_trials: 1 }} {sampler} }} {source} transform_param {{ mirror: true {resize} }}",
+         "TRAIN", 31, 3),
+    ]:
+        folder = os.path.join(root, "ssd", name)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder)
+        r = rng_for(name)
+        env = lmdb.open(os.path.join(folder, "db"), map_size=1 << 22, subdir=True, lock=False)
+        with env.begin(write=True) as txn:
+            for k in range(3):
+                image = r.randint(0, 256, (8, 10, 3)).astype(np.uint8)
+                anno = caffe_pb2.AnnotatedDatum()
+                anno.type = caffe_pb2.AnnotatedDatum.BBOX
+                datum = anno.datum
+                datum.channels, datum.height, datum.width = 3, 8, 10
+                if encoded:
+                    buffer = io.BytesIO()
+                    Image.fromarray(image[:, :, ::-1]).save(buffer, format="PNG")  # cv::imdecode gives BGR
+                    datum.data, datum.encoded = buffer.getvalue(), True
+                else:
+                    datum.data = image.transpose(2, 0, 1).tobytes()
+                for label in (1, 2)[:1 + k % 2]:
+                    group = anno.annotation_group.add()
+                    group.group_label = label
+                    for instance in range(1 + (k + label) % 2):
+                        box = group.annotation.add()
+                        box.instance_id = instance
+                        x0, y0 = r.uniform(0, 0.5, 2)
+                        box.bbox.xmin, box.bbox.ymin = x0, y0
+                        box.bbox.xmax, box.bbox.ymax = x0 + r.uniform(0.2, 0.5), y0 + r.uniform(0.2, 0.5)
+                        box.bbox.difficult = instance == 1
+                txn.put(f"{k:08d}".encode(), anno.SerializeToString())
+        env.close()
+        layer_text = f'layer {{ name: "L" type: "AnnotatedData" top: "t0" top: "t1" {layer} }}'
+        write_data_case(root, "ssd", name, layer_text, forwards, phase, seed, needs="i16s")
+        os.unlink(os.path.join(folder, "db", "lock.mdb"))  # a reader's lock file, not data
 
 
 # ------------------------------------------------------------------------------------------ caffemodels
@@ -561,6 +632,8 @@ def main(argv: list[str]) -> int:
             write_case(case, dialect, root)
     if dialect == "segnet" and (not only or "dense_image_data" in only):
         write_dense_image_data(root)
+    if dialect == "ssd" and (not only or "annotated_data" in only):
+        write_annotated_data(root)
     if not only or "caffemodel" in only:
         write_caffemodel(dialect, root)
     return 0

@@ -88,6 +88,8 @@ def test_fork_layer_matches_the_forks_caffe(name: str, monkeypatch: pytest.Monke
     require(case["dialect"], case["type"], case.get("needs"))
     if case.get("kind") == "data":
         monkeypatch.chdir(folder)  # sources are relative to the case folder
+        if "seed" in case:
+            recaffe.set_random_seed(case["seed"])
         net = recaffe.Net("net.prototxt", phase_of(case), dialect=case["dialect"])
         for k in range(case["forwards"]):
             net.forward()
