@@ -66,7 +66,7 @@ def rng_for(name: str) -> np.random.RandomState:
 
 
 def f32(a: np.ndarray | list) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(a, dtype=np.float32))
+    return np.array(a, dtype=np.float32, order="C")  # (keeps a loss's 0-axis shape, unlike ascontiguousarray)
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -274,9 +274,12 @@ def faster_rcnn_cases() -> list[Case]:
         boxes = rois(r, count, shape[0], shape[2] / scale, shape[3] / scale)
         text = f"roi_pooling_param {{ pooled_h: {pooled[0]} pooled_w: {pooled[1]} spatial_scale: {scale} }}"
         cases.append(Case(name, "ROIPooling", text, [(data, "randn"), (boxes, "rois")]))
-    for name, sigma, weighted in [("smooth_l1_plain", None, False), ("smooth_l1_sigma3", 3.0, False),
-                                  ("smooth_l1_weighted", 1.0, True),
-                                  ("smooth_l1_sigma3_weighted", 3.0, True)]:
+    # (no loss_weight: the fork's weight is 0, see recaffe/forks/faster_rcnn/smooth_l1_loss.py)
+    for name, sigma, weighted, weight in [("smooth_l1_no_loss_weight", None, False, None),
+                                          ("smooth_l1_plain", None, False, 1),
+                                          ("smooth_l1_sigma3", 3.0, False, 1),
+                                          ("smooth_l1_weighted", 1.0, True, 2),
+                                          ("smooth_l1_sigma3_weighted", 3.0, True, 1)]:
         r = rng_for(name)
         bottoms = [(f32(r.randn(3, 8, 2, 2) * 0.6), "randn*0.6") for _ in range(2)]
         if weighted:
@@ -284,6 +287,7 @@ def faster_rcnn_cases() -> list[Case]:
             outside = f32(r.uniform(0.0, 1.5, (3, 8, 2, 2)))
             bottoms += [(inside, "weights"), (outside, "weights")]
         text = "" if sigma is None else f"smooth_l1_loss_param {{ sigma: {sigma} }}"
+        text += "" if weight is None else f" loss_weight: {weight}"
         cases.append(Case(name, "SmoothL1Loss", text, bottoms, loss_top=True))
     for scale_train in (True, False):
         for phase in ("TRAIN", "TEST"):
