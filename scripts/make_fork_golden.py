@@ -299,6 +299,56 @@ def faster_rcnn_cases() -> list[Case]:
     return cases
 
 
+def proposal_cases() -> list[Case]:
+    """py-faster-rcnn's RPN proposal layer (lib/rpn/proposal_layer.py, a Python layer) in TEST and TRAIN
+    (its config's pre/post-NMS counts differ), with the default and other anchor scales."""
+    cases: list[Case] = []
+    for name, phase, param, shape, im_info in [
+        ("proposal_test", "TEST", "'feat_stride': 16", (6, 8), [96, 128, 1.0]),
+        ("proposal_train", "TRAIN", "'feat_stride': 16", (6, 8), [96, 128, 1.0]),
+        ("proposal_scales", "TEST", "{'feat_stride': 8, 'scales': [2, 4, 8]}", (9, 7), [70, 54, 1.5]),
+    ]:
+        r = rng_for(name)
+        anchors = 9  # 3 scales x 3 aspect ratios
+        scores = f32(r.uniform(0, 1, (1, 2 * anchors, *shape)))
+        deltas = f32(r.randn(1, 4 * anchors, *shape) * 0.2)
+        text = (f'python_param {{ module: "rpn.proposal_layer" layer: "ProposalLayer" '
+                f'param_str: "{param}" }}')
+        cases.append(Case(name, "Python", text, [(scores, "uniform"), (deltas, "randn*0.2"),
+                                                 (f32([im_info]), "im_info")],
+                          tops=2, phase=phase, backward=False, needs="i16f"))
+    return cases
+
+
+def py_faster_rcnn_path(lib: str) -> str:
+    """py-faster-rcnn's rpn and fast_rcnn packages, made Python 3 (2to3; yaml.safe_load; numpy NMS,
+    its py_cpu_nms, instead of the compiled cpu/gpu NMS; a small easydict) in a temporary folder."""
+    import subprocess
+    import tempfile
+
+    root = tempfile.mkdtemp(prefix="py-faster-rcnn-")
+    for package, files in [("rpn", ["__init__.py", "proposal_layer.py", "generate_anchors.py"]),
+                           ("fast_rcnn", ["__init__.py", "config.py", "bbox_transform.py"]),
+                           ("nms", ["__init__.py", "py_cpu_nms.py"])]:
+        os.makedirs(os.path.join(root, package))
+        for name in files:
+            shutil.copy(os.path.join(lib, package, name), os.path.join(root, package, name))
+    subprocess.run([sys.executable, "-m", "lib2to3", "-w", "-n", "-j", "1", root], check=True,
+                   capture_output=True)
+    layer = os.path.join(root, "rpn", "proposal_layer.py")
+    with open(layer) as f:
+        text = f.read().replace("yaml.load(self.param_str_)", "yaml.safe_load(self.param_str_)")
+    with open(layer, "w") as f:
+        f.write(text)
+    with open(os.path.join(root, "fast_rcnn", "nms_wrapper.py"), "w") as f:
+        f.write("from nms.py_cpu_nms import py_cpu_nms\n\n\ndef nms(dets, thresh, force_cpu=False):\n"
+                "    return [] if dets.shape[0] == 0 else py_cpu_nms(dets, thresh)\n")
+    with open(os.path.join(root, "easydict.py"), "w") as f:
+        f.write("class EasyDict(dict):\n"
+                "    __getattr__ = dict.__getitem__\n    __setattr__ = dict.__setitem__\n")
+    return root
+
+
 # ------------------------------------------------------------------------------------------ PSPNet
 def bn_params(r: np.random.RandomState, channels: int) -> Arrays:
     shape = (1, channels, 1, 1)
@@ -631,7 +681,12 @@ def main(argv: list[str]) -> int:
     root = argv[2] if len(argv) > 2 else "tests/forks/golden"
     only = set(argv[3:])
     caffe.set_mode_cpu()
-    for case in CASES[dialect]():
+    cases = CASES[dialect]()
+    lib = os.environ.get("PY_FASTER_RCNN_LIB")  # py-faster-rcnn's lib/, for its Python proposal layer
+    if dialect == "faster_rcnn" and lib:
+        sys.path.insert(0, py_faster_rcnn_path(lib))
+        cases += proposal_cases()
+    for case in cases:
         if not only or case.name in only:
             write_case(case, dialect, root)
     if dialect == "segnet" and (not only or "dense_image_data" in only):
