@@ -1,0 +1,18 @@
+"""SegNet dialect: Alex Kendall's fork (github.com/alexgkendall/caffe-segnet), the Caffe of SegNet
+and Bayesian SegNet: Upsample (with pooling masks), its BN (``bn_param``: LEARN / INFERENCE),
+DenseImageData (image + label PNG pairs) and Dropout's ``sample_weights_test`` (MC dropout)."""
+
+from __future__ import annotations
+
+from recaffe.forks.dialect import Dialect
+from recaffe.forks.segnet import caffe_segnet_pb2
+
+DIALECT = Dialect(
+    name="segnet",
+    fork="the SegNet fork (alexgkendall/caffe-segnet)",
+    pb2=caffe_segnet_pb2,
+    layer_types=("Upsample", "BN", "DenseImageData", "Dropout"),
+)
+
+# the layers register themselves for this dialect (after DIALECT exists: they look it up at setup)
+from recaffe.forks.segnet import bn, dense_image_data, dropout, upsample  # noqa: E402,F401
