@@ -1059,21 +1059,25 @@ class LossParameter(_message.Message):
     NONE: LossParameter.NormalizationMode.ValueType  # 3
 
     IGNORE_LABEL_FIELD_NUMBER: _builtins.int
-    NORMALIZATION_FIELD_NUMBER: _builtins.int
     NORMALIZE_FIELD_NUMBER: _builtins.int
+    WEIGHT_BY_LABEL_FREQS_FIELD_NUMBER: _builtins.int
+    CLASS_WEIGHTING_FIELD_NUMBER: _builtins.int
     ignore_label: _builtins.int
-    normalization: Global___LossParameter.NormalizationMode.ValueType
     normalize: _builtins.bool
+    weight_by_label_freqs: _builtins.bool
+    @_builtins.property
+    def class_weighting(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     def __init__(
         self,
         *,
         ignore_label: _builtins.int | None = ...,
-        normalization: Global___LossParameter.NormalizationMode.ValueType | None = ...,
         normalize: _builtins.bool | None = ...,
+        weight_by_label_freqs: _builtins.bool | None = ...,
+        class_weighting: _abc.Iterable[_builtins.float] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ignore_label", b"ignore_label", "normalization", b"normalization", "normalize", b"normalize"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ignore_label", b"ignore_label", "normalize", b"normalize", "weight_by_label_freqs", b"weight_by_label_freqs"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ignore_label", b"ignore_label", "normalization", b"normalization", "normalize", b"normalize"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["class_weighting", b"class_weighting", "ignore_label", b"ignore_label", "normalize", b"normalize", "weight_by_label_freqs", b"weight_by_label_freqs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
