@@ -2,7 +2,8 @@
 build in recaffe and, with seeded weights, equal OpenCV dnn where OpenCV loads them (DenseNet-121,
 VGG SSD300). SegNet and PSPNet use fork layers OpenCV cannot read (SegNet's BN and Upsample,
 PSPNet's BN): SegNet is checked against a plain-torch reading of the net, PSPNet for its shapes; their
-layers against references from the forks' C++ (tests/forks/segnet, tests/forks/pspnet).
+layers against references from the forks' C++ (tests/forks/segnet, tests/forks/pspnet). SegNet-Basic's
+published train net and solver train on a generated segmentation.
 
 The inputs are smaller than published where the net allows it (global pooling, scale-based upsampling),
 so each test takes seconds; no layer is changed."""
@@ -15,10 +16,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 import recaffe
 from recaffe import forks
 from recaffe.io import prototxt
+from recaffe.proto import caffe_pb2
 from tests.forks import published
 from tests.forks.test_dialects import FIXTURES
 
@@ -128,3 +131,35 @@ def test_segnet_equals_a_plain_torch_reading_of_the_net(name: str, tmp_path: pat
         recaffe.set_random_seed(3)
         net.forward()
         assert torch.equal(net.blobs[net.outputs[0]].data.double(), first)
+
+
+def test_segnet_basic_trains_from_its_published_solver_and_train_net(tmp_path: pathlib.Path) -> None:
+    """SegNet-Basic's train net (DenseImageData, BN LEARN, Upsample, class-weighted SoftmaxWithLoss,
+    per-class Accuracy) learns a generated segmentation (class = red level) with its solver's settings."""
+    generator = np.random.default_rng(0)
+    lines = []
+    for i in range(4):
+        classes = generator.integers(0, 11, (5, 6)).repeat(8, axis=0).repeat(8, axis=1)  # 40×48, 8×8 blocks
+        noise = generator.integers(0, 256, classes.shape)
+        rgb = np.stack([classes * 23, noise, np.full(classes.shape, 99)], -1)
+        label = np.where(generator.random(classes.shape) < 0.05, 11, classes)  # 11: ignore_label
+        Image.fromarray(rgb.astype(np.uint8)).save(tmp_path / f"i{i}.png")
+        Image.fromarray(label.astype(np.uint8)).save(tmp_path / f"l{i}.png")
+        lines.append(f"{tmp_path}/i{i}.png {tmp_path}/l{i}.png")
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    segnet = forks.get_dialect("segnet")
+    net = prototxt.parse_text((FIXTURES / "segnet_basic_train.prototxt").read_text(), segnet.net_parameter())
+    net.layer[0].dense_image_data_param.source = str(tmp_path / "train.txt")  # the data, not the net, changes
+    (tmp_path / "train.prototxt").write_text(prototxt.to_text(net))
+    solver = caffe_pb2.SolverParameter()
+    prototxt.parse_text((FIXTURES / "segnet_basic_solver.prototxt").read_text(), solver)
+    solver.net, solver.snapshot_prefix = str(tmp_path / "train.prototxt"), str(tmp_path / "snap")
+    solver.solver_mode, solver.random_seed = caffe_pb2.SolverParameter.CPU, 1
+    solver.snapshot = solver.display = 0
+    trainer = recaffe.load_solver(solver)
+    losses = []
+    for _ in range(8):
+        trainer.step(1)
+        losses.append(float(trainer.net.blobs["loss"].data))
+    assert trainer.net.blobs["per_class_accuracy"].shape == (11, 1, 1, 1)
+    assert np.mean(losses[-2:]) < 0.5 * np.mean(losses[:2]), losses

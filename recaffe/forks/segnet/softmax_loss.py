@@ -35,7 +35,8 @@ class SoftmaxWithLossLayer(SoftmaxLossLayer):
         self.weights: torch.Tensor | None = None
         if p.weight_by_label_freqs:
             self.weights = torch.tensor(list(p.class_weighting), dtype=torch.float32).to(self.dtype)
-        self.per_item = self.param.loss_param.normalize
+        loss = self.param.loss_param  # the fork's normalize defaults to true (BVLC's has no default)
+        self.per_item = loss.normalize if loss.HasField("normalize") else True
 
     def softmax_axis(self) -> int:
         return self.param.softmax_param.axis

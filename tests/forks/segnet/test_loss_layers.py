@@ -52,7 +52,8 @@ class TestSoftmaxWithLossClassWeighting(LayerCase):
         w = torch.tensor(WEIGHTS, dtype=x.dtype)[torch.where(valid, lab, 0)].squeeze(1) if (
             p.weight_by_label_freqs) else torch.ones_like(picked)
         loss = -(torch.where(valid.squeeze(1), picked * w, 0)).sum()
-        n = valid.sum() if param.loss_param.normalize else x.shape[0]
+        per_batch = param.loss_param.HasField("normalize") and not param.loss_param.normalize  # fork: true
+        n = x.shape[0] if per_batch else valid.sum()
         return (loss / n,)
 
 
@@ -85,6 +86,12 @@ def test_accuracy_per_class_top_is_the_forks() -> None:
     accuracy, _ = accuracy_tops(scores, torch.tensor([0.0, 2.0, 2.0, 1.0]),
                                 "accuracy_param { ignore_label: 0 }")
     assert accuracy == pytest.approx(2 / 3)
+
+
+def test_accuracy_counts_unknown_labels_as_misses_as_the_forks_release_build() -> None:
+    scores = torch.tensor([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0], [1.0, 0.0, 5.0], [0.0, 4.0, 1.0]])
+    accuracy, per_class = accuracy_tops(scores, torch.tensor([0.0, 3.0, 2.0, 3.0]))  # 3: CamVid's void
+    assert accuracy == 0.5 and per_class.view(-1).tolist() == [1.0, 1.0, 1.0]
 
 
 def test_accuracy_ties_go_to_the_larger_class_index_as_the_forks_partial_sort() -> None:
