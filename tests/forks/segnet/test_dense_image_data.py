@@ -12,7 +12,7 @@ from PIL import Image
 
 from recaffe import forks, rng
 from recaffe.blob import Blob
-from recaffe.forks.segnet.dense_image_data import resize_nearest
+from recaffe.forks.segnet.dense_image_data import DenseImageDataLayer, resize_nearest
 from recaffe.io import prototxt
 from recaffe.layer import LayerError
 from recaffe.proto import caffe_pb2
@@ -41,12 +41,14 @@ def make_pairs(tmp_path: pathlib.Path, count: int = 3, size: tuple[int, int] = (
     return source, images, labels
 
 
-def setup(tmp_path: pathlib.Path, fields: str, seed: int = 5, extra: str = "") -> tuple[object, list[Blob]]:
+def setup(tmp_path: pathlib.Path, fields: str, seed: int = 5,
+          extra: str = "") -> tuple[DenseImageDataLayer, list[Blob]]:
     text = (f'name: "data" type: "DenseImageData" top: "data" top: "label" {extra} dense_image_data_param '
             f'{{ source: "{tmp_path / "list.txt"}" root_folder: "{tmp_path}/" {fields} }}')
     param = SEGNET.lower_layer(prototxt.parse_text(text, SEGNET.layer_parameter()))
     param.phase = caffe_pb2.TRAIN
-    layer = LAYERS.get("DenseImageData", "segnet")(param)
+    layer = DenseImageDataLayer(param)
+    assert LAYERS.get("DenseImageData", "segnet") is DenseImageDataLayer
     top = [Blob(), Blob()]
     rng.set_random_seed(seed)
     layer.setup([], top)
@@ -59,7 +61,7 @@ def test_pairs_in_order_with_labels_and_wrap(tmp_path: pathlib.Path) -> None:
     assert top[0].shape == (2, 3, 6, 8) and top[1].shape == (2, 1, 6, 8)
     seen = []
     for _ in range(2):
-        layer.run_forward([], top)  # type: ignore[attr-defined]
+        layer.run_forward([], top)
         seen.append((top[0].data.clone(), top[1].data.clone()))
     order = [0, 1, 2, 0]
     for k, i in enumerate(order):
@@ -72,7 +74,7 @@ def test_mirror_and_crop_draw_the_forks_words_and_keep_labels_aligned(tmp_path: 
     _, images, labels = make_pairs(tmp_path)
     layer, top = setup(tmp_path, "batch_size: 3 mirror: true crop_height: 4 crop_width: 5", seed=11)
     assert rng.get_rng().rand() == rng.CaffeRNG(11).rand()  # setup drew no main-stream word
-    layer.run_forward([], top)  # type: ignore[attr-defined]
+    layer.run_forward([], top)
     words = rng.CaffeRNG(11)  # the fork's thread draws on from the seeded main stream
     for i in range(3):
         mirror = words.rand() % 2
@@ -92,7 +94,7 @@ def test_shuffle_and_skip_draw_at_setup_in_the_forks_order(tmp_path: pathlib.Pat
     order = list(range(5))
     rng.CaffeRNG(words.rand()).shuffle(order)
     skip = words.rand() % 3
-    layer.run_forward([], top)  # type: ignore[attr-defined]
+    layer.run_forward([], top)
     want = [order[(skip + k) % 5] for k in range(5)]
     got = [next(i for i in range(5) if torch.equal(top[0].data[k], torch.from_numpy(images[i])))
            for k in range(5)]
@@ -103,7 +105,7 @@ def test_resize_is_bilinear_for_images_and_nearest_for_labels(tmp_path: pathlib.
     cv2 = pytest.importorskip("cv2", reason="opencv-python-headless (the forks extra) is not installed")
     make_pairs(tmp_path, count=1, size=(7, 9))
     layer, top = setup(tmp_path, "batch_size: 1 new_height: 5 new_width: 13")
-    layer.run_forward([], top)  # type: ignore[attr-defined]
+    layer.run_forward([], top)
     img = cv2.imread(str(tmp_path / "img0.png"), cv2.IMREAD_COLOR)
     lab = cv2.imread(str(tmp_path / "lab0.png"), cv2.IMREAD_GRAYSCALE)
     want = cv2.resize(img, (13, 5), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
@@ -141,3 +143,19 @@ def test_bad_list_and_mismatched_label_are_errors(tmp_path: pathlib.Path) -> Non
     (tmp_path / "list.txt").write_text("img0.png small.png\n")
     with pytest.raises(LayerError, match="label image .*small.png' is 3×3 but its image"):
         setup(tmp_path, "batch_size: 1")
+
+
+def test_resume_state_continues_order_mirror_and_crop(tmp_path: pathlib.Path) -> None:
+    # exact resume (recaffe.resume): a layer loaded with another's state reads and draws on as it does
+    make_pairs(tmp_path, count=3)
+    fields = "batch_size: 2 shuffle: true mirror: true crop_height: 4 crop_width: 5"
+    first, top = setup(tmp_path, fields, seed=8)
+    first.run_forward([], top)
+    state = caffe_pb2.RecaffeDataState()
+    first.save_resume_state(state)
+    second, top2 = setup(tmp_path, fields, seed=99)  # another run: other order and draws
+    second.load_resume_state(state)
+    for _ in range(3):  # across a wrap (3 pairs, 2 a batch) and its reshuffle
+        first.run_forward([], top)
+        second.run_forward([], top2)
+        assert torch.equal(top[0].data, top2[0].data) and torch.equal(top[1].data, top2[1].data)
