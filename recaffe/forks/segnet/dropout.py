@@ -34,6 +34,7 @@ class DropoutLayer(NeuronLayer):
         self.keep, self.scale = 1.0 - ratio, 1.0 / (1.0 - ratio)
         sample = forks.get_dialect("segnet").fork_param(self.param).dropout_param.sample_weights_test
         self.sampling = self.phase == caffe_pb2.TRAIN or sample
+        self.identity_at_test = not sample  # deploy mode skips it only then (recaffe.deploy)
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         x, y = bottom[0].data, top[0].data
