@@ -14,13 +14,16 @@ from recaffe import forks
 from recaffe.io import prototxt
 
 
-def with_input(path: pathlib.Path, dialect: str, size: tuple[int, int], out: pathlib.Path) -> pathlib.Path:
-    """The net of ``path`` (read in ``dialect``) with its input's height and width set to ``size``; the
-    layers are unchanged."""
+def with_input(path: pathlib.Path, dialect: str, size: tuple[int, int], out: pathlib.Path,
+               batch: int | None = None) -> pathlib.Path:
+    """The net of ``path`` (read in ``dialect``) with its input's height and width set to ``size`` (and
+    its batch size to ``batch``, if given); the layers are unchanged."""
     fork = forks.get_dialect(dialect)
     net = prototxt.parse_text(path.read_text(), fork.net_parameter(), str(path))
     dims = net.input_shape[0].dim if net.input_shape else net.input_dim
     dims[2], dims[3] = size
+    if batch is not None:
+        dims[0] = batch
     out.write_text(prototxt.to_text(net))
     return out
 

@@ -28,14 +28,14 @@ from tests.forks.test_dialects import FIXTURES
 
 def test_densenet121_with_ceil_mode_equals_opencv_dnn(tmp_path: pathlib.Path) -> None:
     pytest.importorskip("cv2", reason="opencv-python-headless (the forks extra) is not installed")
-    path = published.with_input(FIXTURES / "DenseNet_121.prototxt", "densenet", (72, 72),
+    path = published.with_input(FIXTURES / "DenseNet_121.prototxt", "densenet", (40, 40),
                                 tmp_path / "d.prototxt")
     net = published.seeded_net(path)
     pool1 = next(layer for layer in prototxt.read_net_param(path).layer if layer.name == "pool1")
     assert forks.layer_dialect(pool1) == "densenet"  # its ceil_mode
-    # pool1 has ceil_mode: false (36 -> 18; BVLC's ceil would give 19), the other poolings the fork's ceil
-    assert [net.blobs[f"pool{i}"].shape[2] for i in range(1, 5)] == [18, 9, 5, 3]
-    x = np.random.default_rng(0).random((1, 3, 72, 72), dtype=np.float32) * 2 - 1
+    # pool1 has ceil_mode: false (20 -> 10; BVLC's ceil would give 11), the others the fork's ceil (5 -> 3)
+    assert [net.blobs[f"pool{i}"].shape[2] for i in range(1, 5)] == [10, 5, 3, 2]
+    x = np.random.default_rng(0).random((1, 3, 40, 40), dtype=np.float32) * 2 - 1
     theirs = published.opencv_blobs(net, path, "densenet", x, ["pool1", "pool3", "pool4", "fc6"], tmp_path)
     diffs = published.max_abs_diffs(net, theirs)
     assert max(diffs.values()) < 1e-4, diffs
@@ -111,8 +111,9 @@ def torch_segnet(net: recaffe.Net, x: torch.Tensor, dropout_masks: dict[str, tor
 
 @pytest.mark.parametrize("name", ["segnet_basic_camvid", "bayesian_segnet_basic_camvid"])
 def test_segnet_equals_a_plain_torch_reading_of_the_net(name: str, tmp_path: pathlib.Path) -> None:
-    # 40×48: the encoder's four 2×2 poolings give 20, 10, 5, 3 rows, the decoder's pad_out_h 5 again
-    path = published.with_input(FIXTURES / f"{name}.prototxt", "segnet", (40, 48), tmp_path / "n.prototxt")
+    # 24×32: the encoder's four 2×2 poolings give 12, 6, 3, 2 rows, the decoder's pad_out_h 3 again
+    path = published.with_input(FIXTURES / f"{name}.prototxt", "segnet", (24, 32), tmp_path / "n.prototxt",
+                                batch=2)
     net = published.seeded_net(path)
     x = torch.from_numpy(np.random.default_rng(0).random(net.blobs["data"].shape, dtype=np.float32) * 2 - 1)
     net.blobs["data"].data.copy_(x)
@@ -122,7 +123,7 @@ def test_segnet_equals_a_plain_torch_reading_of_the_net(name: str, tmp_path: pat
     masks = {layer.name: layer.mask for layer in net.layers if layer.type == "Dropout"}  # type: ignore[attr-defined]
     assert len(masks) == (4 if name.startswith("bayesian") else 0)  # sample_weights_test: MC dropout at test
     want = torch_segnet(net, x, masks)
-    assert top.shape == want.shape == (x.shape[0], 1 if name == "segnet_basic_camvid" else 11, 40, 48)
+    assert top.shape == want.shape == (2, 1 if name == "segnet_basic_camvid" else 11, 24, 32)
     torch.testing.assert_close(top, want, rtol=0, atol=1e-4)
     if masks:  # each forward samples again; the seed repeats the samples
         first = top.clone()
@@ -139,7 +140,7 @@ def test_segnet_basic_trains_from_its_published_solver_and_train_net(tmp_path: p
     generator = np.random.default_rng(0)
     lines = []
     for i in range(4):
-        classes = generator.integers(0, 11, (5, 6)).repeat(8, axis=0).repeat(8, axis=1)  # 40×48, 8×8 blocks
+        classes = generator.integers(0, 11, (3, 4)).repeat(8, axis=0).repeat(8, axis=1)  # 24×32, 8×8 blocks
         noise = generator.integers(0, 256, classes.shape)
         rgb = np.stack([classes * 23, noise, np.full(classes.shape, 99)], -1)
         label = np.where(generator.random(classes.shape) < 0.05, 11, classes)  # 11: ignore_label
