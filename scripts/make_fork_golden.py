@@ -392,18 +392,17 @@ def segnet_cases() -> list[Case]:
         r = rng_for(name)
         data, mask = pool_mask(r, shape, kernel, out_hw)
         cases.append(Case(name, "Upsample", f"upsample_param {{ {text} }}",
-                          [(data, "pooled"), (mask, "mask")], backward=backward, needs="i16n"))
+                          [(data, "pooled"), (mask, "mask")], backward=backward))
     for name, text, phase in [("bn_learn_train", "", "TRAIN"), ("bn_learn_test", "", "TEST"),
                               ("bn_inference", "bn_param { bn_mode: INFERENCE }", "TEST")]:
         r = rng_for(name)
         shape = (1, 4, 1, 1)
         params = [f32(r.uniform(0.5, 1.5, shape)), f32(r.randn(*shape) * 0.5)]
         cases.append(Case(name, "BN", text, [(f32(r.randn(3, 4, 3, 5) * 2 + 1), "randn*2+1")], phase=phase,
-                          params=params, needs="i16n"))
+                          params=params))
     r = rng_for("bn_learn_stats_tops")
     cases.append(Case("bn_learn_stats_tops", "BN", "", [(f32(r.randn(2, 3, 4, 4) + 0.5), "randn+0.5")],
-                      tops=3, params=[f32(r.uniform(0.5, 1.5, (1, 3, 1, 1))), f32(r.randn(1, 3, 1, 1))],
-                      needs="i16n"))
+                      tops=3, params=[f32(r.uniform(0.5, 1.5, (1, 3, 1, 1))), f32(r.randn(1, 3, 1, 1))]))
     for name, text, phase, seed in [
         ("dropout_sample_weights_test", "sample_weights_test: true", "TEST", 2024),
         ("dropout_mean_test", "sample_weights_test: false", "TEST", None),
@@ -411,7 +410,7 @@ def segnet_cases() -> list[Case]:
     ]:
         r = rng_for(name)
         cases.append(Case(name, "Dropout", f"dropout_param {{ dropout_ratio: 0.4 {text} }}",
-                          [randn(r, 2, 3, 4, 5)], phase=phase, seed=seed, needs="i16n"))
+                          [randn(r, 2, 3, 4, 5)], phase=phase, seed=seed))
     return cases
 
 
@@ -550,7 +549,7 @@ def write_dense_image_data(root: str) -> None:
             f.write("\n".join(lines) + "\n")
         layer = (f'layer {{ name: "L" type: "DenseImageData" top: "t0" top: "t1" '
                  f'dense_image_data_param {{ source: "list.txt" {text} }} }}')
-        write_data_case(root, "segnet", name, layer, forwards, needs="i16n")
+        write_data_case(root, "segnet", name, layer, forwards)
 
 
 def write_data_case(root: str, dialect: str, name: str, layer: str, forwards: int, phase: str = "TEST",

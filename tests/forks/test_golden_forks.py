@@ -141,13 +141,10 @@ def test_fork_layer_matches_the_forks_caffe(name: str, monkeypatch: pytest.Monke
         assert_matches(f"param_after/{j}", params[int(j)].data, values)
 
 
-NEEDS_DIALECT = {"segnet": "i16n"}
-
-
 @pytest.mark.parametrize("dialect", CAFFEMODELS)
 def test_forks_own_caffemodel_reads_back_with_every_fork_param(dialect: str) -> None:
     """The fork's Net.save wrote the caffemodel; the fork's own caffe_pb2 read it into expected.prototxt."""
-    require(dialect, None, NEEDS_DIALECT.get(dialect))
+    require(dialect, None, None)
     folder = GOLDEN_FORKS / dialect / "caffemodel"
     fork = forks.get_dialect(dialect)
     expected = text_format.Parse((folder / "expected.prototxt").read_text(), fork.net_parameter())
