@@ -9,8 +9,9 @@ Caffe reads images with ``cv::imread``/``cv::imdecode`` and resizes them with ``
 * Colour to gray (``is_color: false``, ``-gray``): JPEGs are decoded straight to their luma
   channel, as libjpeg does for OpenCV; PNGs as libpng converts them for OpenCV's PNG reader
   (``png_set_rgb_to_gray`` with 0.299, 0.587: ``(9797 R + 19234 G + 3737 B) >> 15``, truncated,
-  grey pixels kept; checked against the SegNet fork's DenseImageData); other images use OpenCV's
-  fixed-point ``(4899 R + 9617 G + 1868 B + 8192) >> 14``.
+  grey pixels kept; checked against the SegNet fork's DenseImageData); other images use
+  ``cv::cvtColor``'s fixed-point ``(4899 R + 9617 G + 1868 B + 8192) >> 14``, which rounds, unlike libpng,
+  whose rounding can differ by one grey level.
 * Resizing: ``resize_linear`` re-implements OpenCV's ``INTER_LINEAR`` for 8-bit images (half-pixel
   centres, clamped borders, 11-bit fixed-point weights, the rounding of OpenCV's SIMD loops, no
   antialiasing) rather than Pillow's antialiased filter. Checked against OpenCV (opencv-python
