@@ -27,12 +27,12 @@ class ROIPoolingLayer(Layer):
         (bin sizes in float) shifted by the start and clipped to the map, columns alike; the top
         is the bin's maximum of image b (the first in row-major order on ties), 0 for an empty bin.
     Backward: each top diff goes to the position of its maximum (summed over ROIs and bins; the
-        fork's GPU backward — its CPU one is not implemented); no gradient to the ROIs. As in that
-        kernel, a malformed ROI (a rounded end before its start) passes no gradient, although its
-        forward pools the 1×1 region at its start.
+        fork's GPU backward — its CPU one is not implemented); no gradient to the ROIs.
     Params (roi_pooling_param): pooled_h, pooled_w (> 0), spatial_scale=1.
     Bottoms: features (N×C×H×W), rois (R×5: image index, x1, y1, x2, y2, in image pixels).
     Tops: pooled (R×C×pooled_h×pooled_w).
+    Malformed ROIs (a rounded end before its start) pool the 1×1 region at their start and, as in
+        the fork's GPU backward, pass no gradient.
     In place: no.
     """
 
