@@ -18,7 +18,6 @@ NOT_YET: dict[str, str] = {
     "AnnotatedData": "the SSD fork (weiliu89/caffe) training layers",
     "MultiBoxLoss": "the SSD fork (weiliu89/caffe) training layers",
     "DetectionEvaluate": "the SSD fork (weiliu89/caffe) training layers",
-    "Proposal": "the Faster R-CNN RPN (OpenCV's Proposal layer)",
     "upsample_param": "the SegNet fork (alexgkendall/caffe-segnet)",
     "dense_image_data_param": "the SegNet fork (alexgkendall/caffe-segnet)",
     "sample_weights_test": "the SegNet fork (alexgkendall/caffe-segnet)",
