@@ -88,13 +88,14 @@ class RoIDataLayer(BuiltinPythonLayer):
     def _image(self, entry: dict[str, Any]) -> np.ndarray:
         image = entry["image"]
         if isinstance(image, np.ndarray):
-            pixels = image
+            pixels: np.ndarray = image
         else:
             import cv2  # the forks extra (opencv-python-headless)
 
-            pixels = cv2.imread(str(image))
-            if pixels is None:
+            read = cv2.imread(str(image))
+            if read is None:
                 raise self.fail(f"cannot read image {image!r}")
+            pixels = np.asarray(read)
         if pixels.ndim != 3 or pixels.shape[2] != 3:
             raise self.fail(f"an image must be H×W×3 (BGR), got shape {pixels.shape}")
         return pixels[:, ::-1, :] if entry.get("flipped", False) else pixels
@@ -118,7 +119,8 @@ class RoIDataLayer(BuiltinPythonLayer):
         if scale != 1.0:
             import cv2
 
-            image = cv2.resize(image, None, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+            resized = cv2.resize(image, None, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+            image = np.asarray(resized, dtype=np.float32)
         classes = np.asarray(entry["gt_classes"])
         keep = np.where(classes != 0)[0]
         gt = np.empty((len(keep), 5), dtype=np.float32)
