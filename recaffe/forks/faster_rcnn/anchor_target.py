@@ -18,7 +18,7 @@ class AnchorTargetLayer(BuiltinPythonLayer):
         column maximum) and where it reaches RPN_POSITIVE_OVERLAP (RPN_CLOBBER_POSITIVES orders
         the two rules as py-faster-rcnn does); foreground is sampled down to
         RPN_FG_FRACTION·RPN_BATCHSIZE and background to the rest of RPN_BATCHSIZE (numpy's
-        ``choice`` without replacement, on the layer's stream seeded from Caffe's); others −1.
+        ``choice`` without replacement, on the layer's own stream); others −1.
         Targets: the deltas to each anchor's best ground truth; inside weights
         RPN_BBOX_INSIDE_WEIGHTS on foreground; outside weights 1/(labelled anchors) (or
         RPN_POSITIVE_WEIGHT split); anchors outside the image: label −1, zeros elsewhere.

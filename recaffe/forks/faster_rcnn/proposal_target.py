@@ -16,8 +16,8 @@ class ProposalTargetLayer(BuiltinPythonLayer):
     Forward: the proposals plus the ground-truth boxes are matched to their best ground truth
         (overlaps in float64); foreground (overlap >= FG_THRESH) is sampled up to
         round(FG_FRACTION·BATCH_SIZE), background (BG_THRESH_LO <= overlap < BG_THRESH_HI) up to
-        the rest of BATCH_SIZE (numpy's ``choice`` without replacement, on the layer's stream
-        seeded from Caffe's); labels are the ground truth's class (0 for background); targets
+        the rest of BATCH_SIZE (numpy's ``choice`` without replacement, on the layer's own
+        stream); labels are the ground truth's class (0 for background); targets
         the deltas to it (minus BBOX_NORMALIZE_MEANS, over BBOX_NORMALIZE_STDS when
         BBOX_NORMALIZE_TARGETS_PRECOMPUTED) in the 4 columns of its class, inside weights
         BBOX_INSIDE_WEIGHTS there, outside weights 1 where inside weights are > 0. Settings from

@@ -10,6 +10,7 @@ Like py-faster-rcnn's layers, they size their tops in ``forward`` and pass no gr
 from __future__ import annotations
 
 import ast
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,9 +62,10 @@ class BuiltinPythonLayer(base.Layer):
             wanted = str(low) if low == high else f"{low} to {high}"
             raise ValueError(f"layer {self.layer_name!r} ({type(self).__name__}) produces {wanted} tops, "
                              f"got {len(top)}")
-        # py-faster-rcnn samples with numpy's global stream; a stand-in has its own, seeded from
-        # Caffe's stream (the solver's random_seed), so runs repeat exactly.
-        self.random = np.random.RandomState(int(rng.get_rng().rand()))
+        # py-faster-rcnn samples with numpy's global stream; a stand-in has its own, seeded by the
+        # seed of Caffe's stream (the solver's random_seed) and the layer's name, without drawing
+        # from that stream (the fillers of later layers get Caffe's numbers), so runs repeat.
+        self.random = np.random.RandomState([rng.get_rng().seed, zlib.crc32(self.layer_name.encode())])
         self.layer_setup(base._unwrap(bottom), base._unwrap(top))
 
     def reshape(self, bottom: Sequence[Blob], top: Sequence[Blob]) -> None:

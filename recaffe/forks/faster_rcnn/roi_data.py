@@ -23,8 +23,8 @@ class RoIDataLayer(BuiltinPythonLayer):
         and portrait with portrait as py-faster-rcnn does; an odd one out ends the epoch),
         reshuffled when fewer than IMS_PER_BATCH + 1 remain; minus PIXEL_MEANS, scaled so its
         short side is one of TRAIN.SCALES (picked at random) and its long side at most
-        MAX_SIZE (cv2.resize, linear; no resize at scale 1). Randomness: numpy on the layer's
-        stream seeded from Caffe's. No backward.
+        MAX_SIZE (cv2.resize, linear; no resize at scale 1). Randomness: numpy on the layer's own
+        stream. No backward.
     param_str: 'num_classes' (required).
     Tops: data (1×3×H×W), im_info (1×3: height, width, scale), gt_boxes (G×5: x1, y1, x2, y2,
         class, scaled).

@@ -83,10 +83,15 @@ class PythonLayer(Layer):
         try:
             return self._import_user_class()
         except PythonLayerError as e:
-            if setting == "user" or not isinstance(e.__cause__, (ImportError, SyntaxError)):
+            cause = e.__cause__
+            if setting == "user" or not isinstance(cause, (ImportError, SyntaxError)):
                 raise
-            log.info("%s: %s; using recaffe's built-in %s (%s=user to require the module)",
-                     self.describe(), e.__cause__, p.layer, python_layers.ENV)
+            absent = isinstance(cause, ModuleNotFoundError) and cause.name is not None and (
+                p.module == cause.name or p.module.startswith(f"{cause.name}."))
+            # the module is not there: expected; it is there but fails: say so louder
+            log.log(logging.INFO if absent else logging.WARNING,
+                    "%s: %s; using recaffe's built-in %s (%s=user to require the module)",
+                    self.describe(), _message(cause), p.layer, python_layers.ENV)
             return builtin
 
     def _import_user_class(self) -> type:

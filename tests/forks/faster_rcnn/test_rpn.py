@@ -275,3 +275,23 @@ def test_ranking_cuts_pre_nms() -> None:
     found, kept = rpn.proposals(torch.from_numpy(scores), torch.from_numpy(deltas), info,
                                 boxes.generate_anchors(), 16, ranking, "test")
     assert found.shape == (10, 4) and bool((kept[:-1] >= kept[1:]).all())
+
+
+def test_fallback_is_logged_louder_when_the_users_module_is_there_but_fails(
+        user_rpn: pathlib.Path, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.delenv(python_layers.ENV, raising=False)
+    user_rpn.write_text("from nms.gpu_nms import gpu_nms\n" + USER_MODULE)  # the Cython extension, not built
+    with caplog.at_level("INFO", logger="recaffe.layers.utility.python"):
+        assert proposal_module(proposal_net(tmp_path, "Python")) == "recaffe.forks.faster_rcnn.rpn"
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "No module named 'nms'" in caplog.records[0].getMessage()
+    caplog.clear()
+    user_rpn.unlink()
+    for name in ("rpn", "rpn.proposal_layer"):
+        sys.modules.pop(name, None)
+    (user_rpn.parent / "__init__.py").unlink()
+    user_rpn.parent.rmdir()
+    with caplog.at_level("INFO", logger="recaffe.layers.utility.python"):
+        proposal_net(tmp_path, "Python")
+    assert [r.levelname for r in caplog.records] == ["INFO"]

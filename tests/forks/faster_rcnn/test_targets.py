@@ -235,3 +235,27 @@ def test_anchor_target_uses_py_faster_rcnns_cfg_when_imported(cfg: Any, tmp_path
     net.forward()
     assert (net.blobs["rpn_labels"].data >= 0).sum() == 10
     assert torch.is_tensor(torch.from_numpy(net.blobs["rpn_labels"].data))
+
+
+def test_stand_ins_draw_nothing_from_caffes_stream(cfg: Any, tmp_path: pathlib.Path) -> None:
+    """The fillers after the Python layers get Caffe's numbers: the same as with the data layer
+    replaced by an Input layer (which draws nothing either)."""
+    from recaffe import rng
+    from tests.forks.test_dialects import FIXTURES
+
+    text = (FIXTURES / "faster_rcnn_tiny_end2end_train.prototxt").read_text()
+    start = text.index("layer {\n  name: 'input-data'")
+    end = text.index("layer { name: \"conv1\"")
+    data = ('layer { name: "input-data" type: "Input" top: "data" top: "im_info" top: "gt_boxes"\n'
+            '  input_param { shape { dim: 1 dim: 3 dim: 128 dim: 128 } shape { dim: 1 dim: 3 }\n'
+            '  shape { dim: 1 dim: 5 } } }\n')
+    plain = text[:start] + data + text[end:]
+    (tmp_path / "plain.prototxt").write_text(plain)
+    rng.set_random_seed(11)
+    python_net = caffe.Net(str(FIXTURES / "faster_rcnn_tiny_end2end_train.prototxt"), caffe.TRAIN)
+    rng.set_random_seed(11)
+    input_net = caffe.Net(str(tmp_path / "plain.prototxt"), caffe.TRAIN)
+    for name in ("conv1", "rpn_cls_score", "fc6", "bbox_pred"):
+        np.testing.assert_array_equal(python_net.params[name][0].data, input_net.params[name][0].data)
+    draws = [layer_named(python_net, name).random.randint(1 << 30) for name in ("rpn-data", "roi-data")]
+    assert draws[0] != draws[1]  # each layer its own stream
