@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -57,15 +60,7 @@ class ProposalTargetLayer(BuiltinPythonLayer):
         assignment = overlaps.argmax(axis=1)
         best = overlaps.max(axis=1)
         classes = gt[:, 4].numpy()[assignment]
-        fg = np.where(best >= settings.FG_THRESH)[0]
-        fg_count = min(fg_per_image, fg.size)
-        if fg.size > 0:
-            fg = self.random.choice(fg, size=fg_count, replace=False)
-        bg = np.where((best < settings.BG_THRESH_HI) & (best >= settings.BG_THRESH_LO))[0]
-        bg_count = min(per_image - fg_count, bg.size)
-        if bg.size > 0:
-            bg = self.random.choice(bg, size=bg_count, replace=False)
-        keep = np.append(fg, bg).astype(np.int64)
+        keep, fg_count = sample_rois(self.random, best, fg_per_image, per_image, settings)
         labels = classes[keep].astype(np.float32)
         labels[fg_count:] = 0
         chosen = rois[torch.from_numpy(keep)]
@@ -75,17 +70,44 @@ class ProposalTargetLayer(BuiltinPythonLayer):
         if settings.BBOX_NORMALIZE_TARGETS_PRECOMPUTED:
             means, stds = np.array(settings.BBOX_NORMALIZE_MEANS), np.array(settings.BBOX_NORMALIZE_STDS)
             deltas = (deltas - means) / stds
-        deltas = np.asarray(deltas, dtype=np.float32)
-        targets = np.zeros((len(keep), 4 * self.num_classes), dtype=np.float32)
-        inside = np.zeros_like(targets)
-        for row in np.where(labels > 0)[0]:
-            cls = int(labels[row])
-            if cls >= self.num_classes:
-                raise self.fail(f"gt class {cls} is outside num_classes {self.num_classes}")
-            targets[row, 4 * cls:4 * cls + 4] = deltas[row]
-            inside[row, 4 * cls:4 * cls + 4] = settings.BBOX_INSIDE_WEIGHTS
+        compact = np.hstack((labels[:, None], deltas)).astype(np.float32)
+        try:
+            targets, inside = class_targets(compact, self.num_classes, settings.BBOX_INSIDE_WEIGHTS)
+        except ValueError as e:
+            raise self.fail(f"gt_boxes: {e}") from e
         put(top[0], chosen)
         put(top[1], labels)
         put(top[2], targets)
         put(top[3], inside)
         put(top[4], (inside > 0).astype(np.float32))
+
+
+def sample_rois(random: np.random.RandomState, overlaps: np.ndarray, fg_per_image: int, per_image: int,
+                settings: Any) -> tuple[np.ndarray, int]:
+    """py-faster-rcnn's roi sampling (_sample_rois): indices of up to ``fg_per_image`` foreground
+    rois (overlap >= FG_THRESH) then background ones (BG_THRESH_LO <= overlap < BG_THRESH_HI) up
+    to ``per_image`` in all, each set drawn with numpy's ``choice`` without replacement; and the
+    foreground count."""
+    fg = np.where(overlaps >= settings.FG_THRESH)[0]
+    fg_count = min(fg_per_image, fg.size)
+    if fg.size > 0:
+        fg = random.choice(fg, size=fg_count, replace=False)
+    bg = np.where((overlaps < settings.BG_THRESH_HI) & (overlaps >= settings.BG_THRESH_LO))[0]
+    if bg.size > 0:
+        bg = random.choice(bg, size=min(per_image - fg_count, bg.size), replace=False)
+    return np.append(fg, bg).astype(np.int64), fg_count
+
+
+def class_targets(compact: np.ndarray, num_classes: int, inside_weights: Sequence[float]) -> tuple[
+        np.ndarray, np.ndarray]:
+    """Targets N×(class, dx, dy, dw, dh) spread into the 4 columns of their class (N×4·K), with
+    the inside weights there (_get_bbox_regression_labels); class 0 rows stay 0."""
+    targets = np.zeros((compact.shape[0], 4 * num_classes), dtype=np.float32)
+    weights = np.zeros_like(targets)
+    for row in np.where(compact[:, 0] > 0)[0]:
+        cls = int(compact[row, 0])
+        if cls >= num_classes:
+            raise ValueError(f"class {cls} is outside num_classes {num_classes}")
+        targets[row, 4 * cls:4 * cls + 4] = compact[row, 1:]
+        weights[row, 4 * cls:4 * cls + 4] = inside_weights
+    return targets, weights
