@@ -34,6 +34,11 @@ class DropoutLayer(NeuronLayer):
         self.keep, self.scale = 1.0 - ratio, 1.0 / (1.0 - ratio)
         self.scale_train = forks.get_dialect("faster_rcnn").fork_param(self.param).dropout_param.scale_train
 
+    @property
+    def identity_at_test(self) -> bool:
+        """Whether TEST's forward is the identity (deploy mode skips it then)."""
+        return bool(self.scale_train)
+
     def _factor(self, train: bool) -> float:
         if train:
             return self.scale if self.scale_train else 1.0

@@ -161,3 +161,23 @@ def test_published_faster_rcnn_net_runs_its_python_proposal_layer_built_in(tmp_p
     sizes = rois[:, 3:5] - rois[:, 1:3] + 1
     assert float(sizes.min()) >= 16 and float(rois[:, 1:].max()) <= 223
     assert net.blobs["cls_prob"].shape == (rois.shape[0], 21)
+
+
+def test_faster_rcnn_test_net_in_deploy_mode(tmp_path: pathlib.Path) -> None:
+    """optimize=True gives the plain net's outputs, though the number of rois (the batch of the
+    fc layers) is known only when the proposal layer has run."""
+    param = narrowed(FIXTURES / "faster_rcnn_ZF_test.prototxt", opencv=True)
+    plain, model, weights = build(param, tmp_path, "deploy", seed=7)
+    fast = recaffe.Net(str(model), recaffe.TEST, weights_file=str(weights), optimize=True)
+    for size in ((224, 224), (320, 448)):  # a second pass with another roi count
+        x = np.random.default_rng(size[1]).standard_normal((1, 3, *size)).astype(np.float32)
+        for net in (plain, fast):
+            net.blobs["data"].reshape(*x.shape)
+            net.blobs["data"].data.copy_(torch.from_numpy(x))
+            net.blobs["im_info"].data.copy_(torch.tensor([[size[0], size[1], 1.0]]))
+            net.forward()
+        assert fast.blobs["cls_prob"].shape == (plain.blobs["rois"].shape[0], 21)
+        for name in ("cls_prob", "bbox_pred"):  # the outputs (deploy mode frees the rest)
+            mine = plain.blobs[name].data.numpy()
+            np.testing.assert_allclose(fast.blobs[name].data.numpy(), mine, rtol=0,
+                                       atol=1e-5 * max(1.0, float(np.abs(mine).max())), err_msg=name)
