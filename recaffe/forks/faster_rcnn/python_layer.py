@@ -9,6 +9,7 @@ Like py-faster-rcnn's layers, they size their tops in ``forward`` and pass no gr
 
 from __future__ import annotations
 
+import abc
 import ast
 import zlib
 from collections.abc import Sequence
@@ -40,7 +41,7 @@ def parse_param_str(text: str, layer: str) -> dict[str, Any]:
     return value
 
 
-class BuiltinPythonLayer(base.Layer):
+class BuiltinPythonLayer(base.Layer, abc.ABC):
     """A stand-in: ``layer_setup`` and ``run`` see recaffe blobs (torch tensors)."""
 
     required: tuple[str, ...] = ()
@@ -77,11 +78,13 @@ class BuiltinPythonLayer(base.Layer):
     def backward(self, top: Sequence[Blob], propagate_down: Sequence[bool], bottom: Sequence[Blob]) -> None:
         """No gradients, as py-faster-rcnn's layers."""
 
+    @abc.abstractmethod
     def layer_setup(self, bottom: list[NativeBlob], top: list[NativeBlob]) -> None:
-        raise NotImplementedError
+        """Read ``self.params``, give the tops a first shape."""
 
+    @abc.abstractmethod
     def run(self, bottom: list[NativeBlob], top: list[NativeBlob]) -> None:
-        raise NotImplementedError
+        """Forward: size and fill the tops."""
 
     def fail(self, message: str) -> ValueError:
         return ValueError(f"layer {self.layer_name!r} ({type(self).__name__}): {message}")
