@@ -316,7 +316,7 @@ def proposal_cases() -> list[Case]:
                 f'param_str: "{param}" }}')
         cases.append(Case(name, "Python", text, [(scores, "uniform"), (deltas, "randn*0.2"),
                                                  (f32([im_info]), "im_info")],
-                          tops=2, phase=phase, backward=False, needs="i16f"))
+                          tops=2, phase=phase, backward=False))
     return cases
 
 

@@ -53,18 +53,6 @@ def require(dialect: str, layer_type: str | None, needs: str | None) -> None:
     pytest.fail(f"recaffe has no {missing}, which the fork's golden case needs")
 
 
-def build(folder: pathlib.Path, case: dict) -> recaffe.Net:
-    """The case's net; a Python layer module recaffe cannot import yet is an expected failure while
-    the case names the branch that provides it (py-faster-rcnn's rpn.proposal_layer)."""
-    try:
-        return recaffe.Net(str(folder / "net.prototxt"), phase_of(case), dialect=case["dialect"])
-    except Exception as error:
-        missing_module = "cannot import python_param.module" in str(error)
-        if case["type"] == "Python" and case.get("needs") and missing_module:
-            pytest.xfail(f"{error} (branch {case['needs']} provides it)")
-        raise
-
-
 def load(name: str) -> tuple[pathlib.Path, dict, dict[str, np.ndarray]]:
     folder = GOLDEN_FORKS / name
     case = json.loads((folder / "case.json").read_text())
@@ -111,7 +99,7 @@ def test_fork_layer_matches_the_forks_caffe(name: str, monkeypatch: pytest.Monke
     seeded = "seed" in case
     if seeded:
         recaffe.set_random_seed(case["seed"])
-    net = build(folder, case)
+    net = recaffe.Net(str(folder / "net.prototxt"), phase_of(case), dialect=case["dialect"])
     assert net.layer_by_name("L").type == case["type"]
     inputs = case.get("inputs", ["input"] * len(case["bottoms"]))
     for (blob, values), how in zip(entries(data, "bottom"), inputs):
