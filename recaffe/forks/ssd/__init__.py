@@ -11,8 +11,17 @@ DIALECT = Dialect(
     name="ssd",
     fork="the SSD fork (weiliu89/caffe, branch ssd)",
     pb2=caffe_ssd_pb2,
-    layer_types=("Permute", "PriorBox", "Normalize", "DetectionOutput", "MultiBoxLoss"),
+    layer_types=("Permute", "PriorBox", "Normalize", "DetectionOutput", "MultiBoxLoss", "DetectionEvaluate",
+                 "AnnotatedData"),
 )
 
 # the layers register themselves for this dialect (after DIALECT exists: they look it up at setup)
-from recaffe.forks.ssd import detection_output, multibox_loss, normalize, permute, prior_box  # noqa: E402,F401
+from recaffe.forks.ssd import (  # noqa: E402,F401
+    detection_evaluate,
+    detection_output,
+    evaluation,
+    multibox_loss,
+    normalize,
+    permute,
+    prior_box,
+)
