@@ -17,6 +17,7 @@ DIALECT = Dialect(
 
 # the layers register themselves for this dialect (after DIALECT exists: they look it up at setup)
 from recaffe.forks.ssd import (  # noqa: E402,F401
+    annotated_data,
     detection_evaluate,
     detection_output,
     evaluation,
