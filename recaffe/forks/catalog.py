@@ -12,8 +12,7 @@ DIALECT_PACKAGES = ("ssd", "densenet", "pspnet", "faster_rcnn")
 
 # Fork fields and layer types recaffe does not read yet, so errors can still name their fork.
 NOT_YET: dict[str, str] = {
-    "annotated_data_param": "the SSD fork (weiliu89/caffe) training layers",
-    "AnnotatedData": "the SSD fork (weiliu89/caffe) training layers",
+    "noise_param": "the SSD fork's (weiliu89/caffe) transform_param noise",
     "Proposal": "the Faster R-CNN RPN (OpenCV's Proposal layer)",
     "upsample_param": "the SegNet fork (alexgkendall/caffe-segnet)",
     "dense_image_data_param": "the SegNet fork (alexgkendall/caffe-segnet)",

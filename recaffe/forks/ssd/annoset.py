@@ -127,9 +127,9 @@ def create_annoset(
     the count. Paths in the list are relative to ``root_folder`` (joined as strings, as the fork)."""
     if label_type not in LABEL_TYPES:
         raise DataError(f"label_type must be one of {', '.join(LABEL_TYPES)}, got {label_type!r}")
-    names = read_label_map(label_map_file) if label_type == "xml" else {}
     if label_type == "xml" and not label_map_file:
         raise DataError("xml label files need a label_map_file to turn names into labels")
+    names = read_label_map(label_map_file) if label_type == "xml" else {}
     pairs = read_list(list_file)
     if shuffle:
         rng.get_rng().shuffle(pairs)

@@ -7,7 +7,7 @@ import numpy as np
 from google.protobuf import message
 
 from recaffe import distributed, forks, resume, rng
-from recaffe.data import DataError, db
+from recaffe.data import DataError, crand, db
 from recaffe.data.prefetch import Batch
 from recaffe.data.readers import DatumReader
 from recaffe.data.transformer import DataTransformer
@@ -63,6 +63,7 @@ class AnnotatedReader(DatumReader):
         self.samplers = list(param.batch_sampler)
         self.anno_type = param.anno_type if param.HasField("anno_type") else None
         self.stream = rng.CaffeRNG(0)  # replaced by seed_thread before the thread starts
+        self.c_rand = crand.GlibcRandom(1)  # the channel shuffle's rand(), as in a fresh process
 
     def seed_thread(self, seed: int) -> None:
         """The prefetch thread's own Caffe stream (caffe_rng_uniform/caffe_rng_rand in load_batch)."""
@@ -144,7 +145,7 @@ class AnnotatedReader(DatumReader):
         t = self.t
         emit = t.emit_constraint if t.HasField("emit_constraint") else None
         if t.HasField("distort_param"):
-            img = augment.distort_image(img, t.distort_param, self.stream)
+            img = augment.distort_image(img, t.distort_param, self.stream, self.c_rand)
         if t.HasField("expand_param"):
             img, groups = self.expand(img, groups, emit)
         if self.samplers:
@@ -219,11 +220,13 @@ class AnnotatedReader(DatumReader):
         return values, augment.transform_groups(groups, crop, mirror, emit, resize, original)
 
     def resume_point(self) -> resume.ResumePoint:
-        reader, stream = super().resume_point(), self.stream.get_state()
+        reader, stream, words = super().resume_point(), self.stream.get_state(), self.c_rand.get_state()
 
         def write(out: caffe_pb2.RecaffeDataState) -> None:
             reader(out)
-            resume.write_rng(stream, out.shuffle_rng)  # this loader's own stream (no shuffle here)
+            # AnnotatedData keeps no shuffle or row order: those fields hold its own two streams
+            resume.write_rng(stream, out.shuffle_rng)
+            out.rows[:] = words
 
         return write
 
@@ -231,6 +234,8 @@ class AnnotatedReader(DatumReader):
         super().load_state(state, where)
         if state.HasField("shuffle_rng"):
             self.stream = resume.load_rng(state.shuffle_rng, where)
+        if state.rows:
+            self.c_rand.set_state(list(state.rows))
 
 
 @LAYERS.register("AnnotatedData", dialect="ssd")
@@ -253,7 +258,8 @@ class AnnotatedDataLayer(BasePrefetchingDataLayer):
     (one row of -1 when there is none); otherwise the Datum labels (batch_size,).
     Random draws: the mirror and crop offsets from the transformer's engine, everything else
     from the prefetch thread's stream (seeded from the main stream at setup, as Caffe's thread),
-    the channel shuffle from glibc rand(): a seeded run gives the same batches every time.
+    the channel shuffle from the layer's own glibc rand() stream: a seeded run gives the same
+    batches every time, and exact resume (recaffe.resume) restores all three streams.
     Differences from the fork: distortion, expansion and resizing apply to raw and encoded
     records alike (the fork distorts only encoded ones and re-encodes intermediate images as
     JPEG); noise_param, interp modes other than LINEAR/NEAREST and FIT_SMALL_SIZE's

@@ -7,8 +7,10 @@ Images are HWC uint8 arrays (BGR, as Caffe's OpenCV code holds them); annotation
 difficult) in coordinates normalized to the image, float32 as the fork's NormalizedBBox.
 
 Random draws come from ``stream`` (the prefetch thread's Caffe RNG: ``caffe_rng_uniform`` and
-``caffe_rng_rand``), in the fork's order; the channel shuffle of the distortion draws glibc's
-``rand()`` (``std::random_shuffle``), as the fork does.
+``caffe_rng_rand``), in the fork's order; the channel shuffle of the distortion draws from a
+glibc ``rand()`` stream (``std::random_shuffle``) as the fork does, but one owned by the data
+layer (seeded as a fresh process's) rather than the process-wide one, so that two data layers
+prefetching at once cannot change each other's draws.
 """
 
 from __future__ import annotations
@@ -336,7 +338,7 @@ def _adjust_channel(img: np.ndarray, channel: int, alpha: float, beta: float) ->
     return hsv_to_bgr(hsv)
 
 
-def distort_image(img: np.ndarray, p: Any, stream: rng.CaffeRNG) -> np.ndarray:
+def distort_image(img: np.ndarray, p: Any, stream: rng.CaffeRNG, c_rand: crand.GlibcRandom) -> np.ndarray:
     """ApplyDistort: with one draw > 0.5 the order brightness, contrast, saturation, hue, else
     brightness, saturation, hue, contrast; then the channel reorder. Each step draws whether to
     act (probability ``*_prob``) and, when it acts, its random amount."""
@@ -382,7 +384,7 @@ def distort_image(img: np.ndarray, p: Any, stream: rng.CaffeRNG) -> np.ndarray:
         img = step(img)
     if chance(p.random_order_prob):
         channels = [img[..., i] for i in range(3)]
-        crand.random_shuffle(channels)
+        crand.random_shuffle(channels, c_rand)
         img = np.ascontiguousarray(np.stack(channels, -1))
     return img
 
