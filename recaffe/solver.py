@@ -344,7 +344,7 @@ class Solver(abc.ABC):
         net.share_trained_layers_with(self._net)
         num_iter = p.test_iter[test_net_id]
         scores: torch.Tensor | None = None
-        evaluator = test_outputs.evaluator_for(net)  # e.g. SSD's mean AP; None: Caffe's means
+        evaluator = test_outputs.evaluator_for(net, p)  # e.g. SSD's mean AP; None: Caffe's means
         loss = 0.0
         for _ in range(num_iter):
             request = self._requested_action()

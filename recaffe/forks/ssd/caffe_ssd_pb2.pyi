@@ -363,8 +363,9 @@ class SolverParameter(_message.Message):
     DEBUG_INFO_FIELD_NUMBER: _builtins.int
     SNAPSHOT_AFTER_TRAIN_FIELD_NUMBER: _builtins.int
     SOLVER_TYPE_FIELD_NUMBER: _builtins.int
-    LAYER_WISE_REDUCE_FIELD_NUMBER: _builtins.int
-    WEIGHTS_FIELD_NUMBER: _builtins.int
+    EVAL_TYPE_FIELD_NUMBER: _builtins.int
+    AP_VERSION_FIELD_NUMBER: _builtins.int
+    SHOW_PER_CLASS_RESULT_FIELD_NUMBER: _builtins.int
     net: _builtins.str
     train_net: _builtins.str
     test_interval: _builtins.int
@@ -397,7 +398,9 @@ class SolverParameter(_message.Message):
     debug_info: _builtins.bool
     snapshot_after_train: _builtins.bool
     solver_type: Global___SolverParameter.SolverType.ValueType
-    layer_wise_reduce: _builtins.bool
+    eval_type: _builtins.str
+    ap_version: _builtins.str
+    show_per_class_result: _builtins.bool
     @_builtins.property
     def net_param(self) -> Global___NetParameter: ...
     @_builtins.property
@@ -414,8 +417,6 @@ class SolverParameter(_message.Message):
     def test_iter(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     @_builtins.property
     def stepvalue(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
-    @_builtins.property
-    def weights(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -459,12 +460,13 @@ class SolverParameter(_message.Message):
         debug_info: _builtins.bool | None = ...,
         snapshot_after_train: _builtins.bool | None = ...,
         solver_type: Global___SolverParameter.SolverType.ValueType | None = ...,
-        layer_wise_reduce: _builtins.bool | None = ...,
-        weights: _abc.Iterable[_builtins.str] | None = ...,
+        eval_type: _builtins.str | None = ...,
+        ap_version: _builtins.str | None = ...,
+        show_per_class_result: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["average_loss", b"average_loss", "base_lr", b"base_lr", "clip_gradients", b"clip_gradients", "debug_info", b"debug_info", "delta", b"delta", "device_id", b"device_id", "display", b"display", "gamma", b"gamma", "iter_size", b"iter_size", "layer_wise_reduce", b"layer_wise_reduce", "lr_policy", b"lr_policy", "max_iter", b"max_iter", "momentum", b"momentum", "momentum2", b"momentum2", "net", b"net", "net_param", b"net_param", "power", b"power", "random_seed", b"random_seed", "regularization_type", b"regularization_type", "rms_decay", b"rms_decay", "snapshot", b"snapshot", "snapshot_after_train", b"snapshot_after_train", "snapshot_diff", b"snapshot_diff", "snapshot_format", b"snapshot_format", "snapshot_prefix", b"snapshot_prefix", "solver_mode", b"solver_mode", "solver_type", b"solver_type", "stepsize", b"stepsize", "test_compute_loss", b"test_compute_loss", "test_initialization", b"test_initialization", "test_interval", b"test_interval", "train_net", b"train_net", "train_net_param", b"train_net_param", "train_state", b"train_state", "type", b"type", "weight_decay", b"weight_decay"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ap_version", b"ap_version", "average_loss", b"average_loss", "base_lr", b"base_lr", "clip_gradients", b"clip_gradients", "debug_info", b"debug_info", "delta", b"delta", "device_id", b"device_id", "display", b"display", "eval_type", b"eval_type", "gamma", b"gamma", "iter_size", b"iter_size", "lr_policy", b"lr_policy", "max_iter", b"max_iter", "momentum", b"momentum", "momentum2", b"momentum2", "net", b"net", "net_param", b"net_param", "power", b"power", "random_seed", b"random_seed", "regularization_type", b"regularization_type", "rms_decay", b"rms_decay", "show_per_class_result", b"show_per_class_result", "snapshot", b"snapshot", "snapshot_after_train", b"snapshot_after_train", "snapshot_diff", b"snapshot_diff", "snapshot_format", b"snapshot_format", "snapshot_prefix", b"snapshot_prefix", "solver_mode", b"solver_mode", "solver_type", b"solver_type", "stepsize", b"stepsize", "test_compute_loss", b"test_compute_loss", "test_initialization", b"test_initialization", "test_interval", b"test_interval", "train_net", b"train_net", "train_net_param", b"train_net_param", "train_state", b"train_state", "type", b"type", "weight_decay", b"weight_decay"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["average_loss", b"average_loss", "base_lr", b"base_lr", "clip_gradients", b"clip_gradients", "debug_info", b"debug_info", "delta", b"delta", "device_id", b"device_id", "display", b"display", "gamma", b"gamma", "iter_size", b"iter_size", "layer_wise_reduce", b"layer_wise_reduce", "lr_policy", b"lr_policy", "max_iter", b"max_iter", "momentum", b"momentum", "momentum2", b"momentum2", "net", b"net", "net_param", b"net_param", "power", b"power", "random_seed", b"random_seed", "regularization_type", b"regularization_type", "rms_decay", b"rms_decay", "snapshot", b"snapshot", "snapshot_after_train", b"snapshot_after_train", "snapshot_diff", b"snapshot_diff", "snapshot_format", b"snapshot_format", "snapshot_prefix", b"snapshot_prefix", "solver_mode", b"solver_mode", "solver_type", b"solver_type", "stepsize", b"stepsize", "stepvalue", b"stepvalue", "test_compute_loss", b"test_compute_loss", "test_initialization", b"test_initialization", "test_interval", b"test_interval", "test_iter", b"test_iter", "test_net", b"test_net", "test_net_param", b"test_net_param", "test_state", b"test_state", "train_net", b"train_net", "train_net_param", b"train_net_param", "train_state", b"train_state", "type", b"type", "weight_decay", b"weight_decay", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ap_version", b"ap_version", "average_loss", b"average_loss", "base_lr", b"base_lr", "clip_gradients", b"clip_gradients", "debug_info", b"debug_info", "delta", b"delta", "device_id", b"device_id", "display", b"display", "eval_type", b"eval_type", "gamma", b"gamma", "iter_size", b"iter_size", "lr_policy", b"lr_policy", "max_iter", b"max_iter", "momentum", b"momentum", "momentum2", b"momentum2", "net", b"net", "net_param", b"net_param", "power", b"power", "random_seed", b"random_seed", "regularization_type", b"regularization_type", "rms_decay", b"rms_decay", "show_per_class_result", b"show_per_class_result", "snapshot", b"snapshot", "snapshot_after_train", b"snapshot_after_train", "snapshot_diff", b"snapshot_diff", "snapshot_format", b"snapshot_format", "snapshot_prefix", b"snapshot_prefix", "solver_mode", b"solver_mode", "solver_type", b"solver_type", "stepsize", b"stepsize", "stepvalue", b"stepvalue", "test_compute_loss", b"test_compute_loss", "test_initialization", b"test_initialization", "test_interval", b"test_interval", "test_iter", b"test_iter", "test_net", b"test_net", "test_net_param", b"test_net_param", "test_state", b"test_state", "train_net", b"train_net", "train_net_param", b"train_net_param", "train_state", b"train_state", "type", b"type", "weight_decay", b"weight_decay"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,10 +1,11 @@
 """SSD's detection scoring: average precision (the fork's ComputeAP) and the mean AP its solver
 reports from the rows of DetectionEvaluate layers (Solver::TestDetection).
 
-A net whose outputs all come from DetectionEvaluate layers is scored this way by the solver's
-test passes and by ``caffe test`` (``recaffe.test_outputs``): per output blob, the rows of every
-batch are collected, AP is computed per class and their mean is reported as the blob's value
-(``detection_eval = 0.71``), as the fork does with ``eval_type: "detection"``.
+A solver with the fork's ``eval_type: "detection"`` (read in the SSD dialect, with ``ap_version``
+and ``show_per_class_result``), and without eval_type any net whose outputs all come from
+DetectionEvaluate layers (also under ``caffe test``), is scored this way (``recaffe.test_outputs``):
+per output blob, the rows of every batch are collected, AP is computed per class and their mean
+is reported as the blob's value (``detection_eval = 0.71``), as the fork's Solver::TestDetection.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from recaffe import test_outputs
+from recaffe import forks, test_outputs
+from recaffe.proto import caffe_pb2
 
 if TYPE_CHECKING:
     from recaffe.net import Net
@@ -125,25 +127,47 @@ class DetectionMAP:
 class DetectionEvaluator:
     """The solver's detection scoring of a net whose outputs are all DetectionEvaluate tops."""
 
-    def __init__(self, names: list[str], ap_version: str = DEFAULT_AP_VERSION) -> None:
+    def __init__(
+        self, names: list[str], ap_version: str = DEFAULT_AP_VERSION, per_class: bool = False
+    ) -> None:
         self.names = names
         self.maps = [DetectionMAP(ap_version) for _ in names]
+        self.per_class = per_class
 
     def add(self, net: Net) -> None:
         for name, collector in zip(self.names, self.maps):
-            collector.add(net.blob_by_name(name).data.detach().cpu().numpy())
+            rows = net.blob_by_name(name).data
+            if rows.shape[-1] != 5:
+                raise ValueError(
+                    f"eval_type detection: output {name!r} of shape {tuple(rows.shape)} is not "
+                    f"DetectionEvaluate's rows of 5"
+                )
+            collector.add(rows.detach().cpu().numpy())
 
     def results(self) -> list[tuple[str, float]]:
         out = []
         for name, collector in zip(self.names, self.maps):
-            for label, ap in collector.average_precisions().items():
-                log.info("class%d: %g", label, ap)
+            if self.per_class:
+                for label, ap in collector.average_precisions().items():
+                    log.info("class%d: %g", label, ap)
             out.append((name, collector.mean_ap()))
         return out
 
 
-def detection_evaluator(net: Net) -> DetectionEvaluator | None:
-    """A DetectionEvaluator when every output blob of ``net`` is a DetectionEvaluate top."""
+def detection_evaluator(
+    net: Net, solver_param: caffe_pb2.SolverParameter | None
+) -> DetectionEvaluator | None:
+    """The SSD solver's scoring: with ``eval_type: "detection"`` (its ap_version and
+    show_per_class_result), or, without eval_type, when every output blob of ``net`` is a
+    DetectionEvaluate top (the fork's default ap_version, Integral)."""
+    fields = forks.get_dialect("ssd").fork_solver_param(solver_param) if solver_param is not None else None
+    names = [net.blob_names[i] for i in net.output_blob_indices]
+    if fields is not None and fields.HasField("eval_type"):
+        if fields.eval_type not in ("classification", "detection"):
+            raise ValueError(f"unknown eval_type {fields.eval_type!r} (classification or detection)")
+        if fields.eval_type == "classification":
+            return None
+        return DetectionEvaluator(names, fields.ap_version, fields.show_per_class_result)
     producers = {}
     for layer, top_ids in zip(net.layers, net.top_id_vecs):
         for blob_id in top_ids:
@@ -151,7 +175,9 @@ def detection_evaluator(net: Net) -> DetectionEvaluator | None:
     outputs = net.output_blob_indices
     if not outputs or any(producers.get(i) != "DetectionEvaluate" for i in outputs):
         return None
-    return DetectionEvaluator([net.blob_names[i] for i in outputs])
+    if fields is not None and fields.HasField("ap_version"):
+        return DetectionEvaluator(names, fields.ap_version, fields.show_per_class_result)
+    return DetectionEvaluator(names, DEFAULT_AP_VERSION, fields is not None and fields.show_per_class_result)
 
 
 test_outputs.EVALUATORS.append(detection_evaluator)

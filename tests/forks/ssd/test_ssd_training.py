@@ -1,6 +1,7 @@
 """SSD training end to end: a small SSD (tests/fixtures/forks/ssd_shapes_train_test.prototxt) on the
-generated shapes dataset; 50 iterations lower the MultiBoxLoss and raise the mean AP that the
-solver's test pass computes from DetectionEvaluate."""
+generated shapes dataset, with an SSD solver file (eval_type "detection", ap_version "11point");
+50 iterations lower the MultiBoxLoss and raise the mean AP that the solver's test pass computes
+from DetectionEvaluate."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def make_solver(tmp_path: pathlib.Path, shapes: tuple[str, str]) -> solvers.Solv
         f'net: "{tmp_path / "net.prototxt"}" test_iter: 2 test_interval: 1000 base_lr: 0.001 '
         'lr_policy: "fixed" '
         'type: "Adam" momentum: 0.9 weight_decay: 0.0005 max_iter: 50 display: 0 random_seed: 1 '
-        "snapshot_after_train: false test_initialization: false"
+        'snapshot_after_train: false test_initialization: false eval_type: "detection" ap_version: "11point"'
     )
     return solvers.load_solver(str(tmp_path / "solver.prototxt"))
 
@@ -75,3 +76,27 @@ def test_the_same_seed_gives_the_same_batches_and_losses(
         )
     assert runs[0][0] == runs[1][0]
     assert torch.equal(runs[0][1], runs[1][1]) and torch.equal(runs[0][2], runs[1][2])
+
+
+def test_ssd_solver_fields_are_read_in_the_dialect_and_carried(tmp_path: pathlib.Path) -> None:
+    from recaffe import forks
+    from recaffe.io import prototxt
+
+    path = tmp_path / "solver.prototxt"
+    path.write_text(
+        'net: "n.prototxt" base_lr: 0.1 eval_type: "detection" ap_version: "MaxIntegral" '
+        "show_per_class_result: true"
+    )
+    param = prototxt.read_solver_param(path)
+    assert param.net == "n.prototxt" and param.base_lr == pytest.approx(0.1)
+    fields = forks.get_dialect("ssd").fork_solver_param(param)
+    assert (fields.eval_type, fields.ap_version, fields.show_per_class_result) == (
+        "detection",
+        "MaxIntegral",
+        True,
+    )
+    path.write_text('net: "n.prototxt" layer_wise_reduce: false')  # BVLC's field 41: read as BVLC's
+    assert not prototxt.read_solver_param(path).layer_wise_reduce
+    path.write_text('net: "n.prototxt" eval_typo: "detection"')
+    with pytest.raises(prototxt.ProtoFileError, match="SolverParameter.*eval_typo"):
+        prototxt.read_solver_param(path)
