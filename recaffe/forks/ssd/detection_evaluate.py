@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from typing import final
+from typing import Any, final
 
+import numpy as np
 import torch
 
 from recaffe import forks
+from recaffe.forks.ssd import augment
 from recaffe.forks.ssd.matching import pairwise_jaccard
 from recaffe.layer import Blobs, Layer
 from recaffe.registry import LAYERS
@@ -28,9 +30,11 @@ class DetectionEvaluateLayer(Layer):
         skipped. The solver (``evaluation.py``) turns the rows into AP per class and their mean.
     Backward: none.
     Params (detection_evaluate_param): num_classes (required), background_label_id=0,
-        overlap_threshold=0.5 (> 0), evaluate_difficult_gt=true. name_size_file/resize_param
-        (scoring in pixels of the original images) are not read by recaffe: giving
-        name_size_file is an error.
+        overlap_threshold=0.5 (> 0), evaluate_difficult_gt=true, name_size_file (``name height
+        width`` per test image, in database order: boxes are then compared in pixels of the
+        original images, widths counting the end pixel, after undoing resize_param's
+        FIT_LARGE_SIZE_AND_PAD padding or FIT_SMALL_SIZE scales; as in the fork, the file's next
+        line is used per image that has detections, wrapping around at its end).
     Bottoms: detections (1, 1, D, 7) from DetectionOutput, ground truth (1, 1, G, 8).
     Tops: (1, 1, num_classes - 1 + valid detections, 5) (num_classes rows when the background
         is -1).
@@ -49,11 +53,11 @@ class DetectionEvaluateLayer(Layer):
             raise self.error(
                 f"detection_evaluate_param.overlap_threshold must be > 0, got {p.overlap_threshold}"
             )
-        if p.HasField("name_size_file"):
-            raise self.error(
-                "detection_evaluate_param.name_size_file (scoring in original-image pixels) is not "
-                "supported by recaffe; leave it out to score normalized boxes"
-            )
+        self.sizes = read_name_sizes(p.name_size_file, self) if p.HasField("name_size_file") else []
+        self.count = 0  # the image of the name_size_file the next evaluated image is
+        self.resize = p.resize_param if p.HasField("resize_param") else None
+        if self.resize is not None and (self.resize.height <= 0 or self.resize.width <= 0):
+            raise self.error("detection_evaluate_param.resize_param needs height and width > 0")
         self.num_classes = p.num_classes
         self.background = p.background_label_id
         self.threshold = p.overlap_threshold
@@ -103,6 +107,8 @@ class DetectionEvaluateLayer(Layer):
                 rows += self._judge(
                     item, label, found[item][label], dets, ground.get(item, {}).get(label), gt_rows
                 )
+            if self.sizes:  # one name_size_file line per image with detections, wrapping (as the fork)
+                self.count = (self.count + 1) % len(self.sizes)
         out = top[0].data.view(-1, 5)
         out.zero_()
         if rows:
@@ -124,7 +130,18 @@ class DetectionEvaluateLayer(Layer):
         boxes = dets[indices][order][:, 3:7].float()
         gt_boxes = gt_rows[gt, 3:7].float()
         hard = (gt_rows[gt, 7] != 0).tolist()
-        overlaps = pairwise_jaccard(boxes, gt_boxes)
+        if self.sizes:  # in pixels of the original image (the fork's OutputBBox)
+            size = self.sizes[self.count]
+            scaled_gt = [output_box(g, size, self.resize) for g in gt_boxes.tolist()]
+            overlaps = torch.tensor(
+                [
+                    [pixel_jaccard(output_box(b, size, self.resize), g) for g in scaled_gt]
+                    for b in boxes.tolist()
+                ],
+                dtype=torch.float32,
+            )
+        else:
+            overlaps = pairwise_jaccard(boxes, gt_boxes)
         taken = [False] * len(gt)
         rows = []
         for k, score in enumerate(scores[order].tolist()):
@@ -141,3 +158,95 @@ class DetectionEvaluateLayer(Layer):
             else:
                 rows.append([item, label, score, 0, 1])
         return rows
+
+
+Region = tuple[float, float, float, float]
+
+
+def read_name_sizes(path: str, layer: Layer) -> list[tuple[int, int]]:
+    """The name_size_file: ``name height width`` per image, in the database's order."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            words = f.read().split()
+    except OSError as e:
+        raise layer.error(f"cannot open the name_size_file {path!r}: {e.strerror}") from e
+    sizes = []
+    for i in range(0, len(words) - len(words) % 3, 3):
+        try:
+            sizes.append((int(words[i + 1]), int(words[i + 2])))
+        except ValueError:
+            break  # the fork's stream reading stops at the first malformed line
+    return sizes
+
+
+def _clip(r: Region, high_x: float = 1.0, high_y: float = 1.0) -> Region:
+    return (
+        min(max(r[0], 0.0), high_x),
+        min(max(r[1], 0.0), high_y),
+        min(max(r[2], 0.0), high_x),
+        min(max(r[3], 0.0), high_y),
+    )
+
+
+def _size(r: Region, normalized: bool) -> float:
+    f = np.float32
+    w, h = f(r[2]) - f(r[0]), f(r[3]) - f(r[1])
+    if w < 0 or h < 0:
+        return 0.0
+    return float(w * h) if normalized else float((w + f(1)) * (h + f(1)))
+
+
+def _scaled(r: Region, height: int, width: int) -> tuple[Region, float]:
+    """ScaleBBox: pixels, and the size with the +1 of unnormalized boxes."""
+    f = np.float32
+    out = (
+        float(f(r[0]) * f(width)),
+        float(f(r[1]) * f(height)),
+        float(f(r[2]) * f(width)),
+        float(f(r[3]) * f(height)),
+    )
+    return out, _size(out, normalized=not (width > 1 or height > 1))
+
+
+def output_box(box: Region, size: tuple[int, int], resize: Any) -> tuple[Region, float]:
+    """OutputBBox: a normalized box in pixels of the original image (height, width), and its size."""
+    height, width = size
+    f = np.float32
+    temp = box
+    if resize is not None and resize.resize_mode == resize.FIT_LARGE_SIZE_AND_PAD:
+        aspect, resize_aspect = f(width) / f(height), f(resize.width) / f(resize.height)
+        if aspect > resize_aspect:
+            pad = float(f((f(resize.height) - f(resize.width) / aspect) / f(2)))
+            part = float(f(pad / resize.height))
+            source = (0.0, part, 1.0, float(f(1.0 - part)))
+        else:
+            pad = float(f((f(resize.width) - f(resize.height) * aspect) / f(2)))
+            part = float(f(pad / resize.width))
+            source = (part, 0.0, float(f(1.0 - part)), 1.0)
+        projected = augment.project(source, augment.Box(0, *box))
+        if projected is not None:
+            temp = (projected.xmin, projected.ymin, projected.xmax, projected.ymax)
+    elif (
+        resize is not None
+        and resize.resize_mode == resize.FIT_SMALL_SIZE
+        and resize.height_scale
+        and resize.width_scale
+    ):
+        scaled, _ = _scaled(box, resize.height_scale, resize.width_scale)
+        clipped = _clip(scaled, float(width), float(height))
+        return clipped, _size(clipped, normalized=True)
+    return _scaled(_clip(temp), height, width)
+
+
+def pixel_jaccard(a: tuple[Region, float], b: tuple[Region, float]) -> float:
+    """JaccardOverlap(normalized=false) of two OutputBBox results: widths count the end pixel."""
+    (ra, size_a), (rb, size_b) = a, b
+    if rb[0] > ra[2] or rb[2] < ra[0] or rb[1] > ra[3] or rb[3] < ra[1]:
+        return 0.0
+    f = np.float32
+    iw = f(min(ra[2], rb[2])) - f(max(ra[0], rb[0])) + f(1)
+    ih = f(min(ra[3], rb[3])) - f(max(ra[1], rb[1])) + f(1)
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    return float(inter / (f(size_a) + f(size_b) - inter))

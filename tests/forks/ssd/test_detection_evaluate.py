@@ -74,9 +74,34 @@ def test_difficult_boxes_are_skipped_without_evaluate_difficult_gt() -> None:
     assert rows[4] == pytest.approx([0, 1, 0.5, 0, 0])
 
 
-def test_name_size_file_is_refused_with_a_clear_error() -> None:
+def test_name_size_file_scores_in_pixels_of_each_original_image(tmp_path: Any) -> None:
+    sizes = tmp_path / "name_size.txt"
+    sizes.write_text("a 10 10\nb 100 100\n")
+    gt = [[0, 1, 0, 0, 0, 0.2, 0.2, 0], [1, 1, 0, 0, 0, 0.2, 0.2, 0], [2, 1, 0, 0, 0, 0.2, 0.2, 0]]
+    dets = [[i, 1, 0.9, 0.1, 0.1, 0.3, 0.3] for i in range(3)]
+    snippet = (
+        f'detection_evaluate_param {{ num_classes: 2 overlap_threshold: 0.2 name_size_file: "{sizes}" }}'
+    )
+    rows = evaluate(snippet, dets, gt)
+    # 10x10: pixels (0,0,2,2) and (1,1,3,3) overlap 4/(9+9-4) > 0.2; 100x100: 121/(441+441-121) < 0.2;
+    # the third image wraps around to the first line
+    assert [r[3] for r in rows[1:]] == [1, 0, 1]
+    assert [
+        r[3]
+        for r in evaluate("detection_evaluate_param { num_classes: 2 overlap_threshold: 0.2 }", dets, gt)[1:]
+    ] == [0, 0, 0]
     with pytest.raises(LayerError, match="name_size_file"):
-        evaluate('detection_evaluate_param { num_classes: 3 name_size_file: "x.txt" }', DETS, GT)
+        evaluate('detection_evaluate_param { num_classes: 3 name_size_file: "/nonexistent.txt" }', DETS, GT)
+
+
+def test_output_box_undoes_fit_large_size_and_pad() -> None:
+    from recaffe.forks.ssd.detection_evaluate import output_box
+
+    resize = SSD.pb2.ResizeParameter(
+        resize_mode=SSD.pb2.ResizeParameter.FIT_LARGE_SIZE_AND_PAD, height=300, width=300
+    )
+    box, size = output_box((0.5, 0.25, 1.0, 0.75), (100, 200), resize)
+    assert box == pytest.approx((100, 0, 200, 100)) and size == pytest.approx(101 * 101)
 
 
 def ap_loops(tp: list[tuple[float, int]], num_pos: int, fp: list[tuple[float, int]], version: str) -> float:
