@@ -249,7 +249,8 @@ class AnnotatedDataLayer(BasePrefetchingDataLayer):
     batch_samplers draw (each: up to max_trials random boxes of its scale and aspect-ratio range
     that meet its sample_constraint — Jaccard overlap, sample and object coverage with some
     object — at most max_sample; one of all the samples is picked), then the transform: mirror,
-    resize_param (WARP, FIT_SMALL_SIZE, FIT_LARGE_SIZE_AND_PAD; LINEAR or NEAREST), crop
+    resize_param (WARP, FIT_SMALL_SIZE, FIT_LARGE_SIZE_AND_PAD; one of the interp_modes at
+    random: LINEAR, NEAREST as OpenCV, AREA, CUBIC, LANCZOS4 within a grey level of it), crop
     (crop_size or crop_h/crop_w), mean, scale. Boxes follow every step; emit_constraint (the
     box's centre inside, or MIN_OVERLAP) decides which survive a crop; boxes and groups left
     empty are dropped.
@@ -262,8 +263,8 @@ class AnnotatedDataLayer(BasePrefetchingDataLayer):
     batches every time, and exact resume (recaffe.resume) restores all three streams.
     Differences from the fork: distortion, expansion and resizing apply to raw and encoded
     records alike (the fork distorts only encoded ones and re-encodes intermediate images as
-    JPEG); noise_param, interp modes other than LINEAR/NEAREST and FIT_SMALL_SIZE's
-    height_scale/width_scale are not supported (an error says so).
+    JPEG); noise_param and FIT_SMALL_SIZE's height_scale/width_scale are not supported (an
+    error says so).
     Params: data_param (source, batch_size, backend, prefetch), annotated_data_param
         (batch_sampler, label_map_file (not needed for training; ignored), anno_type),
         transform_param (BVLC's fields, plus the fork's resize_param, distort_param,

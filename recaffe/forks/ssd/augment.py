@@ -393,6 +393,9 @@ INTERP_NAMES = {1: "LINEAR", 2: "AREA", 3: "NEAREST", 4: "CUBIC", 5: "LANCZOS4"}
 
 
 def resize_to(img: np.ndarray, height: int, width: int, interp: int) -> np.ndarray:
+    """``cv::resize`` of an 8-bit HWC image with ResizeParameter's interp_mode: LINEAR and NEAREST
+    as OpenCV computes them; AREA, CUBIC and LANCZOS4 with OpenCV's weights in float32 (OpenCV's
+    fixed-point loops can differ by a grey level)."""
     if interp == 1:
         return image.resize_linear(img, height, width)
     if interp == 3:  # OpenCV's INTER_NEAREST: floor(dst · scale)
@@ -403,10 +406,59 @@ def resize_to(img: np.ndarray, height: int, width: int, interp: int) -> np.ndarr
             np.floor(np.arange(width) * (img.shape[1] / width)).astype(np.int64), img.shape[1] - 1
         )
         return np.ascontiguousarray(img[rows][:, cols])
-    raise DataError(
-        f"resize_param.interp_mode {INTERP_NAMES.get(interp, interp)} is not supported by recaffe "
-        f"(LINEAR and NEAREST are)"
-    )
+    if interp not in INTERP_NAMES:
+        raise DataError(f"resize_param.interp_mode {interp} is not one of {', '.join(INTERP_NAMES.values())}")
+    shrink = img.shape[0] >= height and img.shape[1] >= width
+    wy = _weights(img.shape[0], height, interp, shrink)
+    wx = _weights(img.shape[1], width, interp, shrink)
+    out = np.einsum("ys,sxc->yxc", wy, np.einsum("xt,stc->sxc", wx, img.astype(np.float32)))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _weights(src: int, dst: int, interp: int, shrink: bool) -> np.ndarray:
+    """The (dst, src) matrix of one axis' interpolation weights (clamped borders)."""
+    scale = src / dst
+    out = np.zeros((dst, src), dtype=np.float32)
+    if interp == 2 and shrink:  # each output pixel: the mean of the source span it covers
+        for d in range(dst):
+            start, end = d * scale, (d + 1) * scale
+            for s_ in range(int(np.floor(start)), min(int(np.ceil(end)), src)):
+                out[d, s_] = (min(end, s_ + 1) - max(start, s_)) / scale
+        return out
+    for d in range(dst):
+        if interp == 2:  # INTER_AREA when enlarging: OpenCV's own two-tap rule
+            sx = int(np.floor(d * scale))
+            fx = (d + 1) - (sx + 1) / scale
+            fx = 0.0 if fx <= 0 else fx - np.floor(fx)
+            taps = {sx: 1 - fx, sx + 1: fx}
+        else:
+            fx = (d + 0.5) * scale - 0.5
+            sx = int(np.floor(fx))
+            fx -= sx
+            taps = (
+                dict(zip(range(sx - 1, sx + 3), _cubic(fx)))
+                if interp == 4
+                else dict(zip(range(sx - 3, sx + 5), _lanczos4(fx)))
+            )
+        for index, weight in taps.items():
+            out[d, min(max(index, 0), src - 1)] += weight
+    return out
+
+
+def _cubic(x: float) -> list[float]:
+    a = -0.75
+    w0 = ((a * (x + 1) - 5 * a) * (x + 1) + 8 * a) * (x + 1) - 4 * a
+    w1 = ((a + 2) * x - (a + 3)) * x * x + 1
+    w2 = ((a + 2) * (1 - x) - (a + 3)) * (1 - x) * (1 - x) + 1
+    return [w0, w1, w2, 1 - w0 - w1 - w2]
+
+
+def _lanczos4(x: float) -> list[float]:
+    if x < np.finfo(np.float32).eps:
+        return [0, 0, 0, 1, 0, 0, 0, 0]
+    taps = [float(np.sinc(t) * np.sinc(t / 4)) for t in (x + 3 - i for i in range(8))]
+    total = sum(taps)
+    return [t / total for t in taps]
 
 
 def apply_resize(img: np.ndarray, p: Any, stream: rng.CaffeRNG) -> np.ndarray:

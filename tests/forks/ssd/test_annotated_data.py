@@ -169,9 +169,8 @@ def test_layer_errors_name_the_field(shapes_lmdb: str) -> None:
         data_layer(shapes_lmdb, "expand_param { max_expand_ratio: 1 }")
     with pytest.raises(LayerError, match="crop_h"):
         data_layer(shapes_lmdb, "crop_h: 10")
-    layer, top = data_layer(shapes_lmdb, "resize_param { height: 20 width: 20 interp_mode: CUBIC }")
-    with pytest.raises(LayerError, match="CUBIC"):
-        layer.run_forward([], top)
+    with pytest.raises(LayerError, match="resize_param"):
+        data_layer(shapes_lmdb, "resize_param { height: 0 width: 20 }")
 
 
 # ------------------------------------------------------------------------- the pieces
@@ -274,3 +273,54 @@ def test_shapes_dataset_is_deterministic(tmp_path: pathlib.Path) -> None:
     make_shapes(str(tmp_path / "b"), count=3, seed=2)
     for path in sorted((tmp_path / "a").rglob("*.*")):
         assert path.read_bytes() == (tmp_path / "b" / path.relative_to(tmp_path / "a")).read_bytes()
+
+
+@pytest.mark.parametrize("size", [(20, 30), (41, 67), (30, 70)])
+def test_resize_modes_are_within_a_grey_level_of_opencv(size: tuple[int, int]) -> None:
+    cv2 = pytest.importorskip("cv2")
+    img = np.random.default_rng(1).integers(0, 256, size=(37, 53, 3), dtype=np.uint8)
+    flags = {
+        1: cv2.INTER_LINEAR,
+        2: cv2.INTER_AREA,
+        3: cv2.INTER_NEAREST,
+        4: cv2.INTER_CUBIC,
+        5: cv2.INTER_LANCZOS4,
+    }
+    for mode, flag in flags.items():
+        mine = augment.resize_to(img, *size, mode).astype(int)
+        theirs = cv2.resize(img, size[::-1], interpolation=flag).astype(int)
+        assert np.abs(mine - theirs).max() <= (0 if mode == 3 else 1), augment.INTERP_NAMES[mode]
+
+
+def _sampler(constraint: str) -> str:
+    return (
+        "batch_sampler { sampler { min_scale: 0.3 max_scale: 1 min_aspect_ratio: 0.5 max_aspect_ratio: 2 } "
+        f"sample_constraint {{ {constraint} }} max_sample: 1 max_trials: 50 }}"
+    )
+
+
+def test_the_ssd_pascal_recipe_runs(shapes_lmdb: str) -> None:
+    """The augmentation ssd_pascal.py (and MobileNet-SSD) train with: every interp mode, the full
+    distortion, 4x expansion and the seven batch samplers."""
+    transform = """mirror: true mean_value: 104 mean_value: 117 mean_value: 123
+      resize_param { prob: 1 resize_mode: WARP height: 64 width: 64 interp_mode: LINEAR interp_mode: AREA
+                     interp_mode: NEAREST interp_mode: CUBIC interp_mode: LANCZOS4 }
+      emit_constraint { emit_type: CENTER }
+      distort_param { brightness_prob: 0.5 brightness_delta: 32 contrast_prob: 0.5
+                      contrast_lower: 0.5 contrast_upper: 1.5 hue_prob: 0.5 hue_delta: 18
+                      saturation_prob: 0.5 saturation_lower: 0.5 saturation_upper: 1.5
+                      random_order_prob: 0.0 }
+      expand_param { prob: 0.5 max_expand_ratio: 4.0 }"""
+    samplers = " ".join(
+        ["batch_sampler { max_sample: 1 max_trials: 1 }"]
+        + [_sampler(f"min_jaccard_overlap: {t}") for t in (0.1, 0.3, 0.5, 0.7, 0.9)]
+        + [_sampler("max_jaccard_overlap: 1.0")]
+    )
+    layer, top = data_layer(
+        shapes_lmdb, transform, f'annotated_data_param {{ {samplers} label_map_file: "x" }}', batch=6
+    )
+    for _ in range(3):
+        layer.run_forward([], top)
+        assert top[0].shape == (6, 3, 64, 64)
+        rows = top[1].data.view(-1, 8)
+        assert bool(((rows[:, 3:7] >= 0) & (rows[:, 3:7] <= 1)).all()) or bool((rows == -1).all())
