@@ -23,6 +23,7 @@ from recaffe.testing.layer_case import LayerCase, Tensors
 
 SSD = forks.get_dialect("ssd")
 CELLS, SIZES = 4, (0.3, 0.55)
+NMS = "nms_param { nms_threshold: 0.5 }"
 NUM_PRIORS = CELLS * CELLS * len(SIZES)
 NUM_CLASSES = 3
 # [item, label, instance, xmin, ymin, xmax, ymax, difficult]; image 2 has no ground truth
@@ -70,6 +71,10 @@ class TestMultiBoxLoss(LayerCase):
         mbl("", "loss_param { normalization: FULL }"),
         mbl("mining_type: NONE", "loss_param { normalize: false }"),
         "multibox_loss_param { num_classes: 2 map_object_to_agnostic: true }",
+        mbl("code_type: CENTER_SIZE encode_variance_in_target: true"),
+        mbl("ignore_cross_boundary_bbox: true neg_pos_ratio: 5"),
+        mbl("nms_param { nms_threshold: 0.3 top_k: 20 }"),
+        mbl("mining_type: HARD_EXAMPLE sample_size: 10 use_prior_for_nms: true " + NMS),
     ]
     bottom_shapes = [(3, NUM_PRIORS * 4), (3, NUM_PRIORS * NUM_CLASSES), (1, 2, NUM_PRIORS * 4), (1, 1, 5, 8)]
     check_bottoms = [0, 1]
@@ -123,6 +128,12 @@ class TestMultiBoxLoss(LayerCase):
                     if p.bp_inside:
                         decoded = bbox_decode(priors[j], variances[j], pred.detach().float(), p)
                         pred = torch.where((decoded < 0) | (decoded > 1), target, pred)
+                    if (
+                        p.encode_variance_in_target
+                    ):  # divided by the variances; the gradient is not (as the fork)
+                        var = variances[j].double()
+                        pred = pred + (pred / var - pred).detach()
+                        target = target / var
                     diff = pred - target
                     if p.loc_loss_type == p.SMOOTH_L1:
                         loc_terms.append(torch.where(diff.abs() < 1, 0.5 * diff**2, diff.abs() - 0.5).sum())
