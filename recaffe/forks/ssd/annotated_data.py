@@ -263,8 +263,7 @@ class AnnotatedDataLayer(BasePrefetchingDataLayer):
     batches every time, and exact resume (recaffe.resume) restores all three streams.
     Differences from the fork: distortion, expansion and resizing apply to raw and encoded
     records alike (the fork distorts only encoded ones and re-encodes intermediate images as
-    JPEG); noise_param and FIT_SMALL_SIZE's height_scale/width_scale are not supported (an
-    error says so).
+    JPEG); noise_param is not supported (the schema does not read it, and the error says so).
     Params: data_param (source, batch_size, backend, prefetch), annotated_data_param
         (batch_sampler, label_map_file (not needed for training; ignored), anno_type),
         transform_param (BVLC's fields, plus the fork's resize_param, distort_param,
@@ -322,11 +321,6 @@ class AnnotatedDataLayer(BasePrefetchingDataLayer):
             r = t.resize_param
             if r.height <= 0 or r.width <= 0:
                 raise self.error("transform_param.resize_param needs height and width > 0")
-            if r.height_scale or r.width_scale:
-                raise self.error(
-                    "resize_param height_scale/width_scale (FIT_SMALL_SIZE box extrapolation) "
-                    "are not supported by recaffe"
-                )
         if t.HasField("expand_param") and t.expand_param.max_expand_ratio <= 1:
             raise self.error("transform_param.expand_param.max_expand_ratio must be > 1")
         if self.param.transform_param.HasField("mean_file") and t.HasField("expand_param"):

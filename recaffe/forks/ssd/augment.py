@@ -128,8 +128,9 @@ def transform_groups(
     image_size: tuple[int, int] = (0, 0),
 ) -> list[Group]:
     """TransformAnnotation: each box (moved by the resize policy when given) that meets the emit
-    constraint and overlaps ``crop`` is projected into it, mirrored when asked; groups left
-    empty are dropped."""
+    constraint and overlaps ``crop`` is projected into it, mirrored when asked, and extrapolated
+    (FIT_SMALL_SIZE scales); groups left empty are dropped. ``image_size`` is the (height,
+    width) before resizing."""
     out = []
     for group in groups:
         kept = Group(group.label)
@@ -143,10 +144,41 @@ def transform_groups(
                 continue
             if mirror:
                 moved = replace(moved, xmin=_f(1 - moved.xmax), xmax=_f(1 - moved.xmin))
+            if resize is not None:
+                moved = extrapolate(resize, image_size, crop, moved)
             kept.boxes.append(moved)
         if kept.boxes:
             out.append(kept)
     return out
+
+
+def extrapolate(p: Any, image_size: tuple[int, int], crop: Region, box: Box) -> Box:
+    """ExtrapolateBBox: with FIT_SMALL_SIZE and height_scale/width_scale, boxes are scaled by the
+    crop's size in the resized image over those scales (unchanged otherwise)."""
+    if not (p.height_scale > 0 and p.width_scale > 0 and p.resize_mode == p.FIT_SMALL_SIZE):
+        return box
+    height, width = image_size
+    aspect = F32(width) / F32(height)
+    resize_h, resize_w = F32(p.height), F32(p.width)
+    if aspect < resize_w / resize_h:
+        resize_h = F32(resize_w / aspect)
+    else:
+        resize_w = F32(resize_h * aspect)
+    crop_h = F32(resize_h * (F32(crop[3]) - F32(crop[1])))
+    crop_w = F32(resize_w * (F32(crop[2]) - F32(crop[0])))
+    if crop_w < p.width_scale or crop_h < p.height_scale:
+        raise DataError(
+            f"resize_param: the crop ({crop_w:g}x{crop_h:g} after resizing) is smaller than "
+            f"width_scale x height_scale ({p.width_scale}x{p.height_scale})"
+        )
+    fx, fy = F32(crop_w / F32(p.width_scale)), F32(crop_h / F32(p.height_scale))
+    return replace(
+        box,
+        xmin=_f(F32(box.xmin) * fx),
+        xmax=_f(F32(box.xmax) * fx),
+        ymin=_f(F32(box.ymin) * fy),
+        ymax=_f(F32(box.ymax) * fy),
+    )
 
 
 def resize_box(p: Any, old_w: int, old_h: int, box: Box) -> Box:

@@ -324,3 +324,21 @@ def test_the_ssd_pascal_recipe_runs(shapes_lmdb: str) -> None:
         assert top[0].shape == (6, 3, 64, 64)
         rows = top[1].data.view(-1, 8)
         assert bool(((rows[:, 3:7] >= 0) & (rows[:, 3:7] <= 1)).all()) or bool((rows == -1).all())
+
+
+def test_fit_small_size_scales_extrapolate_the_boxes(shapes_lmdb: str) -> None:
+    resize = (
+        "resize_param { resize_mode: FIT_SMALL_SIZE height: 40 width: 40 height_scale: 20 width_scale: 20 }"
+    )
+    plain, top_plain = data_layer(
+        shapes_lmdb, resize.replace(" height_scale: 20 width_scale: 20", ""), batch=1
+    )
+    plain.run_forward([], top_plain)
+    layer, top = data_layer(shapes_lmdb, resize, batch=1)
+    layer.run_forward([], top)
+    assert top[0].shape == (1, 3, 40, 40)  # square images: both sides fit
+    np.testing.assert_allclose(
+        top[1].data[..., 3:7].numpy(), 2 * top_plain[1].data[..., 3:7].numpy(), rtol=1e-6
+    )
+    with pytest.raises(LayerError, match="batch_size 1"):
+        data_layer(shapes_lmdb, resize, batch=2)
