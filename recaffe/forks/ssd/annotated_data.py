@@ -7,7 +7,7 @@ import numpy as np
 from google.protobuf import message
 
 from recaffe import distributed, forks, resume, rng
-from recaffe.data import DataError, crand, db
+from recaffe.data import DataError, crand, db, image
 from recaffe.data.prefetch import Batch
 from recaffe.data.readers import DatumReader
 from recaffe.data.transformer import DataTransformer
@@ -64,6 +64,7 @@ class AnnotatedReader(DatumReader):
         self.anno_type = param.anno_type if param.HasField("anno_type") else None
         self.stream = rng.CaffeRNG(0)  # replaced by seed_thread before the thread starts
         self.c_rand = crand.GlibcRandom(1)  # the channel shuffle's rand(), as in a fresh process
+        self._warned_raw = False
 
     def seed_thread(self, seed: int) -> None:
         """The prefetch thread's own Caffe stream (caffe_rng_uniform/caffe_rng_rand in load_batch)."""
@@ -116,7 +117,7 @@ class AnnotatedReader(DatumReader):
             item, where = self.current_annotated()
             if rich and not item.HasField("type") and self.anno_type is None:
                 raise DataError(f"{where} has no annotation type, unlike the first record of the batch")
-            img, groups = self.augment_item(self.image(item, where), groups_of(item))
+            img, groups = self.augment_item(self.image(item, where), groups_of(item), item.datum.encoded)
             values, groups = self.transform(img, groups)
             if values.shape != data.shape[1:]:
                 raise DataError(
@@ -139,35 +140,55 @@ class AnnotatedReader(DatumReader):
         return Batch(data, label)
 
     def augment_item(
-        self, img: np.ndarray, groups: list[augment.Group]
+        self, img: np.ndarray, groups: list[augment.Group], encoded: bool
     ) -> tuple[np.ndarray, list[augment.Group]]:
-        """Distort, expand, then crop to one of the batch samplers' samples (the fork's order)."""
+        """Distort, expand, then crop to one of the batch samplers' samples (the fork's order).
+
+        As in the fork, an encoded record's image is stored back as JPEG (OpenCV's quality 95)
+        after each of these steps that changes it, and decoded again; a raw record is not
+        distorted (the fork logs an error) and is expanded onto bytes of 32 (the fork's fill).
+        """
         t = self.t
         emit = t.emit_constraint if t.HasField("emit_constraint") else None
         if t.HasField("distort_param"):
-            img = augment.distort_image(img, t.distort_param, self.stream, self.c_rand)
+            if encoded:
+                img = self.reencode(augment.distort_image(img, t.distort_param, self.stream, self.c_rand))
+            elif not self._warned_raw:
+                log.error(
+                    "distort_param applies to encoded records only (as in the SSD fork); not distorting"
+                )
+                self._warned_raw = True
         if t.HasField("expand_param"):
-            img, groups = self.expand(img, groups, emit)
+            img, groups = self.expand(img, groups, emit, encoded)
         if self.samplers:
             samples = augment.generate_samples(groups, self.samplers, self.stream)
             if samples:
                 chosen = samples[self.stream.rand() % len(samples)]
                 img = augment.crop_image(img, chosen)
+                if encoded:
+                    img = self.reencode(img)
                 groups = augment.transform_groups(groups, augment.clip(chosen), False, emit)
         return img, groups
 
+    def reencode(self, img: np.ndarray) -> np.ndarray:
+        """EncodeCVMatToDatum(img, "jpg") then the decode Transform does: the JPEG round trip."""
+        return image.decode_image(image.encode_image(img, "jpg"), self.transformer.decode_flag)
+
     def expand(
-        self, img: np.ndarray, groups: list[augment.Group], emit: Any
+        self, img: np.ndarray, groups: list[augment.Group], emit: Any, encoded: bool
     ) -> tuple[np.ndarray, list[augment.Group]]:
         p = self.t.expand_param
         if self.stream.uniform(1, 0, 1)[0] > np.float32(p.prob) or abs(p.max_expand_ratio - 1) < 1e-2:
             return img, groups
         ratio = self.stream.uniform(1, 1, p.max_expand_ratio)[0]
-        canvas, where = augment.expand_image(img, ratio, self.fill(img.shape[2]), self.stream)
+        fill = self.fill(img.shape[2]) if encoded else np.full(img.shape[2], 32, dtype=np.uint8)
+        canvas, where = augment.expand_image(img, ratio, fill, self.stream)
+        if encoded:
+            canvas = self.reencode(canvas)
         return canvas, augment.transform_groups(groups, where, False, emit)
 
     def fill(self, channels: int) -> np.ndarray:
-        """What expansion fills the canvas with: the mean values (rounded to uint8), else 0."""
+        """What expansion fills an encoded record's canvas with: the mean values (rounded), else 0."""
         means = self.transformer.mean_values
         if means.size:
             self.transformer.check_mean_values(channels)
@@ -257,13 +278,15 @@ class AnnotatedDataLayer(BasePrefetchingDataLayer):
     Labels: with an annotation type (in the records or anno_type), top 1 is (1, 1, B, 8), one row
     [item_id, group_label, instance_id, xmin, ymin, xmax, ymax, difficult] per box of the batch
     (one row of -1 when there is none); otherwise the Datum labels (batch_size,).
-    Random draws: the mirror and crop offsets from the transformer's engine, everything else
-    from the prefetch thread's stream (seeded from the main stream at setup, as Caffe's thread),
+    Random draws: one main-stream word at setup before the transformer's (the fork's
+    DataReader thread), the mirror and crop offsets from the transformer's engine, everything
+    else from the prefetch thread's stream (seeded from the main stream at setup, as Caffe's),
     the channel shuffle from the layer's own glibc rand() stream: a seeded run gives the same
     batches every time, and exact resume (recaffe.resume) restores all three streams.
-    Differences from the fork: distortion, expansion and resizing apply to raw and encoded
-    records alike (the fork distorts only encoded ones and re-encodes intermediate images as
-    JPEG); noise_param is not supported (the schema does not read it, and the error says so).
+    As the fork: an encoded record's image goes through JPEG (quality 95) after distortion,
+    expansion and cropping; a raw record is not distorted and is expanded onto bytes of 32.
+    Unlike it: raw records can be resized; noise_param is not supported (the schema does not
+    read it, and the error says so).
     Params: data_param (source, batch_size, backend, prefetch), annotated_data_param
         (batch_sampler, label_map_file (not needed for training; ignored), anno_type),
         transform_param (BVLC's fields, plus the fork's resize_param, distort_param,
@@ -273,6 +296,10 @@ class AnnotatedDataLayer(BasePrefetchingDataLayer):
 
     min_top_blobs = 1
     max_top_blobs = 2
+
+    def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
+        rng.get_rng().rand()  # the fork's DataReader starts its reading thread first (one word)
+        super().layer_setup(bottom, top)
 
     def data_layer_setup(self, top: Blobs) -> AnnotatedReader:
         fork = forks.get_dialect("ssd").fork_param(self.param)

@@ -262,8 +262,8 @@ def sample_region(sampler: Any, stream: rng.CaffeRNG) -> Region:
     ratio = stream.uniform(1, sampler.min_aspect_ratio, sampler.max_aspect_ratio)[0]
     ratio = max(ratio, F32(float(scale) ** 2))
     ratio = min(ratio, F32(1 / float(scale) ** 2))
-    width = F32(float(scale) * math.sqrt(float(ratio)))  # float times the double sqrt, rounded once
-    height = F32(float(scale) / math.sqrt(float(ratio)))
+    width = F32(scale * F32(math.sqrt(ratio)))  # float sqrt (std::sqrt of a float), float product
+    height = F32(scale / F32(math.sqrt(ratio)))
     # a side rounded a hair above 1 would make the fork's CHECK fail; the range is empty then
     w_off = stream.uniform(1, 0, max(0.0, float(F32(1) - width)))[0]
     h_off = stream.uniform(1, 0, max(0.0, float(F32(1) - height)))[0]
