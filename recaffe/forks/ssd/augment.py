@@ -322,46 +322,61 @@ def convert_scale(img: np.ndarray, alpha: float, beta: float) -> np.ndarray:
     return np.clip(np.rint(img.astype(np.float32) * F32(alpha) + F32(beta)), 0, 255).astype(np.uint8)
 
 
+_HSV_SHIFT = 12
+
+
+def _hsv_tables() -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV's sdiv_table and hdiv_table180: round((255 << 12) / i), round((180 << 12) / (6 i))."""
+    i = np.arange(256, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        sdiv = np.where(i > 0, np.rint((255 << _HSV_SHIFT) / i), 0)
+        hdiv = np.where(i > 0, np.rint((180 << _HSV_SHIFT) / (6 * i)), 0)
+    return sdiv.astype(np.int64), hdiv.astype(np.int64)
+
+
+_SDIV, _HDIV = _hsv_tables()
+
+
 def bgr_to_hsv(img: np.ndarray) -> np.ndarray:
-    """OpenCV's 8-bit BGR2HSV: H in [0, 180), S and V in [0, 255]."""
-    b, g, r = (img[..., i].astype(np.float32) for i in range(3))
+    """OpenCV's 8-bit BGR2HSV, its fixed-point arithmetic: H in [0, 180), S and V in [0, 255]."""
+    b, g, r = (img[..., i].astype(np.int64) for i in range(3))
     v = np.maximum(np.maximum(b, g), r)
     diff = v - np.minimum(np.minimum(b, g), r)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s = np.where(v > 0, diff * 255 / v, 0)
-        h = np.where(
-            v == r,
-            (g - b) * 60 / diff,
-            np.where(v == g, 120 + (b - r) * 60 / diff, 240 + (r - g) * 60 / diff),
-        )
-    h = np.where(diff == 0, 0, h)
-    h = np.where(h < 0, h + 360, h)
-    out = np.stack([np.rint(h / 2), np.rint(s), v], -1)
-    out[..., 0] = np.where(out[..., 0] >= 180, out[..., 0] - 180, out[..., 0])
-    return out.astype(np.uint8)
+    half = 1 << (_HSV_SHIFT - 1)
+    s = (diff * _SDIV[v] + half) >> _HSV_SHIFT
+    h = np.where(v == r, g - b, np.where(v == g, b - r + 2 * diff, r - g + 4 * diff))
+    h = (h * _HDIV[diff] + half) >> _HSV_SHIFT
+    h = np.where(h < 0, h + 180, h)
+    return np.stack([h, s, v], -1).astype(np.uint8)
+
+
+# OpenCV's sector_data: which of (v, v(1-s), v(1-sh), v(1-s(1-h))) is b, g, r in each sixth of the hue
+_SECTORS = np.array([[1, 3, 0], [1, 0, 2], [3, 0, 1], [0, 2, 1], [0, 1, 3], [2, 1, 0]])
+_SIMD_BLOCK = 32  # pixels of a row OpenCV's AVX2 loop converts at a time (4 vectors of 8 floats)
 
 
 def hsv_to_bgr(hsv: np.ndarray) -> np.ndarray:
-    """OpenCV's 8-bit HSV2BGR (H in half degrees)."""
-    h = hsv[..., 0].astype(np.float32) * F32(2 / 60)  # sector units
-    s = hsv[..., 1].astype(np.float32) / 255
-    v = hsv[..., 2].astype(np.float32) / 255
-    sector = np.floor(h)
-    h = h - sector
-    sector = np.mod(sector, 6).astype(np.int64)
-    p, q, t = v * (1 - s), v * (1 - s * h), v * (1 - s * (1 - h))
-    table = np.stack(
-        [
-            np.stack([v, t, p], -1),
-            np.stack([q, v, p], -1),
-            np.stack([p, v, t], -1),
-            np.stack([p, q, v], -1),
-            np.stack([t, p, v], -1),
-            np.stack([v, p, q], -1),
-        ]
-    )
-    rgb = np.take_along_axis(table, sector[None, ..., None].repeat(3, -1), 0)[0]
-    return np.clip(np.rint(rgb[..., ::-1] * 255), 0, 255).astype(np.uint8)
+    """OpenCV 4's 8-bit HSV2BGR as opencv-python runs it on x86-64 (AVX2 with FMA): per row, the
+    pixels in whole blocks of 32 take the vector path (products fused, values truncated), the
+    rest the scalar one (fmod, rounded). H is scaled by 6/180, S and V by 1/255, in float32."""
+    f = np.float32
+    h = hsv[..., 0].astype(f) * f(6.0 / 180.0)
+    s = hsv[..., 1].astype(f) * f(1.0 / 255.0)
+    v = hsv[..., 2].astype(f) * f(1.0 / 255.0)
+    columns = np.arange(hsv.shape[1])
+    vector = np.broadcast_to((columns < hsv.shape[1] // _SIMD_BLOCK * _SIMD_BLOCK)[None, :], h.shape)
+    whole = np.where(vector, np.trunc(h), np.floor(np.fmod(h, f(6))))
+    frac = np.where(vector, h - whole, np.fmod(h, f(6)) - whole).astype(f)
+    sector = np.where(vector, whole - np.trunc(whole * f(1.0 / 6.0)) * f(6), whole).astype(np.int64)
+    one = f(1)
+    fused = (one - s.astype(np.float64) * frac.astype(np.float64)).astype(f)  # fma(-s, h, 1)
+    fused_rest = (one - s.astype(np.float64) * (one - frac).astype(np.float64)).astype(f)
+    tab = np.stack([v, v * (one - s), v * np.where(vector, fused, one - s * frac),
+                    v * np.where(vector, fused_rest, one - s * (one - frac))], -1)
+    bgr = np.take_along_axis(tab, _SECTORS[np.clip(sector, 0, 5)], -1) * f(255)
+    scalar = np.rint(np.where((s == 0)[..., None], v[..., None] * f(255), bgr))
+    bgr = np.where(vector[..., None], np.trunc(bgr), scalar)
+    return np.clip(bgr, 0, 255).astype(np.uint8)
 
 
 def _adjust_channel(img: np.ndarray, channel: int, alpha: float, beta: float) -> np.ndarray:

@@ -221,20 +221,16 @@ def test_expansion_places_the_image_and_maps_the_boxes() -> None:
     )
 
 
-def test_hsv_round_trip_and_opencv() -> None:
+@pytest.mark.parametrize("shape", [(16, 16), (37, 53), (16, 2), (3, 70)])
+def test_hsv_conversions_equal_opencv(shape: tuple[int, int]) -> None:
     gen = np.random.default_rng(0)
-    img = gen.integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
+    img = gen.integers(0, 256, size=(*shape, 3), dtype=np.uint8)
     back = augment.hsv_to_bgr(augment.bgr_to_hsv(img))
     assert np.abs(back.astype(int) - img.astype(int)).max() <= 8  # 8-bit HSV loses hue resolution
     cv2 = pytest.importorskip("cv2")
-    hsv = augment.bgr_to_hsv(img)
-    theirs = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
-    hue_gap = np.abs(hsv[..., 0].astype(int) - theirs[..., 0].astype(int))
-    assert (
-        np.minimum(hue_gap, 180 - hue_gap).max() <= 1
-        and np.abs(hsv[..., 1:].astype(int) - theirs[..., 1:]).max() <= 1
-    )
-    assert np.abs(augment.hsv_to_bgr(theirs).astype(int) - cv2.cvtColor(theirs, cv2.COLOR_HSV2BGR)).max() <= 1
+    np.testing.assert_array_equal(augment.bgr_to_hsv(img), cv2.cvtColor(img, cv2.COLOR_BGR2HSV))
+    hsv = gen.integers(0, 256, size=(*shape, 3), dtype=np.uint8)  # H past 180 too, as after a hue shift
+    np.testing.assert_array_equal(augment.hsv_to_bgr(hsv), cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR))
 
 
 def test_create_annoset_reads_txt_and_voc_xml(tmp_path: pathlib.Path) -> None:
