@@ -108,8 +108,12 @@ class AnnotatedReader(DatumReader):
     def load_batch(self) -> Batch:
         self._skip_other_ranks()
         first, where = self.current_annotated()
-        shape = self.output_shape(self.image(first, where))
-        data = np.empty((self.batch_size, *shape), dtype=self.transformer.dtype)
+        # the batch's shape is the first record's (the fork's CHECK), but FIT_SMALL_SIZE
+        # (batch_size 1) takes the shape of the item as transformed
+        resize = self.t.resize_param if self.t.HasField("resize_param") else None
+        fit_small = resize is not None and resize.resize_mode == resize.FIT_SMALL_SIZE
+        shape = None if fit_small else self.output_shape(self.image(first, where))
+        items: list[np.ndarray] = []
         rich = self.labels and self.has_anno_type(first)
         plain = np.empty(self.batch_size, dtype=self.transformer.dtype) if self.labels and not rich else None
         rows: list[list[float]] = []
@@ -119,12 +123,12 @@ class AnnotatedReader(DatumReader):
                 raise DataError(f"{where} has no annotation type, unlike the first record of the batch")
             img, groups = self.augment_item(self.image(item, where), groups_of(item), item.datum.encoded)
             values, groups = self.transform(img, groups)
-            if values.shape != data.shape[1:]:
+            if shape is not None and values.shape != shape:
                 raise DataError(
-                    f"{where} gives an item of shape {values.shape}, but this batch's first item "
-                    f"has shape {data.shape[1:]} (sizes may change only between batches)"
+                    f"{where} gives an item of shape {values.shape}, but this batch's first record "
+                    f"gives {shape} (sizes may change only between batches: crop or resize to one size)"
                 )
-            data[index] = values
+            items.append(values)
             if plain is not None:
                 plain[index] = item.datum.label
             for group in groups:
@@ -134,6 +138,7 @@ class AnnotatedReader(DatumReader):
                 ]
             self._next()
             self._skip_other_ranks()
+        data = np.stack(items)
         if not rich:
             return Batch(data, plain)
         label = np.asarray(rows or [[-1.0] * 8], dtype=self.transformer.dtype).reshape(1, 1, -1, 8)

@@ -338,3 +338,14 @@ def test_fit_small_size_scales_extrapolate_the_boxes(shapes_lmdb: str) -> None:
     )
     with pytest.raises(LayerError, match="batch_size 1"):
         data_layer(shapes_lmdb, resize, batch=2)
+
+
+def test_fit_small_size_batches_take_each_sampled_items_shape(shapes_lmdb: str) -> None:
+    layer, top = data_layer(shapes_lmdb, "resize_param { resize_mode: FIT_SMALL_SIZE height: 30 width: 30 }",
+                            SAMPLERS, batch=1)
+    shapes = set()
+    for _ in range(8):
+        layer.run_forward([], top)
+        shapes.add(top[0].shape)
+        assert min(top[0].shape[2:]) == 30
+    assert len(shapes) > 1  # sampled crops of other aspect ratios keep theirs
