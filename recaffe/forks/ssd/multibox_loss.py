@@ -137,22 +137,22 @@ class MultiBoxLossLayer(LossLayer):
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         p, num, num_priors = self.p, self.num, self.num_priors
         dtype = bottom[0].data.dtype
-        prior_data = bottom[2].data.view(2, num_priors, 4).to(F32)
+        prior_data = bottom[2].data.view(2, num_priors, 4).to("cpu", F32)
         priors, variances = prior_data[0], prior_data[1]
-        loc = bottom[0].data.view(num, num_priors, self.loc_classes, 4).to(F32)  # NormalizedBBox floats
-        conf = bottom[1].data.view(num, num_priors, self.num_classes)
-        gt_rows = bottom[3].data.reshape(-1, 8)
-        self.gt, bad = matching.read_ground_truth(gt_rows.cpu(), self.background, p.use_difficult_gt)
+        # the fork holds predictions in NormalizedBBox floats
+        loc = bottom[0].data.view(num, num_priors, self.loc_classes, 4).to("cpu", F32)
+        conf = bottom[1].data.view(num, num_priors, self.num_classes).cpu()
+        self.gt, bad = matching.read_ground_truth(bottom[3].data.reshape(-1, 8).cpu(), self.background,
+                                                  p.use_difficult_gt)
         if bad is not None:
             raise self.error(f"ground truth row {bad} has the background label {self.background}")
-        self.images = [self._match(i, loc[i].cpu(), priors.cpu(), variances.cpu()) for i in range(num)]
+        self.images = [self._match(i, loc[i], priors, variances) for i in range(num)]
         self.num_matches = sum(int((m > -1).sum()) for image in self.images for m in image.matches.values())
-        num_negs = 0
         if self.mining != p.NONE:
-            num_negs = self._mine(conf.cpu(), loc.cpu(), priors.cpu(), variances.cpu())
+            self._mine(conf, loc, priors, variances)  # may drop matches (HARD_EXAMPLE)
         self.divisor = self._divisor()
-        loc_loss = self._loc_forward(loc.cpu(), priors.cpu(), variances.cpu(), dtype)
-        conf_loss = self._conf_forward(conf.cpu(), num_negs)
+        loc_loss = self._loc_forward(loc, priors, variances, dtype)
+        conf_loss = self._conf_forward(conf)
         total = torch.zeros((), dtype=dtype)
         if self.propagate[0]:
             total = total + p.loc_weight * loc_loss / self.divisor
@@ -222,9 +222,8 @@ class MultiBoxLossLayer(LossLayer):
 
     def _mine(
         self, conf: torch.Tensor, loc: torch.Tensor, priors: torch.Tensor, variances: torch.Tensor
-    ) -> int:
+    ) -> None:
         p = self.p
-        num_negs = 0
         for item, image in enumerate(self.images):
             if not image.matches:
                 continue
@@ -264,8 +263,6 @@ class MultiBoxLossLayer(LossLayer):
                     indices[dropped] = -1
                 negatives = [m for m in sorted(picked) if int(indices[m]) == -1]
                 image.negatives.extend(negatives)
-                num_negs += len(negatives)
-        return num_negs
 
     def _prior_conf_losses(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.p.conf_loss_type == self.p.SOFTMAX:
@@ -344,7 +341,7 @@ class MultiBoxLossLayer(LossLayer):
             return matching.smooth_l1(self.loc_diff).sum()
         return 0.5 * (self.loc_diff * self.loc_diff).sum()
 
-    def _conf_forward(self, conf: torch.Tensor, num_negs: int) -> torch.Tensor:
+    def _conf_forward(self, conf: torch.Tensor) -> torch.Tensor:
         p = self.p
         if self.mining != p.NONE:
             rows, labels = [], []
