@@ -33,9 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("list_file", help="lines of '<image path> <label file path>'")
     p.add_argument("db_name", help="the database to create")
     p.add_argument("--anno_type", default="detection", choices=["detection"], help="the annotation type")
-    p.add_argument("--label_type", default="xml", choices=["xml", "txt"],
-                   help="xml: PASCAL VOC files; txt: 'label xmin ymin xmax ymax' lines in pixels")
-    p.add_argument("--label_map_file", default="", help="LabelMap prototxt mapping xml names to labels")
+    p.add_argument("--label_type", default="xml", choices=["xml", "json", "txt"],
+                   help="xml: PASCAL VOC files; json: the SSD fork's COCO files; txt: 'label xmin ymin "
+                        "xmax ymax' lines in pixels")
+    p.add_argument("--label_map_file", default="", help="LabelMap prototxt mapping xml/json names to labels")
     p.add_argument("--gray", action="store_true", help="treat images as grayscale ones")
     p.add_argument("--shuffle", action="store_true", help="randomly shuffle the order of images")
     p.add_argument("--backend", default="lmdb", help="the backend {lmdb, leveldb} for storing the result")

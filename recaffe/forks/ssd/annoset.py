@@ -1,9 +1,11 @@
 """SSD's ``create_annoset``: a database of AnnotatedDatum records (images with boxes) from a list
 of ``<image> <label file>`` lines, for the AnnotatedData layer.
 
-Label files are ``txt`` (the fork's: one box per line, ``label xmin ymin xmax ymax`` in pixels) or
+Label files are ``txt`` (the fork's: one box per line, ``label xmin ymin xmax ymax`` in pixels),
 ``xml`` (PASCAL VOC: ``object/name`` looked up in a LabelMap prototxt, ``difficult``,
-``bndbox``; sizes from ``size/width,height``). Boxes are stored normalized by the image size,
+``bndbox``; sizes from ``size/width,height``) or ``json`` (the fork's COCO files:
+``image.width/height``, ``annotation[]`` with ``category_id`` looked up in the LabelMap,
+``bbox`` [x, y, w, h] and ``iscrowd`` as difficult). Boxes are stored normalized by the image size,
 one AnnotationGroup per label in order of first appearance, instance ids counting up within a
 group, as the fork's ReadTxtToAnnotatedDatum/ReadXMLToAnnotatedDatum. A missing label file gives
 a record without boxes. Images are stored encoded (the file's own bytes, or re-encoded as
@@ -12,6 +14,7 @@ a record without boxes. Images are stored encoded (the file's own bytes, or re-e
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import xml.etree.ElementTree as ET
@@ -26,7 +29,7 @@ from recaffe.forks.ssd import caffe_ssd_pb2
 from recaffe.io import prototxt
 
 log = logging.getLogger(__name__)
-LABEL_TYPES = ("txt", "xml")
+LABEL_TYPES = ("txt", "xml", "json")
 
 
 def read_list(path: str) -> list[tuple[str, str]]:
@@ -108,6 +111,34 @@ def read_xml_boxes(path: str, height: int, width: int, names: dict[str, int], it
         _add_box(item, names[name], box_n, obj.findtext("difficult", "0").strip() == "1")
 
 
+def read_json_boxes(path: str, height: int, width: int, names: dict[str, int], item: Any) -> None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read the json label file {path!r}: {e}") from e
+    size = doc.get("image", {})
+    if "width" in size and "height" in size:
+        given_w, given_h = int(size["width"]), int(size["height"])
+        if (given_w, given_h) != (width, height):
+            log.warning("%s: size %dx%d differs from the image's %dx%d", path, given_w, given_h, width,
+                        height)
+        width, height = given_w, given_h
+    if not width or not height:
+        raise DataError(f"{path}: no valid image width/height")
+    f32 = np.float32
+    for number, obj in enumerate(doc.get("annotation", [])):
+        name = str(obj.get("category_id"))
+        if name not in names:
+            raise DataError(f"{path}: annotation {number}: category_id {name!r} is not in the label map")
+        box = obj.get("bbox", [])
+        if len(box) != 4:
+            raise DataError(f"{path}: annotation {number}: bbox must be [x, y, width, height], got {box!r}")
+        x, y, w, h = (f32(v) for v in box)
+        normalized = (x / f32(width), y / f32(height), (x + w) / f32(width), (y + h) / f32(height))
+        _add_box(item, names[name], normalized, bool(obj.get("iscrowd", 0)))
+
+
 def create_annoset(
     root_folder: str,
     list_file: str,
@@ -127,9 +158,9 @@ def create_annoset(
     the count. Paths in the list are relative to ``root_folder`` (joined as strings, as the fork)."""
     if label_type not in LABEL_TYPES:
         raise DataError(f"label_type must be one of {', '.join(LABEL_TYPES)}, got {label_type!r}")
-    if label_type == "xml" and not label_map_file:
-        raise DataError("xml label files need a label_map_file to turn names into labels")
-    names = read_label_map(label_map_file) if label_type == "xml" else {}
+    if label_type != "txt" and not label_map_file:
+        raise DataError(f"{label_type} label files need a label_map_file to turn names into labels")
+    names = read_label_map(label_map_file) if label_type != "txt" else {}
     pairs = read_list(list_file)
     if shuffle:
         rng.get_rng().shuffle(pairs)
@@ -148,8 +179,10 @@ def create_annoset(
             if os.path.exists(label_file):
                 if label_type == "txt":
                     read_txt_boxes(label_file, height, width, item)
-                else:
+                elif label_type == "xml":
                     read_xml_boxes(label_file, height, width, names, item)
+                else:
+                    read_json_boxes(label_file, height, width, names, item)
             writer.put(f"{index:08d}_{image_path}", item.SerializeToString())
         count = writer.count
     log.info("Processed %d files.", count)

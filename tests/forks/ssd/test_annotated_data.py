@@ -262,6 +262,20 @@ def test_create_annoset_reads_txt_and_voc_xml(tmp_path: pathlib.Path) -> None:
     assert item.annotation_group[0].group_label == 2 and item.annotation_group[0].annotation[0].bbox.difficult
     with pytest.raises(DataError, match="label_map_file"):
         create_annoset(f"{tmp_path}/", str(tmp_path / "xml.txt"), str(tmp_path / "x2"), label_type="xml")
+    (tmp_path / "labels" / "0000.json").write_text(
+        '{"image": {"width": 48, "height": 48}, "annotation": ['
+        '{"category_id": 1, "bbox": [4, 8, 16, 16], "iscrowd": 1}, '
+        '{"category_id": 2, "bbox": [0, 0, 10, 12]}]}'
+    )
+    (tmp_path / "json.txt").write_text("images/0000.png labels/0000.json\n")
+    (tmp_path / "coco_map.prototxt").write_text('item { name: "1" label: 5 } item { name: "2" label: 7 }')
+    create_annoset(f"{tmp_path}/", str(tmp_path / "json.txt"), str(tmp_path / "json_db"), label_type="json",
+                   label_map_file=str(tmp_path / "coco_map.prototxt"))
+    [item] = stored(str(tmp_path / "json_db"))
+    assert [g.group_label for g in item.annotation_group] == [5, 7]
+    box = item.annotation_group[0].annotation[0].bbox
+    assert (box.xmin, box.ymin, box.xmax, box.ymax) == pytest.approx((4 / 48, 8 / 48, 20 / 48, 24 / 48))
+    assert box.difficult and not item.annotation_group[1].annotation[0].bbox.difficult
 
 
 def test_shapes_dataset_is_deterministic(tmp_path: pathlib.Path) -> None:
