@@ -13,7 +13,6 @@ DIALECT_PACKAGES = ("ssd", "densenet", "pspnet", "faster_rcnn", "segnet")
 # Fork fields and layer types recaffe does not read yet, so errors can still name their fork.
 NOT_YET: dict[str, str] = {
     "noise_param": "the SSD fork's (weiliu89/caffe) transform_param noise",
-    "Proposal": "the Faster R-CNN RPN (OpenCV's Proposal layer)",
 }
 
 _loaded: dict[str, Dialect] = {}
