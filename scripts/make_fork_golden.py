@@ -12,7 +12,7 @@ It writes ``<out>/<dialect>/<case>/`` in the format of ../shared/golden/layers (
 ``param_diff/``, ``param_after/``). Additions for the forks:
 
 * ``case.json`` ``dialect`` (the recaffe dialect that reads the prototxt), ``type`` (the layer
-  type under test), ``needs`` (the branch that builds a layer recaffe does not have yet);
+  type under test);
   ``seed``: ``caffe.set_random_seed(seed)`` was called before the net was built (random layers);
   ``inputs``: per bottom ``input`` or ``parameter`` (a Parameter layer ``in<i>`` whose blob holds
   the bottom, so a layer that refuses forced backward still gets a gradient; set
@@ -58,7 +58,6 @@ class Case:
     params: Arrays | None = None  # L's blobs, set before forward (None: keep what the fork filled)
     seed: int | None = None
     inputs: list[str] | None = None
-    needs: str | None = None
 
 
 def rng_for(name: str) -> np.random.RandomState:
@@ -205,7 +204,7 @@ def ssd_cases() -> list[Case]:
         gt = ground_truth(r, priors, num, 3, classes)
         return Case(name, "MultiBoxLoss", f"multibox_loss_param {{ num_classes: {classes} {text} }}",
                     [(loc, "randn*0.3"), (conf, "randn"), (priors, "priors"), (gt, "gt")],
-                    loss_top=True, inputs=["parameter", "parameter", "input", "input"], needs="i16s")
+                    loss_top=True, inputs=["parameter", "parameter", "input", "input"])
 
     cases += [
         multibox("multibox_default",
@@ -241,7 +240,7 @@ def ssd_cases() -> list[Case]:
         det = f32(np.array(rows)[None, None])
         return Case(name, "DetectionEvaluate",
                     f"detection_evaluate_param {{ num_classes: {classes} {text} }}",
-                    [(det, "detections"), (gt, "gt")], phase="TEST", backward=False, needs="i16s")
+                    [(det, "detections"), (gt, "gt")], phase="TEST", backward=False)
 
     cases += [
         evaluate("evaluate_default", "background_label_id: 0 overlap_threshold: 0.5"),
@@ -513,8 +512,6 @@ def write_case(case: Case, dialect: str, root: str) -> None:
         info["seed"] = case.seed
     if case.inputs is not None:
         info["inputs"] = case.inputs
-    if case.needs is not None:
-        info["needs"] = case.needs
     with open(os.path.join(folder, "case.json"), "w") as f:
         json.dump(info, f, indent=1)
         f.write("\n")
@@ -553,7 +550,7 @@ def write_dense_image_data(root: str) -> None:
 
 
 def write_data_case(root: str, dialect: str, name: str, layer: str, forwards: int, phase: str = "TEST",
-                    seed: int | None = None, needs: str | None = None) -> None:
+                    seed: int | None = None) -> None:
     """Run the data layer ``layer`` (prototxt text, tops t0 t1) from the case folder and keep its tops."""
     folder = os.path.join(root, dialect, name)
     with open(os.path.join(folder, "net.prototxt"), "w") as f:
@@ -577,8 +574,6 @@ def write_data_case(root: str, dialect: str, name: str, layer: str, forwards: in
                   "forwards": forwards}
     if seed is not None:
         info["seed"] = seed
-    if needs is not None:
-        info["needs"] = needs
     with open(os.path.join(folder, "case.json"), "w") as f:
         json.dump(info, f, indent=1)
         f.write("\n")
@@ -637,7 +632,7 @@ def write_annotated_data(root: str) -> None:
                 txn.put(f"{k:08d}".encode(), anno.SerializeToString())
         env.close()
         layer_text = f'layer {{ name: "L" type: "AnnotatedData" top: "t0" top: "t1" {layer} }}'
-        write_data_case(root, "ssd", name, layer_text, forwards, phase, seed, needs="i16s")
+        write_data_case(root, "ssd", name, layer_text, forwards, phase, seed)
         os.unlink(os.path.join(folder, "db", "lock.mdb"))  # a reader's lock file, not data
 
 

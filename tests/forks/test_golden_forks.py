@@ -7,10 +7,9 @@ of ../shared/golden/layers: a layer ``L`` fed by inputs ``b<i>``, its tops after
 bottom and param diffs after one backward. recaffe reads each prototxt in the case's dialect and
 must match within the golden README's tolerance (random layers, seeded, and data layers: exactly).
 
-A case whose layer recaffe does not have fails, unless its ``case.json`` says which branch builds
-that layer (``needs``): then it is an expected failure until that layer is registered, and from then
-on it runs like any other case. ``<dialect>/caffemodel/`` holds a small net saved by the fork's own
-``Net.save`` (the fork's field numbers): recaffe reads it back with every fork parameter intact.
+A case whose layer recaffe does not have fails. ``<dialect>/caffemodel/`` holds a small net saved by
+the fork's own ``Net.save`` (the fork's field numbers): recaffe reads it back with every fork
+parameter intact.
 """
 
 from __future__ import annotations
@@ -39,18 +38,13 @@ def known_dialects() -> set[str]:
     return {dialect.name for dialect in forks.dialects()}
 
 
-def require(dialect: str, layer_type: str | None, needs: str | None) -> None:
-    """Fail when recaffe lacks the dialect or layer type; an expected failure while ``needs`` names
-    the branch that builds it."""
+def require(dialect: str, layer_type: str | None) -> None:
+    """Fail (never skip) when recaffe lacks the case's dialect or layer type."""
     if dialect not in known_dialects():
-        missing = f"dialect {dialect!r}"
-    elif layer_type is not None and layer_type not in LAYERS.names(dialect) and layer_type not in LAYERS:
-        missing = f"layer type {layer_type!r} in dialect {dialect!r}"
-    else:
-        return
-    if needs:
-        pytest.xfail(f"recaffe has no {missing} yet (branch {needs} builds it)")
-    pytest.fail(f"recaffe has no {missing}, which the fork's golden case needs")
+        pytest.fail(f"recaffe has no dialect {dialect!r}, which the fork's golden case needs")
+    if layer_type is not None and layer_type not in LAYERS.names(dialect) and layer_type not in LAYERS:
+        pytest.fail(f"recaffe has no layer type {layer_type!r} in dialect {dialect!r}, which the fork's "
+                    "golden case needs")
 
 
 def load(name: str) -> tuple[pathlib.Path, dict, dict[str, np.ndarray]]:
@@ -85,7 +79,7 @@ def phase_of(case: dict) -> int:
 @pytest.mark.parametrize("name", CASES)
 def test_fork_layer_matches_the_forks_caffe(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     folder, case, data = load(name)
-    require(case["dialect"], case["type"], case.get("needs"))
+    require(case["dialect"], case["type"])
     if case.get("kind") == "data":
         monkeypatch.chdir(folder)  # sources are relative to the case folder
         if "seed" in case:
@@ -132,7 +126,7 @@ def test_fork_layer_matches_the_forks_caffe(name: str, monkeypatch: pytest.Monke
 @pytest.mark.parametrize("dialect", CAFFEMODELS)
 def test_forks_own_caffemodel_reads_back_with_every_fork_param(dialect: str) -> None:
     """The fork's Net.save wrote the caffemodel; the fork's own caffe_pb2 read it into expected.prototxt."""
-    require(dialect, None, None)
+    require(dialect, None)
     folder = GOLDEN_FORKS / dialect / "caffemodel"
     fork = forks.get_dialect(dialect)
     expected = text_format.Parse((folder / "expected.prototxt").read_text(), fork.net_parameter())
