@@ -22,11 +22,17 @@ class BlobShapeError(ValueError):
         self.dims = dims
 
 
+_SMALL = 64 << 20  # bytes: an allocation this small is not checked against the free memory
+
+
 def check_fits(dims: tuple[int, ...], count: int, dtype: torch.dtype, device: torch.device) -> None:
-    """Refuse a new allocation of ``count`` values that overflows or exceeds the device's free memory."""
-    itemsize = torch.empty((), dtype=dtype).element_size()
+    """Refuse a new allocation of ``count`` values that overflows or exceeds the device's free memory
+    (asked only for allocations of 64 MiB or more: reading it costs more than a small blob's setup)."""
+    itemsize = dtype.itemsize
     if count >= 2**63:
         raise BlobShapeError(f"blob shape {dims} holds {count} values, which overflows a 64-bit count", dims)
+    if count * itemsize < _SMALL:
+        return
     free = errors.available_memory() if device.type != "cuda" else torch.cuda.mem_get_info(device)[0]
     if count * itemsize > free:
         raise BlobShapeError(f"blob shape {dims} needs {count * itemsize} bytes, more than the {free} bytes "

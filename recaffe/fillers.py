@@ -10,7 +10,10 @@ for 1-D blobs), integer division; ``variance_norm`` picks fan_in (default), fan_
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,12 +29,97 @@ FillerFn = Callable[[Blob, caffe_pb2.FillerParameter, CaffeRNG], np.ndarray]
 
 def fill(blob: Blob, param: caffe_pb2.FillerParameter, rng: CaffeRNG) -> None:
     """Fill ``blob.data`` with the filler ``param.type`` (Caffe's GetFiller + Fill)."""
+    values = _check(blob, param)(blob, param, rng)
+    blob.data.copy_(torch.from_numpy(values.reshape(blob.shape)))
+
+
+def _check(blob: Blob, param: caffe_pb2.FillerParameter) -> FillerFn:
+    """The filler function, once the blob and the parameters are known to be fillable."""
     if blob.count() == 0:
         raise ValueError(f"cannot fill an empty blob of shape {blob.shape} ({param.type} filler)")
     if param.type != "gaussian" and param.sparse != -1:
         raise ValueError(f"the {param.type!r} filler does not support sparse ({param.sparse})")
-    values = FILLERS.get(param.type)(blob, param, rng)
-    blob.data.copy_(torch.from_numpy(values.reshape(blob.shape)))
+    return FILLERS.get(param.type)
+
+
+# ------------------------------------------------------------------ deferred fills
+_DRAWING = ("uniform", "gaussian", "positive_unitball", "xavier", "msra")  # the fillers that draw
+_local = threading.local()
+
+
+@dataclass
+class DeferredFill:
+    """A parameter blob's fill postponed while its net is built with weights to come.
+
+    ``wanted`` stays True unless the net learns that the values will never be read (the weights
+    overwrite the blob, or it takes a shared owner's data); the draw then only moves the stream.
+    """
+
+    blob: Blob
+    param: caffe_pb2.FillerParameter
+    rng: CaffeRNG
+    wanted: bool = True
+
+    def __call__(self) -> None:
+        values = FILLERS.get(self.param.type)(self.blob, self.param, self.rng)
+        if self.wanted:
+            self.blob.data.copy_(torch.from_numpy(values.reshape(self.blob.shape)))
+
+    def drop_values(self) -> None:
+        """Only the stream's position matters now: keep the shape, let the blob go."""
+        self.wanted = False
+        self.blob = Blob(self.blob.shape)  # allocates nothing until read (never, here)
+
+
+def fill_param(blob: Blob, param: caffe_pb2.FillerParameter, rng: CaffeRNG) -> None:
+    """``fill`` a layer's parameter blob, or, inside ``deferring()``, check the filler now and
+    queue its draw on ``rng`` (``CaffeRNG.defer``): it runs before the stream is next read."""
+    pending: list[DeferredFill] | None = getattr(_local, "pending", None)
+    if pending is None or param.type not in _DRAWING:
+        fill(blob, param, rng)
+        return
+    _check(blob, param)
+    _check_draw(blob, param)
+    entry = DeferredFill(blob, param, rng)
+    pending.append(entry)
+    rng.defer(entry)
+
+
+def _check_draw(blob: Blob, param: caffe_pb2.FillerParameter) -> None:
+    """The errors the drawing fillers raise at their first draw, raised now instead."""
+    if param.type == "uniform" and F32(param.min) > F32(param.max):
+        raise ValueError(f"uniform range needs min <= max, got [{param.min}, {param.max}]")
+    if param.type == "gaussian" and not param.std > 0:
+        raise ValueError(f"gaussian needs sigma > 0, got {param.std}")
+    if param.type == "gaussian" and param.sparse < -1:
+        raise ValueError(f"gaussian filler: sparse must be >= -1, got {param.sparse}")
+    if param.type == "gaussian" and param.sparse >= 0 and blob.num_axes < 1:
+        raise ValueError("gaussian filler: sparse needs a blob with at least one axis")
+
+
+@contextlib.contextmanager
+def deferring(active: bool = True) -> Iterator[list[DeferredFill]]:
+    """Inside: ``fill_param`` defers the drawing fillers; yields the deferred fills, in order."""
+    pending: list[DeferredFill] = []
+    if not active:
+        yield pending
+        return
+    outer = getattr(_local, "pending", None)
+    _local.pending = pending
+    try:
+        yield pending
+    finally:
+        _local.pending = outer
+
+
+def keep_needed(pending: list[DeferredFill], overwritten: Collection[int]) -> None:
+    """The fills whose blobs (by ``id``) are in ``overwritten`` only move the stream (lazily);
+    the others get their values now, drawn in Caffe's order."""
+    for entry in pending:
+        if id(entry.blob) in overwritten:
+            entry.drop_values()
+    for rng in {id(entry.rng): entry.rng for entry in pending if entry.wanted}.values():
+        rng.settle()
 
 
 @FILLERS.register("constant")

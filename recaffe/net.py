@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from recaffe import device as devices
-from recaffe import errors, forks, net_builder, threads
+from recaffe import errors, fillers, forks, net_builder, threads
 from recaffe.blob import Blob
 from recaffe.deploy import DeployRunner
 from recaffe.io import atomic, blobproto, caffemodel, legacy, prototxt, weights
@@ -75,10 +75,13 @@ class Net:
         self.before_backward: list[Callable[[int], None]] = []
         self.after_backward: list[Callable[[int], None]] = []
         self.deploy: DeployRunner | None = None
-        with net_builder.building(None if isinstance(source, caffe_pb2.NetParameter) else source):
+        # with weights to come, the fillers' draws wait: the weights may make their values unneeded
+        with net_builder.building(None if isinstance(source, caffe_pb2.NetParameter) else source), \
+                fillers.deferring(weights_file is not None) as deferred:
             self._init(param)
         if weights_file is not None:
-            self.copy_trained_layers_from(weights_file)
+            copied = self.copy_trained_layers_from(weights_file)
+            fillers.keep_needed(deferred, self._overwritten_params(copied))
         if optimize:  # deploy mode: fused layers, blob memory reused (recaffe/deploy.py)
             self.deploy = DeployRunner(self)
 
@@ -495,8 +498,9 @@ class Net:
                         f"source {theirs.shape}, target {mine.shape}")
                 mine.share_data(theirs)
 
-    def copy_trained_layers_from(self, source: caffe_pb2.NetParameter | str | os.PathLike[str]) -> None:
-        """Copy weights by layer name from a NetParameter, a .caffemodel, or an HDF5 weights file.
+    def copy_trained_layers_from(self, source: caffe_pb2.NetParameter | str | os.PathLike[str]) -> set[str]:
+        """Copy weights by layer name from a NetParameter, a .caffemodel, or an HDF5 weights file;
+        returns the names of the layers copied.
 
         A legacy (V0/V1) caffemodel is read without upgrading it first: the upgrade would only
         copy every blob into new layers, and the names and blobs are the same either way.
@@ -513,6 +517,13 @@ class Net:
                 copied = self._copy_layers(caffemodel.read_trained_layers(source), os.fspath(source))
         self._warn_partial_weights(copied, source if not isinstance(source, caffe_pb2.NetParameter)
                                    else "<weights>")
+        return copied
+
+    def _overwritten_params(self, copied: set[str]) -> set[int]:
+        """``id``s of the parameter blobs whose filled values nobody can read: those of the layers
+        ``copied`` from weights, and those that took a shared owner's data."""
+        ids = {id(blob) for name in copied for blob in self.layers[self.layer_names.index(name)].blobs}
+        return ids | {id(self.params[i]) for i, owner in enumerate(self.param_owners) if owner >= 0}
 
     def _warn_partial_weights(self, copied: set[str], source: str | os.PathLike[str]) -> None:
         """Caffe accepts weights covering only some layers; say which ones keep their fillers."""
