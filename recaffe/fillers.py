@@ -29,7 +29,11 @@ FillerFn = Callable[[Blob, caffe_pb2.FillerParameter, CaffeRNG], np.ndarray]
 
 def fill(blob: Blob, param: caffe_pb2.FillerParameter, rng: CaffeRNG) -> None:
     """Fill ``blob.data`` with the filler ``param.type`` (Caffe's GetFiller + Fill)."""
-    values = _check(blob, param)(blob, param, rng)
+    fn = _check(blob, param)
+    if param.type == "constant":  # (the float32 value, without a numpy array of the blob's size)
+        blob.data.fill_(float(F32(param.value)))
+        return
+    values = fn(blob, param, rng)
     blob.data.copy_(torch.from_numpy(values.reshape(blob.shape)))
 
 
@@ -60,6 +64,10 @@ class DeferredFill:
     rng: CaffeRNG
     wanted: bool = True
 
+    @property
+    def draws(self) -> bool:
+        return self.param.type in _DRAWING
+
     def __call__(self) -> None:
         values = FILLERS.get(self.param.type)(self.blob, self.param, self.rng)
         if self.wanted:
@@ -73,20 +81,24 @@ class DeferredFill:
 
 def fill_param(blob: Blob, param: caffe_pb2.FillerParameter, rng: CaffeRNG) -> None:
     """``fill`` a layer's parameter blob, or, inside ``deferring()``, check the filler now and
-    queue its draw on ``rng`` (``CaffeRNG.defer``): it runs before the stream is next read."""
+    fill later (``keep_needed``); a filler that draws is queued on ``rng`` (``CaffeRNG.defer``)
+    and runs, in order, before the stream is next read."""
     pending: list[DeferredFill] | None = getattr(_local, "pending", None)
-    if pending is None or param.type not in _DRAWING:
+    if pending is None:
         fill(blob, param, rng)
         return
     _check(blob, param)
-    _check_draw(blob, param)
+    _check_values(blob, param)
     entry = DeferredFill(blob, param, rng)
     pending.append(entry)
-    rng.defer(entry)
+    if entry.draws:
+        rng.defer(entry)
 
 
-def _check_draw(blob: Blob, param: caffe_pb2.FillerParameter) -> None:
-    """The errors the drawing fillers raise at their first draw, raised now instead."""
+def _check_values(blob: Blob, param: caffe_pb2.FillerParameter) -> None:
+    """The errors the fillers raise when they compute the values, raised now instead."""
+    if param.type == "bilinear":
+        _bilinear_size(blob)
     if param.type == "uniform" and F32(param.min) > F32(param.max):
         raise ValueError(f"uniform range needs min <= max, got [{param.min}, {param.max}]")
     if param.type == "gaussian" and not param.std > 0:
@@ -99,7 +111,7 @@ def _check_draw(blob: Blob, param: caffe_pb2.FillerParameter) -> None:
 
 @contextlib.contextmanager
 def deferring(active: bool = True) -> Iterator[list[DeferredFill]]:
-    """Inside: ``fill_param`` defers the drawing fillers; yields the deferred fills, in order."""
+    """Inside: ``fill_param`` defers the fills; yields the deferred fills, in order."""
     pending: list[DeferredFill] = []
     if not active:
         yield pending
@@ -118,7 +130,9 @@ def keep_needed(pending: list[DeferredFill], overwritten: Collection[int]) -> No
     for entry in pending:
         if id(entry.blob) in overwritten:
             entry.drop_values()
-    for rng in {id(entry.rng): entry.rng for entry in pending if entry.wanted}.values():
+        elif not entry.draws:
+            entry()  # (constant, bilinear: no draws, so in any order)
+    for rng in {id(entry.rng): entry.rng for entry in pending if entry.wanted and entry.draws}.values():
         rng.settle()
 
 
@@ -191,14 +205,20 @@ def bilinear(blob: Blob, param: caffe_pb2.FillerParameter, rng: CaffeRNG) -> np.
 
     ``f = ceil(K/2)``, ``c = (K-1)/(2f)``; ``w(x, y) = (1 - |x/f - c|)(1 - |y/f - c|)``.
     """
-    if blob.num_axes != 4:
-        raise ValueError(f"bilinear filler needs a 4-D blob, got shape {blob.shape}")
-    height, width = blob.shape[2], blob.shape[3]
-    if height != width:
-        raise ValueError(f"bilinear filler needs a square kernel, got {height}x{width}")
+    height = width = _bilinear_size(blob)
     f = -(-width // 2)
     c = F32((width - 1) / (2.0 * f))
     index = np.arange(blob.count())
     x = (index % width).astype(F32)
     y = ((index // width) % height).astype(F32)
     return (F32(1) - np.abs(x / F32(f) - c)) * (F32(1) - np.abs(y / F32(f) - c))
+
+
+def _bilinear_size(blob: Blob) -> int:
+    """The kernel's size: the blob must be 4-D with square kernels."""
+    if blob.num_axes != 4:
+        raise ValueError(f"bilinear filler needs a 4-D blob, got shape {blob.shape}")
+    height, width = blob.shape[2], blob.shape[3]
+    if height != width:
+        raise ValueError(f"bilinear filler needs a square kernel, got {height}x{width}")
+    return width

@@ -76,12 +76,13 @@ class Net:
         self.after_backward: list[Callable[[int], None]] = []
         self.deploy: DeployRunner | None = None
         # with weights to come, the fillers' draws wait: the weights may make their values unneeded
-        with net_builder.building(None if isinstance(source, caffe_pb2.NetParameter) else source), \
-                fillers.deferring(weights_file is not None) as deferred:
-            self._init(param)
-        if weights_file is not None:
-            copied = self.copy_trained_layers_from(weights_file)
-            fillers.keep_needed(deferred, self._overwritten_params(copied))
+        with net_builder.one_thread():
+            with net_builder.building(None if isinstance(source, caffe_pb2.NetParameter) else source), \
+                    fillers.deferring(weights_file is not None) as deferred:
+                self._init(param)
+            if weights_file is not None:
+                copied = self.copy_trained_layers_from(weights_file)
+                fillers.keep_needed(deferred, self._overwritten_params(copied))
         if optimize:  # deploy mode: fused layers, blob memory reused (recaffe/deploy.py)
             self.deploy = DeployRunner(self)
 
@@ -505,6 +506,13 @@ class Net:
         A legacy (V0/V1) caffemodel is read without upgrading it first: the upgrade would only
         copy every blob into new layers, and the names and blobs are the same either way.
         """
+        with net_builder.one_thread():  # (small copies: extra threads only wait for each other)
+            copied = self._copy_trained_layers(source)
+        self._warn_partial_weights(copied, source if not isinstance(source, caffe_pb2.NetParameter)
+                                   else "<weights>")
+        return copied
+
+    def _copy_trained_layers(self, source: caffe_pb2.NetParameter | str | os.PathLike[str]) -> set[str]:
         if self.deploy is not None:
             self.deploy.unfold_all()
         if isinstance(source, caffe_pb2.NetParameter):
@@ -515,8 +523,6 @@ class Net:
         else:  # streamed from the file: its values go straight into the blobs
             with errors.read_guard(source, "caffemodel"):
                 copied = self._copy_layers(caffemodel.read_trained_layers(source), os.fspath(source))
-        self._warn_partial_weights(copied, source if not isinstance(source, caffe_pb2.NetParameter)
-                                   else "<weights>")
         return copied
 
     def _overwritten_params(self, copied: set[str]) -> set[int]:

@@ -140,3 +140,23 @@ def test_without_deferring_fill_param_fills() -> None:
     rng.set_random_seed(2)
     fillers.fill_param(blob, caffe_pb2.FillerParameter(type="gaussian", std=1.0), rng.get_rng())
     assert not rng.get_rng()._deferred and float(blob.data.abs().sum()) > 0
+
+
+def test_building_and_loading_run_on_one_thread_and_restore_the_count(weights: pathlib.Path) -> None:
+    seen = []
+    original = recaffe.Net._copy_layers
+
+    def spy(net, layers, source="<weights>"):  # type: ignore[no-untyped-def]
+        seen.append(torch.get_num_threads())
+        return original(net, layers, source)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        recaffe.Net._copy_layers = spy  # type: ignore[method-assign]
+        net = recaffe.Net(param(), weights_file=weights)
+        net.copy_trained_layers_from(weights)
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        recaffe.Net._copy_layers = original  # type: ignore[method-assign]
+        torch.set_num_threads(before)
