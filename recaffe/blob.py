@@ -250,6 +250,14 @@ class Blob:
         self._data_mem.flat = self._data_mem.held = None
         self._data_view = None
 
+    def fit_unallocated(self) -> None:
+        """Size memory not allocated now (never used, or released) to the current shape instead of
+        the largest one so far: after a reshape to a smaller batch, deploy mode allocates only what
+        the pass needs. Blobs sharing this blob's storage must have its count."""
+        if self._count < self._capacity and not (self._data_mem.allocated or self._diff_mem.allocated):
+            self._capacity = self._data_mem.size = self._diff_mem.size = self._count
+            self._data_view = self._diff_view = None
+
     def share_data(self, other: Blob) -> None:
         """Use ``other``'s data storage (counts must match), like Caffe's ShareData."""
         self._check_same_count(other)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from recaffe import device as devices
-from recaffe import errors, fillers, forks, net_builder, threads
+from recaffe import errors, fillers, forks, memory_plan, net_builder, threads
 from recaffe.blob import Blob
 from recaffe.deploy import DeployRunner
 from recaffe.io import atomic, blobproto, caffemodel, legacy, prototxt, weights
@@ -418,6 +418,8 @@ class Net:
     def reshape(self) -> None:
         for layer, bottom, top in zip(self.layers, self.bottom_vecs, self.top_vecs):
             layer.reshape(bottom, top)
+        if self.deploy is not None:  # memory allocated from now on fits the new shapes
+            memory_plan.fit_unallocated(self.blob_list)
 
     def update(self) -> None:
         """``data -= diff`` for every owner (learnable) parameter."""
