@@ -128,6 +128,35 @@ def load_row(key: str, weights: str, reps: int) -> str:
             f"**{w['recaffe'] / w['opencv']:.2f}** | {runs} |")
 
 
+def parse_row(key: str, reps: int) -> str:
+    """The prototxt's parse: protobuf's text parser alone, recaffe's read (the same parser recording
+    unknown fields, dialect detection, upgrades), and protobuf's binary parser on the same message."""
+    from google.protobuf import text_format
+
+    from recaffe.io import prototxt as reading
+    from recaffe.proto import caffe_pb2
+
+    path = prototxt(key)
+    with open(path) as f:
+        text = f.read()
+    binary = reading.read_net_param(path).SerializeToString()
+    ways: dict[str, Callable[[], object]] = {
+        "text": lambda: text_format.Parse(text, caffe_pb2.NetParameter()),
+        "read": lambda: reading.read_net_param(path),
+        "binary": lambda: caffe_pb2.NetParameter.FromString(binary),
+    }
+    ms = {}
+    for name, way in ways.items():
+        runs = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            way()
+            runs.append((time.perf_counter() - start) * 1000)
+        ms[name] = statistics.median(runs)
+    return (f"| {models.ALL_DEPLOY_NETS[key].name} | {len(text) // 1024} | {ms['text']:.1f} | "
+            f"{ms['read']:.1f} | {ms['binary']:.2f} |")
+
+
 def memory_row(key: str, weights: str, batch: int, args: argparse.Namespace) -> str:
     peaks: dict[str, list[float]] = {f: [] for f in FRAMEWORKS}
     for rep in range(args.reps):
@@ -173,6 +202,11 @@ def main() -> None:
             print("|---|---:|---:|---:|---:|---:|---:|---|")
         for key in load_nets:
             print(load_row(key, weights[key], args.reps), flush=True)
+        if load_nets:
+            print("\n| net | prototxt KB | protobuf text_format.Parse ms | recaffe read_net_param ms | "
+                  "protobuf binary parse of the same message ms |\n|---|---:|---:|---:|---:|")
+        for key in load_nets:
+            print(parse_row(key, max(args.reps, 5)), flush=True)
         if memory_nets:
             print("\n| net | batch | recaffe deploy MB | OpenCV MB | ratio (target ≤ 1) | "
                   "runs recaffe / OpenCV MB |\n|---|---:|---:|---:|---:|---|")
