@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import cast
 
 import torch
@@ -249,6 +250,25 @@ class Blob:
         layer will read the blob again; blobs sharing the storage must all be released)."""
         self._data_mem.flat = self._data_mem.held = None
         self._data_view = None
+
+    @contextlib.contextmanager
+    def overwriting_data(self) -> Iterator[torch.Tensor]:
+        """``data``, for a caller that writes every value of it inside the ``with``: memory not
+        allocated yet is not zero-filled first (on a fresh page that costs a second pass over it).
+        If the caller fails, fresh memory is zero-filled after all: no uninitialised values stay."""
+        memory = self._data_mem
+        fresh = not memory.allocated
+        if fresh:
+            flat = torch.empty(memory.size, dtype=memory.dtype, device=memory.device)
+            flat[self._count :].zero_()  # (beyond the shape, up to the capacity: nobody writes it)
+            memory.flat = flat
+            self._data_view = None
+        try:
+            yield self.data
+        except BaseException:
+            if fresh and memory.flat is not None:
+                memory.flat.zero_()
+            raise
 
     def fit_unallocated(self) -> None:
         """Size memory not allocated now (never used, or released) to the current shape instead of

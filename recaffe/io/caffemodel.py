@@ -210,7 +210,8 @@ class FileBlob(StoredBlob):
                                  f"{blobproto.proto_shape(self.header)} holds {count} {what} values, "
                                  f"expected {blob.count()}")
         if data is not None:
-            self._reader.read_values(data, blob.data)
+            with blob.overwriting_data() as target:
+                self._reader.read_values(data, target)
         if diff is not None:
             self._reader.read_values(diff, blob.diff)
 
