@@ -530,8 +530,16 @@ class Net:
     def _overwritten_params(self, copied: set[str]) -> set[int]:
         """``id``s of the parameter blobs whose filled values nobody can read: those of the layers
         ``copied`` from weights, and those that took a shared owner's data."""
-        ids = {id(blob) for name in copied for blob in self.layers[self.layer_names.index(name)].blobs}
+        first = self._first_layer_index()
+        ids = {id(blob) for name in copied for blob in self.layers[first[name]].blobs}
         return ids | {id(self.params[i]) for i, owner in enumerate(self.param_owners) if owner >= 0}
+
+    def _first_layer_index(self) -> dict[str, int]:
+        """Each layer name's first layer (the one that takes copied weights, as in Caffe)."""
+        first: dict[str, int] = {}
+        for i, name in enumerate(self.layer_names):
+            first.setdefault(name, i)
+        return first
 
     def _warn_partial_weights(self, copied: set[str], source: str | os.PathLike[str]) -> None:
         """Caffe accepts weights covering only some layers; say which ones keep their fillers."""
@@ -545,12 +553,13 @@ class Net:
                      source: str = "<weights>") -> set[str]:
         # the first target layer of a source layer's name receives its blobs (layer types are not compared)
         copied = set()
+        first = self._first_layer_index()
         for name, blobs in layers:
             if name not in self._layer_names_index:
                 log.info("Ignoring source layer %s", name)
                 continue
             copied.add(name)
-            target = self.layers[self.layer_names.index(name)]
+            target = self.layers[first[name]]
             if len(target.blobs) != len(blobs):
                 raise LayerError(f"{source}: incompatible number of blobs for layer {name!r}: "
                                  f"{len(blobs)} in the weights, {len(target.blobs)} in the net")
