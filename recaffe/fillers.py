@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,9 +69,10 @@ class DeferredFill:
         return self.param.type in _DRAWING
 
     def __call__(self) -> None:
-        values = FILLERS.get(self.param.type)(self.blob, self.param, self.rng)
         if self.wanted:
-            self.blob.data.copy_(torch.from_numpy(values.reshape(self.blob.shape)))
+            fill(self.blob, self.param, self.rng)
+        elif self.draws:
+            FILLERS.get(self.param.type)(self.blob, self.param, self.rng)  # the draws, not the values
 
     def drop_values(self) -> None:
         """Only the stream's position matters now: keep the shape, let the blob go."""
@@ -124,11 +125,11 @@ def deferring(active: bool = True) -> Iterator[list[DeferredFill]]:
         _local.pending = outer
 
 
-def keep_needed(pending: list[DeferredFill], overwritten: Collection[int]) -> None:
-    """The fills whose blobs (by ``id``) are in ``overwritten`` only move the stream (lazily);
+def keep_needed(pending: list[DeferredFill], unread: Callable[[Blob], bool]) -> None:
+    """The fills of the blobs ``unread`` says nobody will read only move the stream (lazily);
     the others get their values now, drawn in Caffe's order."""
     for entry in pending:
-        if id(entry.blob) in overwritten:
+        if unread(entry.blob):
             entry.drop_values()
         elif not entry.draws:
             entry()  # (constant, bilinear: no draws, so in any order)

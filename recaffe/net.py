@@ -82,7 +82,7 @@ class Net:
                 self._init(param)
             if weights_file is not None:
                 copied = self.copy_trained_layers_from(weights_file)
-                fillers.keep_needed(deferred, self._overwritten_params(copied))
+                fillers.keep_needed(deferred, self._unread_fill(copied))
         if optimize:  # deploy mode: fused layers, blob memory reused (recaffe/deploy.py)
             self.deploy = DeployRunner(self)
 
@@ -527,12 +527,13 @@ class Net:
                 copied = self._copy_layers(caffemodel.read_trained_layers(source), os.fspath(source))
         return copied
 
-    def _overwritten_params(self, copied: set[str]) -> set[int]:
-        """``id``s of the parameter blobs whose filled values nobody can read: those of the layers
-        ``copied`` from weights, and those that took a shared owner's data."""
+    def _unread_fill(self, copied: set[str]) -> Callable[[Blob], bool]:
+        """Whether a parameter blob's filled values are never read: its storage took the weights
+        of a layer ``copied`` (its own, or one sharing it), or it took a shared owner's data."""
         first = self._first_layer_index()
-        ids = {id(blob) for name in copied for blob in self.layers[first[name]].blobs}
-        return ids | {id(self.params[i]) for i, owner in enumerate(self.param_owners) if owner >= 0}
+        loaded = {blob.data_storage_key() for name in copied for blob in self.layers[first[name]].blobs}
+        sharing = {id(self.params[i]) for i, owner in enumerate(self.param_owners) if owner >= 0}
+        return lambda blob: blob.data_storage_key() in loaded or id(blob) in sharing
 
     def _first_layer_index(self) -> dict[str, int]:
         """Each layer name's first layer (the one that takes copied weights, as in Caffe)."""

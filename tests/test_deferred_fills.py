@@ -45,20 +45,23 @@ def param(phase: caffe_pb2.Phase.ValueType = caffe_pb2.TRAIN) -> caffe_pb2.NetPa
     return net
 
 
-@pytest.fixture
-def weights(tmp_path: pathlib.Path) -> pathlib.Path:
-    """Weights for every layer but conv2 (which keeps its fillers), none of them the fillers' values."""
+def write_weights(path: pathlib.Path, missing: str) -> pathlib.Path:
+    """Weights for every layer but ``missing`` (which keeps its fillers), none the fillers' values."""
     rng.set_random_seed(99)
     net = recaffe.Net(param())
     for blob in net.params:
         blob.data.copy_(torch.arange(blob.count(), dtype=torch.float32).view(blob.shape) / 7 - 3)
     proto = net.to_proto()
-    kept = [layer for layer in proto.layer if layer.name != "conv2"]
+    kept = [layer for layer in proto.layer if layer.name != missing]
     del proto.layer[:]
     proto.layer.extend(kept)
-    path = tmp_path / "w.caffemodel"
     path.write_bytes(proto.SerializeToString())
     return path
+
+
+@pytest.fixture
+def weights(tmp_path: pathlib.Path) -> pathlib.Path:
+    return write_weights(tmp_path / "w.caffemodel", missing="conv2")
 
 
 def eager(source: caffe_pb2.NetParameter, weights: pathlib.Path, seed: int) -> recaffe.Net:
@@ -85,6 +88,20 @@ def test_weights_and_the_stream_after_equal_caffes(weights: pathlib.Path) -> Non
     assert np.array_equal(state_a[1], state_b[1]) and np.array_equal(state_a[3], state_b[3])
     # conv2 was not in the weights: its fillers' values, drawn after conv1's skipped gaussian
     assert float(b.layer_params["conv2"][0].data.abs().sum()) > 0
+
+
+def test_weights_reaching_a_shared_param_through_the_sharer(tmp_path: pathlib.Path) -> None:
+    """conv3 owns the shared weight and is not in the file; conv4 shares it and is: the weight
+    holds conv4's copied values, as in Caffe (the owner's filler ran before the copy)."""
+    path = write_weights(tmp_path / "w.caffemodel", missing="conv3")
+    a = eager(param(), path, seed=11)
+    after_a = rng.get_state()
+    b = deferred(param(), path, seed=11)
+    after_b = rng.get_state()
+    for x, y in zip(a.params, b.params):
+        assert torch.equal(x.data, y.data)
+    assert torch.equal(b.layer_params["conv3"][0].data, b.layer_params["conv4"][0].data)
+    assert after_a[2] == after_b[2] and np.array_equal(after_a[1], after_b[1])
 
 
 def test_a_dropout_after_loading_draws_the_same_mask(weights: pathlib.Path) -> None:
