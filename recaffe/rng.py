@@ -172,6 +172,7 @@ class CaffeRNG:
     """One Caffe random stream: ``boost::mt19937(seed)`` plus Boost's distributions."""
 
     _BLOCK = 4096
+    _MAX_DEFERRED = 4096  # draws queued by ``defer``
     _NORMAL_BLOCK = 1 << 18
 
     def __init__(self, seed: int) -> None:
@@ -189,8 +190,11 @@ class CaffeRNG:
 
         Net construction defers the fillers of weights a caffemodel may overwrite: if it does, the
         draws are never needed for their values, only for the stream's position, and are run when
-        (if ever) someone reads the stream again: the stream stays exactly Caffe's."""
+        (if ever) someone reads the stream again: the stream stays exactly Caffe's. A long queue
+        (nets built again and again, the stream never read) is run then and there."""
         self._deferred.append(draw)
+        if len(self._deferred) > self._MAX_DEFERRED:
+            self.settle()
 
     def settle(self) -> None:
         """Run the deferred draws, in order."""

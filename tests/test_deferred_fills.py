@@ -177,3 +177,13 @@ def test_building_and_loading_run_on_one_thread_and_restore_the_count(weights: p
     finally:
         recaffe.Net._copy_layers = original  # type: ignore[method-assign]
         torch.set_num_threads(before)
+
+
+def test_a_long_queue_of_deferred_draws_runs_by_itself(weights: pathlib.Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rng.CaffeRNG, "_MAX_DEFERRED", 3)
+    deferred(param(), weights, seed=8)  # 4 layers' draws skipped: the fourth runs the queue
+    assert len(rng.get_rng()._deferred) < 3
+    state = rng.get_state()
+    eager(param(), weights, seed=8)
+    assert state[2] == rng.get_state()[2] and np.array_equal(state[1], rng.get_state()[1])
