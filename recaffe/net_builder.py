@@ -37,7 +37,8 @@ def one_thread() -> Iterator[None]:
     """Run the kernels of a net's construction (zero fills, copies of the loaded values) on one
     thread: they are small, and on a machine other processes keep busy, PyTorch's threads wait for
     each other at every one of them (building GoogLeNet took 4x longer on two threads than on one).
-    Left alone while other Python threads run: the thread count is the whole process's."""
+    Left alone while other Python threads run: set from the main thread, the count is the one
+    other threads see too, and a plain net's forward there must keep its count (its rounding)."""
     count = torch.get_num_threads()
     if count == 1 or threading.active_count() > 1:
         yield
