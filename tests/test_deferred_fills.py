@@ -12,7 +12,7 @@ import torch
 from google.protobuf import text_format
 
 import recaffe
-from recaffe import fillers, rng
+from recaffe import fillers, net_builder, rng
 from recaffe.layer import LayerError
 from recaffe.proto import caffe_pb2
 
@@ -159,7 +159,9 @@ def test_without_deferring_fill_param_fills() -> None:
     assert not rng.get_rng()._deferred and float(blob.data.abs().sum()) > 0
 
 
-def test_building_and_loading_run_on_one_thread_and_restore_the_count(weights: pathlib.Path) -> None:
+def test_building_and_loading_run_on_one_thread_and_restore_the_count(
+        weights: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(net_builder.threading, "active_count", lambda: 1)  # (earlier tests' threads)
     seen = []
     original = recaffe.Net._copy_layers
 
@@ -187,3 +189,14 @@ def test_a_long_queue_of_deferred_draws_runs_by_itself(weights: pathlib.Path,
     state = rng.get_state()
     eager(param(), weights, seed=8)
     assert state[2] == rng.get_state()[2] and np.array_equal(state[1], rng.get_state()[1])
+
+
+def test_one_thread_stays_out_of_the_way_of_other_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(net_builder.threading, "active_count", lambda: 2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with net_builder.one_thread():
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
