@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -78,13 +79,17 @@ class BasePrefetchingDataLayer(BaseDataLayer):
     the one used; the first one is discarded, as in Caffe), then one more main-stream word is drawn
     for the prefetch thread's own stream, and the thread starts on the subclass' loader, keeping
     ``data_param.prefetch`` (default 4) batches ready. Forward takes the next batch, reshapes the
-    tops to it, and copies it to the tops' device.
+    tops to it, and copies it to the tops' device. ``draws_thread_seed = False``: a layer from a
+    fork whose older Caffe draws no word for the thread (its thread shares the main stream).
     """
+
+    draws_thread_seed: ClassVar[bool] = True
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
         super().layer_setup(bottom, top)
         self.transformer.init_rand()
-        rng.get_rng().rand()  # seeds the prefetch thread's own stream in Caffe; unused by CPU layers
+        if self.draws_thread_seed:
+            rng.get_rng().rand()  # seeds the prefetch thread's own stream in Caffe; unused by CPU layers
         if self.loader is None:
             raise RuntimeError(f"{self.describe()}: data_layer_setup must return a batch loader")
         self.resume_point = self.loader.resume_point()  # where reading starts (exact resume)
