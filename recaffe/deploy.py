@@ -138,6 +138,8 @@ class DeployRunner:
         net = self.net
         layer = net.layers[step.layer_id]
         bottom, top = net.bottom_vecs[step.layer_id][0], net.blob_list[step.top]
+        with layer.shape_errors():  # as Caffe's Forward: bottoms may change shape between passes
+            layer.reshape(net.bottom_vecs[step.layer_id], [top])  # (an input, Faster R-CNN's rois)
         if layer.type == "Eltwise":  # a plain sum, in the layout its bottoms are held in
             first = bottom.strided_data()
             y = layout.output(top, first)

@@ -18,7 +18,6 @@ NOT_YET: dict[str, str] = {
     "AnnotatedData": "the SSD fork (weiliu89/caffe) training layers",
     "MultiBoxLoss": "the SSD fork (weiliu89/caffe) training layers",
     "DetectionEvaluate": "the SSD fork (weiliu89/caffe) training layers",
-    "Proposal": "the Faster R-CNN RPN (OpenCV's Proposal layer)",
 }
 
 _loaded: dict[str, Dialect] = {}
