@@ -12,12 +12,7 @@ DIALECT_PACKAGES = ("ssd", "densenet", "pspnet", "faster_rcnn", "segnet")
 
 # Fork fields and layer types recaffe does not read yet, so errors can still name their fork.
 NOT_YET: dict[str, str] = {
-    "annotated_data_param": "the SSD fork (weiliu89/caffe) training layers",
-    "multibox_loss_param": "the SSD fork (weiliu89/caffe) training layers",
-    "detection_evaluate_param": "the SSD fork (weiliu89/caffe) training layers",
-    "AnnotatedData": "the SSD fork (weiliu89/caffe) training layers",
-    "MultiBoxLoss": "the SSD fork (weiliu89/caffe) training layers",
-    "DetectionEvaluate": "the SSD fork (weiliu89/caffe) training layers",
+    "noise_param": "the SSD fork's (weiliu89/caffe) transform_param noise",
 }
 
 _loaded: dict[str, Dialect] = {}
