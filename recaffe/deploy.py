@@ -33,6 +33,7 @@ from typing import Protocol
 
 import torch
 
+from recaffe import memory_plan
 from recaffe.blob import Blob
 from recaffe.layer import Layer, LayerError
 from recaffe.layers.vision.base_conv import BaseConvolutionLayer
@@ -97,11 +98,16 @@ class DeployRunner:
         self.net = net
         self._plans: dict[tuple[frozenset[int], tuple[int, ...]], _Plan] = {}
         self._folded: dict[int, _Fused] = {}  # layer id -> the fused step whose weights are folded
+        self._sized_for: tuple[tuple[int, ...], ...] | None = None  # input shapes memory was sized for
 
     # ------------------------------------------------------------------ running
     def forward(self, start: int, end: int, keep: Iterable[str | int] = ()) -> float:
         net = self.net
         kept = frozenset(net.blob_names.index(name) if isinstance(name, str) else name for name in keep)
+        inputs = tuple(net.blob_list[i].shape for i in net.input_blob_indices)
+        if inputs != self._sized_for:  # new shapes: memory allocated from now on fits them
+            memory_plan.fit_unallocated(net.blob_list)
+            self._sized_for = inputs
         plan = self._plan(kept)
         loss: torch.Tensor | float = 0.0
         for step, released in zip(plan.steps, plan.release_after):

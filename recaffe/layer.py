@@ -216,7 +216,7 @@ class Layer:
         """A blob on this layer's device, filled by ``filler`` (default: constant 0)."""
         blob = Blob(shape, dtype=self.dtype, device=self.device)
         if filler is not None:
-            fillers.fill(blob, filler, rng.get_rng())
+            fillers.fill_param(blob, filler, rng.get_rng())
         return blob
 
     def to_proto(
