@@ -26,8 +26,8 @@ from recaffe.math.im2col import Geometry
 from recaffe.workers import Workers, split
 
 # Below these sizes per piece, handing a piece to another thread costs more than it saves.
-MIN_PIECE_MACS = 1 << 21  # multiply-adds of a convolution or inner product (~0.1 ms on one core)
-MIN_PIECE_VALUES = 1 << 16  # elements of an elementwise step
+MIN_PIECE_MACS = 1 << 24  # multiply-adds of a convolution or inner product (~0.4 ms on one core)
+MIN_PIECE_VALUES = 1 << 18  # elements of a memory-bound step (1 MB of float32)
 Linear = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]  # (x, w, bias) -> y
 
 # Output channels per piece are a multiple of this (oneDNN's vector blocks).
