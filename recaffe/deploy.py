@@ -9,6 +9,8 @@ A TEST-phase net runs as a plan of steps instead of layer by layer:
   (channels-last after a convolution: no conversion to row-major and back), with a ReLU after it
   in the same step;
 * a Dropout applied in place is the identity at TEST time and is skipped;
+* each step's work is cut into pieces that the threads take as they are free
+  (``recaffe.workers``, ``recaffe.math.pieces``; see ``recaffe.threads``);
 * once the last step that reads a blob has run, the blob's memory is released (liveness over the
   DAG; blobs sharing storage, as Split and Flatten tops do, count as one), so the allocator hands it
   to later layers and peak memory follows the widest point of the net rather than its sum.
