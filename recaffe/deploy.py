@@ -42,13 +42,14 @@ from recaffe.layers.common.inner_product import InnerProductLayer
 from recaffe.layers.vision.base_conv import BaseConvolutionLayer
 from recaffe.math import layout, pieces
 from recaffe.proto import caffe_pb2
-from recaffe.workers import Workers
+from recaffe.workers import SERIAL, Workers
 
 
 class Net(Protocol):
     """What deploy mode reads of a ``recaffe.Net`` (named here, so this module does not import net)."""
 
     name: str
+    device: torch.device
     phase: caffe_pb2.Phase.ValueType
     layers: list[Layer]
     layer_names: list[str]
@@ -108,7 +109,8 @@ class DeployRunner:
         kept = frozenset(net.blob_names.index(name) if isinstance(name, str) else name for name in keep)
         plan = self._plan(kept)
         loss: torch.Tensor | float = 0.0
-        with threads.inference() as workers:
+        with threads.inference() as shared:
+            workers = shared if net.device.type == "cpu" else SERIAL  # CUDA kernels queue anyway
             for step, released in zip(plan.steps, plan.release_after):
                 ids = step.layer_ids if isinstance(step, _Fused) else [step]
                 inside = [start <= i <= end for i in ids]
