@@ -110,9 +110,12 @@ class Net:
 
     ``Net(network_file, phase, level=0, stages=None, weights=None)``, or the deprecated
     ``Net(network_file, weights_file, phase)``; RuntimeError when a file cannot be opened.
+    recaffe's keywords: ``dialect="ssd"`` reads a Caffe fork's prototxt in that dialect (by default
+    it is detected; see docs/forks.md), ``optimize=True`` deploy mode.
     """
 
-    def __init__(self, network_file: PathLike, *args: Any, optimize: bool = False, **kwargs: Any) -> None:
+    def __init__(self, network_file: PathLike, *args: Any, optimize: bool = False, dialect: str | None = None,
+                 **kwargs: Any) -> None:
         weights: PathLike | None
         if args and isinstance(args[0], str | bytes | os.PathLike):
             weights, phase = _legacy_args(*args, **kwargs)
@@ -126,7 +129,7 @@ class Net:
         weights_file = _check_file(weights) if weights is not None else None
         # optimize=True: recaffe's deploy mode (fused layers, blob memory reused; see docs/deploy.md)
         net = recaffe.Net(path, int(phase), int(level), tuple(stages or ()), weights_file=weights_file,
-                          optimize=optimize)
+                          optimize=optimize, dialect=dialect)
         self._attach(net)
 
     @classmethod

@@ -8,7 +8,8 @@ A TEST-phase net runs as a plan of steps instead of layer by layer:
 * an Eltwise sum (coefficients 1) adds its bottoms in the memory layout they are held in
   (channels-last after a convolution: no conversion to row-major and back), with a ReLU after it
   in the same step;
-* a Dropout applied in place is the identity at TEST time and is skipped;
+* a Dropout applied in place is the identity at TEST time and is skipped (unless the layer says
+  otherwise with ``identity_at_test = False``: a fork's MC dropout or test-time scaling);
 * each step's work is cut into pieces that the threads take as they are free
   (``recaffe.workers``, ``recaffe.math.pieces``; see ``recaffe.threads``);
 * once the last step that reads a blob has run, the blob's memory is released (liveness over the
@@ -184,7 +185,8 @@ class DeployRunner:
         steps: list[int | _Fused] = []
         absorbed: set[int] = set()
         skipped = {i for i, layer in enumerate(net.layers)
-                   if layer.type == "Dropout" and net.top_vecs[i][0] is net.bottom_vecs[i][0]}
+                   if layer.type == "Dropout" and net.top_vecs[i][0] is net.bottom_vecs[i][0]
+                   and getattr(layer, "identity_at_test", True)}
         for layer_id, layer in enumerate(net.layers):
             if layer_id in absorbed or layer_id in skipped:
                 continue

@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import torch
 
-from recaffe import distributed, errors, net_builder, resume, rng
+from recaffe import distributed, errors, net_builder, resume, rng, test_outputs
 from recaffe.blob import Blob
 from recaffe.debug import nan_guard
 from recaffe.io import prototxt, snapshot, upgrade
@@ -344,6 +344,7 @@ class Solver(abc.ABC):
         net.share_trained_layers_with(self._net)
         num_iter = p.test_iter[test_net_id]
         scores: torch.Tensor | None = None
+        evaluator = test_outputs.evaluator_for(net, p)  # e.g. SSD's mean AP; None: Caffe's means
         loss = 0.0
         for _ in range(num_iter):
             request = self._requested_action()
@@ -358,6 +359,9 @@ class Solver(abc.ABC):
             iter_loss = net.forward()
             if p.test_compute_loss:
                 loss = f32(loss + iter_loss)
+            if evaluator is not None:
+                evaluator.add(net)
+                continue
             values = net.output_values()
             scores = values if scores is None else scores.add_(values)
         if self._requested_early_exit:
@@ -365,6 +369,11 @@ class Solver(abc.ABC):
             return []
         if p.test_compute_loss:
             log.info("Test loss: %g", f32(loss / num_iter) if num_iter else math.nan)
+        if evaluator is not None and num_iter:
+            results = evaluator.results()
+            for i, (name, value) in enumerate(results):
+                log.info("    Test net output #%d: %s = %g", i, name, value)
+            return results
         if scores is None:  # no test iterations
             return []
         results = []

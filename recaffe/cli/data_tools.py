@@ -1,5 +1,6 @@
-"""Dataset subcommands: convert_imageset, compute_image_mean, extract_features, convert_mnist,
-convert_cifar10 and convert_digits, with Caffe's argument order and flag names."""
+"""Dataset subcommands: convert_imageset, convert_annoset (the SSD fork's), compute_image_mean,
+extract_features, convert_mnist, convert_cifar10 and convert_digits, with Caffe's argument order
+and flag names."""
 
 from __future__ import annotations
 
@@ -21,6 +22,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resize_width", type=int, default=0, help="width images are resized to")
     p.add_argument("--resize_height", type=int, default=0, help="height images are resized to")
     p.add_argument("--check_size", action="store_true", help="check that all the datum have the same size")
+    p.add_argument("--encoded", action="store_true", help="save the encoded image in the datum")
+    p.add_argument("--encode_type", default="", help="what type to encode the image as ('png', 'jpg', ...)")
+
+    p = _add(subparsers, "convert_annoset", _convert_annoset,
+             "Convert images and their box annotations to the leveldb/lmdb of AnnotatedDatum that SSD's "
+             "AnnotatedData layer reads (the SSD fork's convert_annoset / create_annoset.py).",
+             "convert_annoset [FLAGS] ROOTFOLDER/ LISTFILE DB_NAME")
+    p.add_argument("root_folder", help="prefix of every path in LISTFILE (keep its trailing slash)")
+    p.add_argument("list_file", help="lines of '<image path> <label file path>'")
+    p.add_argument("db_name", help="the database to create")
+    p.add_argument("--anno_type", default="detection", choices=["detection"], help="the annotation type")
+    p.add_argument("--label_type", default="xml", choices=["xml", "json", "txt"],
+                   help="xml: PASCAL VOC files; json: the SSD fork's COCO files; txt: 'label xmin ymin "
+                        "xmax ymax' lines in pixels")
+    p.add_argument("--label_map_file", default="", help="LabelMap prototxt mapping xml/json names to labels")
+    p.add_argument("--gray", action="store_true", help="treat images as grayscale ones")
+    p.add_argument("--shuffle", action="store_true", help="randomly shuffle the order of images")
+    p.add_argument("--backend", default="lmdb", help="the backend {lmdb, leveldb} for storing the result")
+    p.add_argument("--resize_width", type=int, default=0, help="width images are resized to")
+    p.add_argument("--resize_height", type=int, default=0, help="height images are resized to")
     p.add_argument("--encoded", action="store_true", help="save the encoded image in the datum")
     p.add_argument("--encode_type", default="", help="what type to encode the image as ('png', 'jpg', ...)")
 
@@ -86,6 +107,16 @@ def _convert_imageset(args: argparse.Namespace) -> None:
     convert_imageset(args.root_folder, args.list_file, args.db_name, gray=args.gray, shuffle=args.shuffle,
                      backend=args.backend, resize_width=args.resize_width, resize_height=args.resize_height,
                      check_size=args.check_size, encoded=args.encoded, encode_type=args.encode_type)
+
+
+def _convert_annoset(args: argparse.Namespace) -> None:
+    from recaffe.forks.ssd.annoset import create_annoset
+
+    create_annoset(args.root_folder, args.list_file, args.db_name, label_type=args.label_type,
+                   label_map_file=args.label_map_file, backend=args.backend,
+                   encoded=args.encoded or bool(args.encode_type), encode_type=args.encode_type,
+                   resize_width=args.resize_width, resize_height=args.resize_height, gray=args.gray,
+                   shuffle=args.shuffle)
 
 
 def _compute_image_mean(args: argparse.Namespace) -> None:

@@ -15,7 +15,7 @@ import logging
 import numpy as np
 import torch
 
-from recaffe import logs, solver
+from recaffe import logs, solver, test_outputs
 from recaffe.cli import common
 from recaffe.net import TEST, Net
 
@@ -60,15 +60,24 @@ def score(net: Net, iterations: int, progress: bool = False) -> tuple[list[tuple
     names = net.output_elements()
     totals = torch.zeros(len(names), dtype=torch.float32)
     loss = np.float32(0.0)
+    evaluator = test_outputs.evaluator_for(net)  # e.g. SSD's mean AP; None: the means of the outputs
     with logs.progress_bar(iterations, "test", enabled=progress) as bar:
         for i in range(iterations):
             loss += np.float32(net.forward())
+            if evaluator is not None:
+                evaluator.add(net)
+                if bar is not None:
+                    bar.update(1)
+                continue
             values = net.output_values().to("cpu", torch.float32)
             totals += values
             for (name, _), value in zip(names, values.tolist()):
                 log.info("Batch %d, %s = %g", i, name, value)
             if bar is not None:
                 bar.update(1)
+    if evaluator is not None:
+        scores = [(name, 0.0, value) for name, value in evaluator.results()]
+        return scores, float(loss / np.float32(iterations))
     means = (totals / iterations).tolist()
     outputs = [(name, weight, mean) for (name, weight), mean in zip(names, means)]
     return outputs, float(loss / np.float32(iterations))

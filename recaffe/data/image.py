@@ -12,9 +12,10 @@ Caffe reads images with ``cv::imread``/``cv::imdecode`` and resizes them with ``
   whose rounding can differ by one grey level.
 * Resizing: ``resize_linear`` re-implements OpenCV's ``INTER_LINEAR`` for 8-bit images (half-pixel
   centres, clamped borders, 11-bit fixed-point weights, the rounding of OpenCV's SIMD loops, no
-  antialiasing) rather than Pillow's antialiased filter. Checked against OpenCV (opencv-python
-  5.0) on random sizes: identical except in output rows whose vertical weights are (1, 0) (the
-  clamped first/last rows of an upscale), where OpenCV's result can be one grey level lower.
+  antialiasing) rather than Pillow's antialiased filter. As OpenCV, a column past the border takes
+  the edge column with weights (1, 0), while a row past it keeps its weights (1 - f, f) on the
+  edge row twice (which can round one grey level lower). Identical to OpenCV (opencv-python 4.x
+  and 5.0) on random sizes.
 * Encoding (``-encoded`` with a re-encode): Pillow writes different (still valid) PNG/JPEG bytes
   than ``cv::imencode``; JPEGs use OpenCV's default quality, 95.
 """
@@ -102,8 +103,8 @@ def resize_linear(image: np.ndarray, height: int, width: int) -> np.ndarray:
     src_h, src_w = image.shape[:2]
     if (src_h, src_w) == (height, width):
         return image.copy()
-    rows0, rows1, beta0, beta1 = _linear_taps(src_h, height)
-    cols0, cols1, alpha0, alpha1 = _linear_taps(src_w, width)
+    rows0, rows1, beta0, beta1 = _linear_taps(src_h, height, clamp_weights=False)
+    cols0, cols1, alpha0, alpha1 = _linear_taps(src_w, width, clamp_weights=True)
     pixels = image.astype(np.int64)
     across = pixels[:, cols0] * alpha0[None, :, None] + pixels[:, cols1] * alpha1[None, :, None]
     top = (across[rows0] >> 4) * beta0[:, None, None] >> 16
@@ -111,19 +112,21 @@ def resize_linear(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip((top + bottom + 2) >> 2, 0, 255).astype(np.uint8)
 
 
-def _linear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices and 11-bit weights of each output position (half-pixel centres, clamped)."""
+def _linear_taps(src: int, dst: int,
+                 clamp_weights: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and 11-bit weights of each output position (half-pixel centres, clamped
+    indices; ``clamp_weights``: a position past the border gets weights (1, 0), as OpenCV's
+    horizontal pass, else it keeps its own, as OpenCV's vertical pass)."""
     scale = src / dst
     fx = ((np.arange(dst) + 0.5) * scale - 0.5).astype(np.float32)
     sx = np.floor(fx).astype(np.int64)
     fx = (fx - sx.astype(np.float32)).astype(np.float32)
-    clamp = (sx < 0) | (sx >= src - 1)
-    fx[clamp] = 0
-    sx = np.clip(sx, 0, src - 1)
+    if clamp_weights:
+        fx[(sx < 0) | (sx >= src - 1)] = 0
     one = np.float32(1 << _COEF_BITS)
     w0 = np.rint((np.float32(1) - fx) * one).astype(np.int64)
     w1 = np.rint(fx * one).astype(np.int64)
-    return sx, np.minimum(sx + 1, src - 1), w0, w1
+    return np.clip(sx, 0, src - 1), np.clip(sx + 1, 0, src - 1), w0, w1
 
 
 def _bgr(rgb: Image.Image) -> np.ndarray:

@@ -12,9 +12,11 @@ import keyword
 import re
 from dataclasses import dataclass, field
 
+from recaffe import forks
 from recaffe.layer import Layer
 from recaffe.net import Net
 from recaffe.proto import caffe_pb2
+from recaffe.registry import LAYERS
 
 
 class ExportError(ValueError):
@@ -103,10 +105,21 @@ def walk(net: Net) -> Graph:
         node = Node(layer, [current[b] for b in bottoms], [], [net.blob_list[b].shape for b in
                     net.bottom_id_vecs[layer_id]], top_shapes, owners.get(layer_id, {}))
         node.tops = [write(top, layer.name) for top in tops]
+        _check_bvlc_layer(node)
         loss_weights.update({top: float(layer.loss(i)) for i, top in enumerate(tops) if layer.loss(i)})
         nodes.append(node)
     outputs = [(name, current[name]) for name in net.outputs]
     return Graph(net.name, inputs, nodes, outputs, loss_weights, net.phase)
+
+
+def _check_bvlc_layer(node: Node) -> None:
+    """Exporters write BVLC's layers: a fork's own layer class (SegNet's Dropout, PSPNet's BN, ...)
+    would be exported as the BVLC type of the same name, silently wrong."""
+    dialect = forks.layer_dialect(node.layer.param)
+    bvlc = LAYERS.get(node.type) if node.type in LAYERS.names() else None
+    if dialect is not None and type(node.layer) is not bvlc:
+        raise node.error(f"is the {dialect} dialect's layer ({forks.get_dialect(dialect).fork}); export "
+                         f"writes BVLC Caffe's layers only")
 
 
 def _writes(net: Net) -> dict[str, int]:

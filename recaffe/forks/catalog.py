@@ -8,22 +8,11 @@ import importlib
 from recaffe.forks.dialect import Dialect, carried_fields
 
 BVLC = "bvlc"
-DIALECT_PACKAGES = ("ssd", "densenet", "pspnet", "faster_rcnn")
+DIALECT_PACKAGES = ("ssd", "densenet", "pspnet", "faster_rcnn", "segnet")
 
 # Fork fields and layer types recaffe does not read yet, so errors can still name their fork.
 NOT_YET: dict[str, str] = {
-    "annotated_data_param": "the SSD fork (weiliu89/caffe) training layers",
-    "multibox_loss_param": "the SSD fork (weiliu89/caffe) training layers",
-    "detection_evaluate_param": "the SSD fork (weiliu89/caffe) training layers",
-    "AnnotatedData": "the SSD fork (weiliu89/caffe) training layers",
-    "MultiBoxLoss": "the SSD fork (weiliu89/caffe) training layers",
-    "DetectionEvaluate": "the SSD fork (weiliu89/caffe) training layers",
-    "Proposal": "the Faster R-CNN RPN (OpenCV's Proposal layer)",
-    "upsample_param": "the SegNet fork (alexgkendall/caffe-segnet)",
-    "dense_image_data_param": "the SegNet fork (alexgkendall/caffe-segnet)",
-    "sample_weights_test": "the SegNet fork (alexgkendall/caffe-segnet)",
-    "Upsample": "the SegNet fork (alexgkendall/caffe-segnet)",
-    "DenseImageData": "the SegNet fork (alexgkendall/caffe-segnet)",
+    "noise_param": "the SSD fork's (weiliu89/caffe) transform_param noise",
 }
 
 _loaded: dict[str, Dialect] = {}

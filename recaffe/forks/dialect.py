@@ -108,6 +108,28 @@ class Dialect:
             own.ParseFromString(carried.layer)
         return own
 
+    def lower_solver(self, fork_solver: Any) -> caffe_pb2.SolverParameter:
+        """A BVLC SolverParameter for the dialect's one, carrying the fork's solver fields."""
+        rest = self.pb2.SolverParameter()
+        rest.CopyFrom(fork_solver)
+        own = self.pb2.SolverParameter()
+        self._split(rest, own)
+        out = caffe_pb2.SolverParameter.FromString(rest.SerializeToString())
+        if own.ListFields():
+            carried = carrier_pb2.CarrierLayer()
+            carried.fork_fields.dialect = self.name
+            carried.fork_fields.layer = own.SerializeToString()
+            out.MergeFromString(carried.SerializeToString())
+        return out
+
+    def fork_solver_param(self, solver: caffe_pb2.SolverParameter) -> Any:
+        """The fork's solver fields a lowered SolverParameter carries, as this dialect's message."""
+        own = self.pb2.SolverParameter()
+        carried = carried_fields(solver)
+        if carried is not None and carried.dialect == self.name:
+            own.ParseFromString(carried.layer)
+        return own
+
     def raise_layer(self, layer: caffe_pb2.LayerParameter) -> Any:
         """The fork's own LayerParameter for a lowered one: BVLC fields plus the carried fork fields."""
         bvlc = caffe_pb2.LayerParameter()
@@ -161,8 +183,8 @@ class Dialect:
                 self._clear_collisions(value)
 
 
-def carried_fields(layer: caffe_pb2.LayerParameter) -> carrier_pb2.ForkFields | None:
-    """The carrier of a lowered LayerParameter, or None for a plain BVLC one."""
+def carried_fields(layer: message.Message) -> carrier_pb2.ForkFields | None:
+    """The carrier of a lowered LayerParameter (or SolverParameter), or None for a plain BVLC one."""
     carried = carrier_pb2.CarrierLayer.FromString(layer.SerializeToString())
     return carried.fork_fields if carried.HasField("fork_fields") else None
 

@@ -25,7 +25,7 @@ import sys
 
 PROTO_DIR = pathlib.Path(__file__).resolve().parent.parent / "proto"
 FORKS_DIR = pathlib.Path(__file__).resolve().parent
-DIALECT_NAMES = ("ssd", "densenet", "pspnet", "faster_rcnn")
+DIALECT_NAMES = ("ssd", "densenet", "pspnet", "faster_rcnn", "segnet")
 
 _BLOCK = re.compile(r"^(message|enum) (\w+) \{\n(.*?)^\}\n", re.MULTILINE | re.DOTALL)
 _FIELD_NUMBER = re.compile(r"^  (?:optional|repeated|required) [\w.]+ \w+ = (\d+)")

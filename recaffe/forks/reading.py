@@ -103,6 +103,21 @@ def parse_net_text(text: str, source: str, dialect: str | None = None) -> caffe_
     raise _error(source, problems + types, None)
 
 
+def parse_solver_text(text: str, source: str) -> caffe_pb2.SolverParameter:
+    """A text SolverParameter in BVLC's message; fields only a fork's solver has (SSD's
+    ``eval_type``, ``ap_version``, ``show_per_class_result``) are read in the first dialect that
+    reads the whole file and carried (``Dialect.fork_solver_param`` reads them back)."""
+    bvlc = caffe_pb2.SolverParameter()
+    problems = parse_recording(text, bvlc, source)
+    if not problems:
+        return bvlc
+    for candidate in catalog.dialects():
+        solver = candidate.pb2.SolverParameter()
+        if not parse_recording(text, solver, source):
+            return candidate.lower_solver(solver)
+    raise _error(source, problems, None, "SolverParameter")
+
+
 def read_net_binary(path: prototxt.PathLike, dialect: str) -> caffe_pb2.NetParameter:
     """A binary NetParameter (caffemodel) read with ``dialect``'s field numbers, then lowered."""
     if dialect == catalog.BVLC:
@@ -124,7 +139,8 @@ def fork_hint(name: str) -> str | None:
 UNHEARD_OF = "not in BVLC Caffe or any fork recaffe knows"
 
 
-def _error(source: str, problems: list[Unknown], dialect: Dialect | None) -> UnknownFieldsError:
+def _error(source: str, problems: list[Unknown], dialect: Dialect | None,
+           kind: str = "NetParameter") -> UnknownFieldsError:
     """One line per problem (``file:line:column: ...`` for a field); a header when there are several."""
     schema = f"the {dialect.name} dialect" if dialect else "BVLC Caffe"
     lines = []
@@ -132,7 +148,7 @@ def _error(source: str, problems: list[Unknown], dialect: Dialect | None) -> Unk
         hint = fork_hint(p.name)
         what = f"{p.name} is {hint}" if hint else UNHEARD_OF
         if p.line:
-            lines.append(f"{source}:{p.line}:{p.column}: cannot parse as NetParameter: "
+            lines.append(f"{source}:{p.line}:{p.column}: cannot parse as {kind}: "
                          f'unknown field "{p.name}" of {p.message}: {what}')
         else:
             lines.append(f'{source}: unknown layer type "{p.name}" ({p.message}): {what}')

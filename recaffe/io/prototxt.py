@@ -128,6 +128,8 @@ class DialectReader(Protocol):
 
     def read_net_binary(self, path: PathLike, dialect: str) -> caffe_pb2.NetParameter: ...
 
+    def parse_solver_text(self, text: str, source: str) -> caffe_pb2.SolverParameter: ...
+
 
 # Installed by recaffe.forks, which the recaffe package always imports: the Caffe forks' dialects
 # plug in here without this module depending on them. None: BVLC's schema only.
@@ -164,7 +166,15 @@ def read_net_weights(path: PathLike, dialect: str | None = None) -> caffe_pb2.Ne
 
 
 def read_solver_param(path: PathLike) -> caffe_pb2.SolverParameter:
-    """A solver definition from a text prototxt, upgraded (solver_type -> type) as Caffe does."""
+    """A solver definition from a text prototxt, upgraded (solver_type -> type) as Caffe does.
+
+    A fork's solver fields (SSD's ``eval_type``/``ap_version``) are read in its dialect and carried
+    along: see ``recaffe.forks``.
+    """
     from recaffe.io import upgrade
 
-    return upgrade.upgrade_solver(read_text(path, caffe_pb2.SolverParameter()), os.fspath(path))
+    if dialect_reader is None:
+        param = read_text(path, caffe_pb2.SolverParameter())
+    else:
+        param = dialect_reader.parse_solver_text(read_text_data(path, "SolverParameter"), os.fspath(path))
+    return upgrade.upgrade_solver(param, os.fspath(path))

@@ -23,6 +23,26 @@ def test_resize_matches_opencv_values() -> None:
     np.testing.assert_array_equal(image.resize_linear(gray, 4, 5)[:, :, 0], want)
 
 
+def test_resize_rows_past_the_border_keep_their_weights_as_opencv() -> None:
+    # regression: OpenCV's vertical pass weighs the edge row twice (1 - f, f) and can round one
+    # grey level lower than (1, 0); its horizontal pass uses (1, 0). Values from cv2.resize.
+    img = np.array([[[13], [250]], [[201], [7]]], dtype=np.uint8)
+    want = [[13, 72, 191, 250], [13, 72, 191, 250], [76, 99, 146, 169], [138, 126, 100, 88],
+            [201, 153, 56, 7], [201, 152, 55, 7]]  # the last row: one lower than the one above
+    np.testing.assert_array_equal(image.resize_linear(img, 6, 4)[:, :, 0], want)
+
+
+def test_resize_equals_opencv_on_random_sizes() -> None:
+    cv2 = pytest.importorskip("cv2")
+    gen = np.random.default_rng(5)
+    for _ in range(60):
+        h, w, out_h, out_w = (int(v) for v in gen.integers(2, 40, 4))
+        img = gen.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+        want = cv2.resize(img, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+        np.testing.assert_array_equal(image.resize_linear(img, out_h, out_w), want,
+                                      err_msg=f"{(h, w, out_h, out_w)}")
+
+
 def test_resize_has_no_antialiasing_and_keeps_constants() -> None:
     stripes = np.zeros((1, 8, 1), dtype=np.uint8)
     stripes[0, 1::2] = 200

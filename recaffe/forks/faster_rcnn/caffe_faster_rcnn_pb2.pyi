@@ -808,6 +808,7 @@ class LayerParameter(_message.Message):
     WINDOW_DATA_PARAM_FIELD_NUMBER: _builtins.int
     ROI_POOLING_PARAM_FIELD_NUMBER: _builtins.int
     SMOOTH_L1_LOSS_PARAM_FIELD_NUMBER: _builtins.int
+    PROPOSAL_PARAM_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     type: _builtins.str
     phase: Global___Phase.ValueType
@@ -929,6 +930,10 @@ class LayerParameter(_message.Message):
     def roi_pooling_param(self) -> Global___ROIPoolingParameter: ...
     @_builtins.property
     def smooth_l1_loss_param(self) -> Global___SmoothL1LossParameter: ...
+    @_builtins.property
+    def proposal_param(self) -> Global___ProposalParameter:
+        """OpenCV dnn's Proposal layer"""
+
     def __init__(
         self,
         *,
@@ -994,10 +999,11 @@ class LayerParameter(_message.Message):
         window_data_param: Global___WindowDataParameter | None = ...,
         roi_pooling_param: Global___ROIPoolingParameter | None = ...,
         smooth_l1_loss_param: Global___SmoothL1LossParameter | None = ...,
+        proposal_param: Global___ProposalParameter | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accuracy_param", b"accuracy_param", "argmax_param", b"argmax_param", "batch_norm_param", b"batch_norm_param", "bias_param", b"bias_param", "clip_param", b"clip_param", "concat_param", b"concat_param", "contrastive_loss_param", b"contrastive_loss_param", "convolution_param", b"convolution_param", "crop_param", b"crop_param", "data_param", b"data_param", "dropout_param", b"dropout_param", "dummy_data_param", b"dummy_data_param", "eltwise_param", b"eltwise_param", "elu_param", b"elu_param", "embed_param", b"embed_param", "exp_param", b"exp_param", "flatten_param", b"flatten_param", "hdf5_data_param", b"hdf5_data_param", "hdf5_output_param", b"hdf5_output_param", "hinge_loss_param", b"hinge_loss_param", "image_data_param", b"image_data_param", "infogain_loss_param", b"infogain_loss_param", "inner_product_param", b"inner_product_param", "input_param", b"input_param", "log_param", b"log_param", "loss_param", b"loss_param", "lrn_param", b"lrn_param", "memory_data_param", b"memory_data_param", "mvn_param", b"mvn_param", "name", b"name", "parameter_param", b"parameter_param", "phase", b"phase", "pooling_param", b"pooling_param", "power_param", b"power_param", "prelu_param", b"prelu_param", "python_param", b"python_param", "recurrent_param", b"recurrent_param", "reduction_param", b"reduction_param", "relu_param", b"relu_param", "reshape_param", b"reshape_param", "roi_pooling_param", b"roi_pooling_param", "scale_param", b"scale_param", "sigmoid_param", b"sigmoid_param", "slice_param", b"slice_param", "smooth_l1_loss_param", b"smooth_l1_loss_param", "softmax_param", b"softmax_param", "spp_param", b"spp_param", "swish_param", b"swish_param", "tanh_param", b"tanh_param", "threshold_param", b"threshold_param", "tile_param", b"tile_param", "transform_param", b"transform_param", "type", b"type", "window_data_param", b"window_data_param"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accuracy_param", b"accuracy_param", "argmax_param", b"argmax_param", "batch_norm_param", b"batch_norm_param", "bias_param", b"bias_param", "clip_param", b"clip_param", "concat_param", b"concat_param", "contrastive_loss_param", b"contrastive_loss_param", "convolution_param", b"convolution_param", "crop_param", b"crop_param", "data_param", b"data_param", "dropout_param", b"dropout_param", "dummy_data_param", b"dummy_data_param", "eltwise_param", b"eltwise_param", "elu_param", b"elu_param", "embed_param", b"embed_param", "exp_param", b"exp_param", "flatten_param", b"flatten_param", "hdf5_data_param", b"hdf5_data_param", "hdf5_output_param", b"hdf5_output_param", "hinge_loss_param", b"hinge_loss_param", "image_data_param", b"image_data_param", "infogain_loss_param", b"infogain_loss_param", "inner_product_param", b"inner_product_param", "input_param", b"input_param", "log_param", b"log_param", "loss_param", b"loss_param", "lrn_param", b"lrn_param", "memory_data_param", b"memory_data_param", "mvn_param", b"mvn_param", "name", b"name", "parameter_param", b"parameter_param", "phase", b"phase", "pooling_param", b"pooling_param", "power_param", b"power_param", "prelu_param", b"prelu_param", "proposal_param", b"proposal_param", "python_param", b"python_param", "recurrent_param", b"recurrent_param", "reduction_param", b"reduction_param", "relu_param", b"relu_param", "reshape_param", b"reshape_param", "roi_pooling_param", b"roi_pooling_param", "scale_param", b"scale_param", "sigmoid_param", b"sigmoid_param", "slice_param", b"slice_param", "smooth_l1_loss_param", b"smooth_l1_loss_param", "softmax_param", b"softmax_param", "spp_param", b"spp_param", "swish_param", b"swish_param", "tanh_param", b"tanh_param", "threshold_param", b"threshold_param", "tile_param", b"tile_param", "transform_param", b"transform_param", "type", b"type", "window_data_param", b"window_data_param"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy_param", b"accuracy_param", "argmax_param", b"argmax_param", "batch_norm_param", b"batch_norm_param", "bias_param", b"bias_param", "blobs", b"blobs", "bottom", b"bottom", "clip_param", b"clip_param", "concat_param", b"concat_param", "contrastive_loss_param", b"contrastive_loss_param", "convolution_param", b"convolution_param", "crop_param", b"crop_param", "data_param", b"data_param", "dropout_param", b"dropout_param", "dummy_data_param", b"dummy_data_param", "eltwise_param", b"eltwise_param", "elu_param", b"elu_param", "embed_param", b"embed_param", "exclude", b"exclude", "exp_param", b"exp_param", "flatten_param", b"flatten_param", "hdf5_data_param", b"hdf5_data_param", "hdf5_output_param", b"hdf5_output_param", "hinge_loss_param", b"hinge_loss_param", "image_data_param", b"image_data_param", "include", b"include", "infogain_loss_param", b"infogain_loss_param", "inner_product_param", b"inner_product_param", "input_param", b"input_param", "log_param", b"log_param", "loss_param", b"loss_param", "loss_weight", b"loss_weight", "lrn_param", b"lrn_param", "memory_data_param", b"memory_data_param", "mvn_param", b"mvn_param", "name", b"name", "param", b"param", "parameter_param", b"parameter_param", "phase", b"phase", "pooling_param", b"pooling_param", "power_param", b"power_param", "prelu_param", b"prelu_param", "propagate_down", b"propagate_down", "python_param", b"python_param", "recurrent_param", b"recurrent_param", "reduction_param", b"reduction_param", "relu_param", b"relu_param", "reshape_param", b"reshape_param", "roi_pooling_param", b"roi_pooling_param", "scale_param", b"scale_param", "sigmoid_param", b"sigmoid_param", "slice_param", b"slice_param", "smooth_l1_loss_param", b"smooth_l1_loss_param", "softmax_param", b"softmax_param", "spp_param", b"spp_param", "swish_param", b"swish_param", "tanh_param", b"tanh_param", "threshold_param", b"threshold_param", "tile_param", b"tile_param", "top", b"top", "transform_param", b"transform_param", "type", b"type", "window_data_param", b"window_data_param"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy_param", b"accuracy_param", "argmax_param", b"argmax_param", "batch_norm_param", b"batch_norm_param", "bias_param", b"bias_param", "blobs", b"blobs", "bottom", b"bottom", "clip_param", b"clip_param", "concat_param", b"concat_param", "contrastive_loss_param", b"contrastive_loss_param", "convolution_param", b"convolution_param", "crop_param", b"crop_param", "data_param", b"data_param", "dropout_param", b"dropout_param", "dummy_data_param", b"dummy_data_param", "eltwise_param", b"eltwise_param", "elu_param", b"elu_param", "embed_param", b"embed_param", "exclude", b"exclude", "exp_param", b"exp_param", "flatten_param", b"flatten_param", "hdf5_data_param", b"hdf5_data_param", "hdf5_output_param", b"hdf5_output_param", "hinge_loss_param", b"hinge_loss_param", "image_data_param", b"image_data_param", "include", b"include", "infogain_loss_param", b"infogain_loss_param", "inner_product_param", b"inner_product_param", "input_param", b"input_param", "log_param", b"log_param", "loss_param", b"loss_param", "loss_weight", b"loss_weight", "lrn_param", b"lrn_param", "memory_data_param", b"memory_data_param", "mvn_param", b"mvn_param", "name", b"name", "param", b"param", "parameter_param", b"parameter_param", "phase", b"phase", "pooling_param", b"pooling_param", "power_param", b"power_param", "prelu_param", b"prelu_param", "propagate_down", b"propagate_down", "proposal_param", b"proposal_param", "python_param", b"python_param", "recurrent_param", b"recurrent_param", "reduction_param", b"reduction_param", "relu_param", b"relu_param", "reshape_param", b"reshape_param", "roi_pooling_param", b"roi_pooling_param", "scale_param", b"scale_param", "sigmoid_param", b"sigmoid_param", "slice_param", b"slice_param", "smooth_l1_loss_param", b"smooth_l1_loss_param", "softmax_param", b"softmax_param", "spp_param", b"spp_param", "swish_param", b"swish_param", "tanh_param", b"tanh_param", "threshold_param", b"threshold_param", "tile_param", b"tile_param", "top", b"top", "transform_param", b"transform_param", "type", b"type", "window_data_param", b"window_data_param"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -3119,3 +3125,45 @@ class SmoothL1LossParameter(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SmoothL1LossParameter: _TypeAlias = SmoothL1LossParameter  # noqa: Y015
+
+@_typing.final
+class ProposalParameter(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEAT_STRIDE_FIELD_NUMBER: _builtins.int
+    BASE_SIZE_FIELD_NUMBER: _builtins.int
+    MIN_SIZE_FIELD_NUMBER: _builtins.int
+    RATIO_FIELD_NUMBER: _builtins.int
+    SCALE_FIELD_NUMBER: _builtins.int
+    PRE_NMS_TOPN_FIELD_NUMBER: _builtins.int
+    POST_NMS_TOPN_FIELD_NUMBER: _builtins.int
+    NMS_THRESH_FIELD_NUMBER: _builtins.int
+    feat_stride: _builtins.int
+    base_size: _builtins.int
+    min_size: _builtins.int
+    pre_nms_topn: _builtins.int
+    post_nms_topn: _builtins.int
+    nms_thresh: _builtins.float
+    @_builtins.property
+    def ratio(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def scale(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    def __init__(
+        self,
+        *,
+        feat_stride: _builtins.int | None = ...,
+        base_size: _builtins.int | None = ...,
+        min_size: _builtins.int | None = ...,
+        ratio: _abc.Iterable[_builtins.float] | None = ...,
+        scale: _abc.Iterable[_builtins.float] | None = ...,
+        pre_nms_topn: _builtins.int | None = ...,
+        post_nms_topn: _builtins.int | None = ...,
+        nms_thresh: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["base_size", b"base_size", "feat_stride", b"feat_stride", "min_size", b"min_size", "nms_thresh", b"nms_thresh", "post_nms_topn", b"post_nms_topn", "pre_nms_topn", b"pre_nms_topn"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_size", b"base_size", "feat_stride", b"feat_stride", "min_size", b"min_size", "nms_thresh", b"nms_thresh", "post_nms_topn", b"post_nms_topn", "pre_nms_topn", b"pre_nms_topn", "ratio", b"ratio", "scale", b"scale"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposalParameter: _TypeAlias = ProposalParameter  # noqa: Y015

@@ -33,6 +33,7 @@ class DropoutLayer(NeuronLayer):
             raise self.error(f"dropout_param.dropout_ratio must be in [0, 1), got {ratio}")
         self.keep, self.scale = 1.0 - ratio, 1.0 / (1.0 - ratio)
         self.scale_train = forks.get_dialect("faster_rcnn").fork_param(self.param).dropout_param.scale_train
+        self.identity_at_test = self.scale_train  # else TEST scales: deploy mode must run it (recaffe.deploy)
 
     def _factor(self, train: bool) -> float:
         if train:

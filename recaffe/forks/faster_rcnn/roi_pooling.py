@@ -27,7 +27,9 @@ class ROIPoolingLayer(Layer):
         (bin sizes in float) shifted by the start and clipped to the map, columns alike; the top
         is the bin's maximum of image b (the first in row-major order on ties), 0 for an empty bin.
     Backward: each top diff goes to the position of its maximum (summed over ROIs and bins; the
-        fork's GPU backward — its CPU one is not implemented); no gradient to the ROIs.
+        fork's GPU backward — its CPU one is not implemented); no gradient to the ROIs: when the
+        net asks for one (rois computed from learned blobs, as in py-faster-rcnn's end-to-end
+        train.prototxt) their diff is left as it is, as the fork's backward does.
     Params (roi_pooling_param): pooled_h, pooled_w (> 0), spatial_scale=1.
     Bottoms: features (N×C×H×W), rois (R×5: image index, x1, y1, x2, y2, in image pixels).
     Tops: pooled (R×C×pooled_h×pooled_w).
@@ -87,8 +89,6 @@ class ROIPoolingLayer(Layer):
         self.argmax = argmax
 
     def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
-        if len(propagate_down) > 1 and propagate_down[1]:
-            raise self.error("cannot backpropagate to the rois (bottom 1)")
         if not propagate_down[0]:
             return
         argmax = self.from_forward(self.argmax, "the positions of the maxima")

@@ -40,6 +40,7 @@ class BNLayer(Layer):
 
     exact_num_bottom_blobs = 1
     exact_num_top_blobs = 1
+    supports_in_place = True  # as PSPNet's prototxts use it
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
         p = forks.get_dialect("pspnet").fork_param(self.param).bn_param

@@ -363,8 +363,9 @@ class SolverParameter(_message.Message):
     DEBUG_INFO_FIELD_NUMBER: _builtins.int
     SNAPSHOT_AFTER_TRAIN_FIELD_NUMBER: _builtins.int
     SOLVER_TYPE_FIELD_NUMBER: _builtins.int
-    LAYER_WISE_REDUCE_FIELD_NUMBER: _builtins.int
-    WEIGHTS_FIELD_NUMBER: _builtins.int
+    EVAL_TYPE_FIELD_NUMBER: _builtins.int
+    AP_VERSION_FIELD_NUMBER: _builtins.int
+    SHOW_PER_CLASS_RESULT_FIELD_NUMBER: _builtins.int
     net: _builtins.str
     train_net: _builtins.str
     test_interval: _builtins.int
@@ -397,7 +398,9 @@ class SolverParameter(_message.Message):
     debug_info: _builtins.bool
     snapshot_after_train: _builtins.bool
     solver_type: Global___SolverParameter.SolverType.ValueType
-    layer_wise_reduce: _builtins.bool
+    eval_type: _builtins.str
+    ap_version: _builtins.str
+    show_per_class_result: _builtins.bool
     @_builtins.property
     def net_param(self) -> Global___NetParameter: ...
     @_builtins.property
@@ -414,8 +417,6 @@ class SolverParameter(_message.Message):
     def test_iter(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     @_builtins.property
     def stepvalue(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
-    @_builtins.property
-    def weights(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -459,12 +460,13 @@ class SolverParameter(_message.Message):
         debug_info: _builtins.bool | None = ...,
         snapshot_after_train: _builtins.bool | None = ...,
         solver_type: Global___SolverParameter.SolverType.ValueType | None = ...,
-        layer_wise_reduce: _builtins.bool | None = ...,
-        weights: _abc.Iterable[_builtins.str] | None = ...,
+        eval_type: _builtins.str | None = ...,
+        ap_version: _builtins.str | None = ...,
+        show_per_class_result: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["average_loss", b"average_loss", "base_lr", b"base_lr", "clip_gradients", b"clip_gradients", "debug_info", b"debug_info", "delta", b"delta", "device_id", b"device_id", "display", b"display", "gamma", b"gamma", "iter_size", b"iter_size", "layer_wise_reduce", b"layer_wise_reduce", "lr_policy", b"lr_policy", "max_iter", b"max_iter", "momentum", b"momentum", "momentum2", b"momentum2", "net", b"net", "net_param", b"net_param", "power", b"power", "random_seed", b"random_seed", "regularization_type", b"regularization_type", "rms_decay", b"rms_decay", "snapshot", b"snapshot", "snapshot_after_train", b"snapshot_after_train", "snapshot_diff", b"snapshot_diff", "snapshot_format", b"snapshot_format", "snapshot_prefix", b"snapshot_prefix", "solver_mode", b"solver_mode", "solver_type", b"solver_type", "stepsize", b"stepsize", "test_compute_loss", b"test_compute_loss", "test_initialization", b"test_initialization", "test_interval", b"test_interval", "train_net", b"train_net", "train_net_param", b"train_net_param", "train_state", b"train_state", "type", b"type", "weight_decay", b"weight_decay"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ap_version", b"ap_version", "average_loss", b"average_loss", "base_lr", b"base_lr", "clip_gradients", b"clip_gradients", "debug_info", b"debug_info", "delta", b"delta", "device_id", b"device_id", "display", b"display", "eval_type", b"eval_type", "gamma", b"gamma", "iter_size", b"iter_size", "lr_policy", b"lr_policy", "max_iter", b"max_iter", "momentum", b"momentum", "momentum2", b"momentum2", "net", b"net", "net_param", b"net_param", "power", b"power", "random_seed", b"random_seed", "regularization_type", b"regularization_type", "rms_decay", b"rms_decay", "show_per_class_result", b"show_per_class_result", "snapshot", b"snapshot", "snapshot_after_train", b"snapshot_after_train", "snapshot_diff", b"snapshot_diff", "snapshot_format", b"snapshot_format", "snapshot_prefix", b"snapshot_prefix", "solver_mode", b"solver_mode", "solver_type", b"solver_type", "stepsize", b"stepsize", "test_compute_loss", b"test_compute_loss", "test_initialization", b"test_initialization", "test_interval", b"test_interval", "train_net", b"train_net", "train_net_param", b"train_net_param", "train_state", b"train_state", "type", b"type", "weight_decay", b"weight_decay"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["average_loss", b"average_loss", "base_lr", b"base_lr", "clip_gradients", b"clip_gradients", "debug_info", b"debug_info", "delta", b"delta", "device_id", b"device_id", "display", b"display", "gamma", b"gamma", "iter_size", b"iter_size", "layer_wise_reduce", b"layer_wise_reduce", "lr_policy", b"lr_policy", "max_iter", b"max_iter", "momentum", b"momentum", "momentum2", b"momentum2", "net", b"net", "net_param", b"net_param", "power", b"power", "random_seed", b"random_seed", "regularization_type", b"regularization_type", "rms_decay", b"rms_decay", "snapshot", b"snapshot", "snapshot_after_train", b"snapshot_after_train", "snapshot_diff", b"snapshot_diff", "snapshot_format", b"snapshot_format", "snapshot_prefix", b"snapshot_prefix", "solver_mode", b"solver_mode", "solver_type", b"solver_type", "stepsize", b"stepsize", "stepvalue", b"stepvalue", "test_compute_loss", b"test_compute_loss", "test_initialization", b"test_initialization", "test_interval", b"test_interval", "test_iter", b"test_iter", "test_net", b"test_net", "test_net_param", b"test_net_param", "test_state", b"test_state", "train_net", b"train_net", "train_net_param", b"train_net_param", "train_state", b"train_state", "type", b"type", "weight_decay", b"weight_decay", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ap_version", b"ap_version", "average_loss", b"average_loss", "base_lr", b"base_lr", "clip_gradients", b"clip_gradients", "debug_info", b"debug_info", "delta", b"delta", "device_id", b"device_id", "display", b"display", "eval_type", b"eval_type", "gamma", b"gamma", "iter_size", b"iter_size", "lr_policy", b"lr_policy", "max_iter", b"max_iter", "momentum", b"momentum", "momentum2", b"momentum2", "net", b"net", "net_param", b"net_param", "power", b"power", "random_seed", b"random_seed", "regularization_type", b"regularization_type", "rms_decay", b"rms_decay", "show_per_class_result", b"show_per_class_result", "snapshot", b"snapshot", "snapshot_after_train", b"snapshot_after_train", "snapshot_diff", b"snapshot_diff", "snapshot_format", b"snapshot_format", "snapshot_prefix", b"snapshot_prefix", "solver_mode", b"solver_mode", "solver_type", b"solver_type", "stepsize", b"stepsize", "stepvalue", b"stepvalue", "test_compute_loss", b"test_compute_loss", "test_initialization", b"test_initialization", "test_interval", b"test_interval", "test_iter", b"test_iter", "test_net", b"test_net", "test_net_param", b"test_net_param", "test_state", b"test_state", "train_net", b"train_net", "train_net_param", b"train_net_param", "train_state", b"train_state", "type", b"type", "weight_decay", b"weight_decay"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -806,6 +808,9 @@ class LayerParameter(_message.Message):
     THRESHOLD_PARAM_FIELD_NUMBER: _builtins.int
     TILE_PARAM_FIELD_NUMBER: _builtins.int
     WINDOW_DATA_PARAM_FIELD_NUMBER: _builtins.int
+    ANNOTATED_DATA_PARAM_FIELD_NUMBER: _builtins.int
+    MULTIBOX_LOSS_PARAM_FIELD_NUMBER: _builtins.int
+    DETECTION_EVALUATE_PARAM_FIELD_NUMBER: _builtins.int
     PERMUTE_PARAM_FIELD_NUMBER: _builtins.int
     PRIOR_BOX_PARAM_FIELD_NUMBER: _builtins.int
     DETECTION_OUTPUT_PARAM_FIELD_NUMBER: _builtins.int
@@ -928,6 +933,12 @@ class LayerParameter(_message.Message):
     @_builtins.property
     def window_data_param(self) -> Global___WindowDataParameter: ...
     @_builtins.property
+    def annotated_data_param(self) -> Global___AnnotatedDataParameter: ...
+    @_builtins.property
+    def multibox_loss_param(self) -> Global___MultiBoxLossParameter: ...
+    @_builtins.property
+    def detection_evaluate_param(self) -> Global___DetectionEvaluateParameter: ...
+    @_builtins.property
     def permute_param(self) -> Global___PermuteParameter: ...
     @_builtins.property
     def prior_box_param(self) -> Global___PriorBoxParameter: ...
@@ -998,14 +1009,17 @@ class LayerParameter(_message.Message):
         threshold_param: Global___ThresholdParameter | None = ...,
         tile_param: Global___TileParameter | None = ...,
         window_data_param: Global___WindowDataParameter | None = ...,
+        annotated_data_param: Global___AnnotatedDataParameter | None = ...,
+        multibox_loss_param: Global___MultiBoxLossParameter | None = ...,
+        detection_evaluate_param: Global___DetectionEvaluateParameter | None = ...,
         permute_param: Global___PermuteParameter | None = ...,
         prior_box_param: Global___PriorBoxParameter | None = ...,
         detection_output_param: Global___DetectionOutputParameter | None = ...,
         norm_param: Global___NormalizeParameter | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accuracy_param", b"accuracy_param", "argmax_param", b"argmax_param", "batch_norm_param", b"batch_norm_param", "bias_param", b"bias_param", "clip_param", b"clip_param", "concat_param", b"concat_param", "contrastive_loss_param", b"contrastive_loss_param", "convolution_param", b"convolution_param", "crop_param", b"crop_param", "data_param", b"data_param", "detection_output_param", b"detection_output_param", "dropout_param", b"dropout_param", "dummy_data_param", b"dummy_data_param", "eltwise_param", b"eltwise_param", "elu_param", b"elu_param", "embed_param", b"embed_param", "exp_param", b"exp_param", "flatten_param", b"flatten_param", "hdf5_data_param", b"hdf5_data_param", "hdf5_output_param", b"hdf5_output_param", "hinge_loss_param", b"hinge_loss_param", "image_data_param", b"image_data_param", "infogain_loss_param", b"infogain_loss_param", "inner_product_param", b"inner_product_param", "input_param", b"input_param", "log_param", b"log_param", "loss_param", b"loss_param", "lrn_param", b"lrn_param", "memory_data_param", b"memory_data_param", "mvn_param", b"mvn_param", "name", b"name", "norm_param", b"norm_param", "parameter_param", b"parameter_param", "permute_param", b"permute_param", "phase", b"phase", "pooling_param", b"pooling_param", "power_param", b"power_param", "prelu_param", b"prelu_param", "prior_box_param", b"prior_box_param", "python_param", b"python_param", "recurrent_param", b"recurrent_param", "reduction_param", b"reduction_param", "relu_param", b"relu_param", "reshape_param", b"reshape_param", "scale_param", b"scale_param", "sigmoid_param", b"sigmoid_param", "slice_param", b"slice_param", "softmax_param", b"softmax_param", "spp_param", b"spp_param", "swish_param", b"swish_param", "tanh_param", b"tanh_param", "threshold_param", b"threshold_param", "tile_param", b"tile_param", "transform_param", b"transform_param", "type", b"type", "window_data_param", b"window_data_param"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accuracy_param", b"accuracy_param", "annotated_data_param", b"annotated_data_param", "argmax_param", b"argmax_param", "batch_norm_param", b"batch_norm_param", "bias_param", b"bias_param", "clip_param", b"clip_param", "concat_param", b"concat_param", "contrastive_loss_param", b"contrastive_loss_param", "convolution_param", b"convolution_param", "crop_param", b"crop_param", "data_param", b"data_param", "detection_evaluate_param", b"detection_evaluate_param", "detection_output_param", b"detection_output_param", "dropout_param", b"dropout_param", "dummy_data_param", b"dummy_data_param", "eltwise_param", b"eltwise_param", "elu_param", b"elu_param", "embed_param", b"embed_param", "exp_param", b"exp_param", "flatten_param", b"flatten_param", "hdf5_data_param", b"hdf5_data_param", "hdf5_output_param", b"hdf5_output_param", "hinge_loss_param", b"hinge_loss_param", "image_data_param", b"image_data_param", "infogain_loss_param", b"infogain_loss_param", "inner_product_param", b"inner_product_param", "input_param", b"input_param", "log_param", b"log_param", "loss_param", b"loss_param", "lrn_param", b"lrn_param", "memory_data_param", b"memory_data_param", "multibox_loss_param", b"multibox_loss_param", "mvn_param", b"mvn_param", "name", b"name", "norm_param", b"norm_param", "parameter_param", b"parameter_param", "permute_param", b"permute_param", "phase", b"phase", "pooling_param", b"pooling_param", "power_param", b"power_param", "prelu_param", b"prelu_param", "prior_box_param", b"prior_box_param", "python_param", b"python_param", "recurrent_param", b"recurrent_param", "reduction_param", b"reduction_param", "relu_param", b"relu_param", "reshape_param", b"reshape_param", "scale_param", b"scale_param", "sigmoid_param", b"sigmoid_param", "slice_param", b"slice_param", "softmax_param", b"softmax_param", "spp_param", b"spp_param", "swish_param", b"swish_param", "tanh_param", b"tanh_param", "threshold_param", b"threshold_param", "tile_param", b"tile_param", "transform_param", b"transform_param", "type", b"type", "window_data_param", b"window_data_param"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy_param", b"accuracy_param", "argmax_param", b"argmax_param", "batch_norm_param", b"batch_norm_param", "bias_param", b"bias_param", "blobs", b"blobs", "bottom", b"bottom", "clip_param", b"clip_param", "concat_param", b"concat_param", "contrastive_loss_param", b"contrastive_loss_param", "convolution_param", b"convolution_param", "crop_param", b"crop_param", "data_param", b"data_param", "detection_output_param", b"detection_output_param", "dropout_param", b"dropout_param", "dummy_data_param", b"dummy_data_param", "eltwise_param", b"eltwise_param", "elu_param", b"elu_param", "embed_param", b"embed_param", "exclude", b"exclude", "exp_param", b"exp_param", "flatten_param", b"flatten_param", "hdf5_data_param", b"hdf5_data_param", "hdf5_output_param", b"hdf5_output_param", "hinge_loss_param", b"hinge_loss_param", "image_data_param", b"image_data_param", "include", b"include", "infogain_loss_param", b"infogain_loss_param", "inner_product_param", b"inner_product_param", "input_param", b"input_param", "log_param", b"log_param", "loss_param", b"loss_param", "loss_weight", b"loss_weight", "lrn_param", b"lrn_param", "memory_data_param", b"memory_data_param", "mvn_param", b"mvn_param", "name", b"name", "norm_param", b"norm_param", "param", b"param", "parameter_param", b"parameter_param", "permute_param", b"permute_param", "phase", b"phase", "pooling_param", b"pooling_param", "power_param", b"power_param", "prelu_param", b"prelu_param", "prior_box_param", b"prior_box_param", "propagate_down", b"propagate_down", "python_param", b"python_param", "recurrent_param", b"recurrent_param", "reduction_param", b"reduction_param", "relu_param", b"relu_param", "reshape_param", b"reshape_param", "scale_param", b"scale_param", "sigmoid_param", b"sigmoid_param", "slice_param", b"slice_param", "softmax_param", b"softmax_param", "spp_param", b"spp_param", "swish_param", b"swish_param", "tanh_param", b"tanh_param", "threshold_param", b"threshold_param", "tile_param", b"tile_param", "top", b"top", "transform_param", b"transform_param", "type", b"type", "window_data_param", b"window_data_param"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy_param", b"accuracy_param", "annotated_data_param", b"annotated_data_param", "argmax_param", b"argmax_param", "batch_norm_param", b"batch_norm_param", "bias_param", b"bias_param", "blobs", b"blobs", "bottom", b"bottom", "clip_param", b"clip_param", "concat_param", b"concat_param", "contrastive_loss_param", b"contrastive_loss_param", "convolution_param", b"convolution_param", "crop_param", b"crop_param", "data_param", b"data_param", "detection_evaluate_param", b"detection_evaluate_param", "detection_output_param", b"detection_output_param", "dropout_param", b"dropout_param", "dummy_data_param", b"dummy_data_param", "eltwise_param", b"eltwise_param", "elu_param", b"elu_param", "embed_param", b"embed_param", "exclude", b"exclude", "exp_param", b"exp_param", "flatten_param", b"flatten_param", "hdf5_data_param", b"hdf5_data_param", "hdf5_output_param", b"hdf5_output_param", "hinge_loss_param", b"hinge_loss_param", "image_data_param", b"image_data_param", "include", b"include", "infogain_loss_param", b"infogain_loss_param", "inner_product_param", b"inner_product_param", "input_param", b"input_param", "log_param", b"log_param", "loss_param", b"loss_param", "loss_weight", b"loss_weight", "lrn_param", b"lrn_param", "memory_data_param", b"memory_data_param", "multibox_loss_param", b"multibox_loss_param", "mvn_param", b"mvn_param", "name", b"name", "norm_param", b"norm_param", "param", b"param", "parameter_param", b"parameter_param", "permute_param", b"permute_param", "phase", b"phase", "pooling_param", b"pooling_param", "power_param", b"power_param", "prelu_param", b"prelu_param", "prior_box_param", b"prior_box_param", "propagate_down", b"propagate_down", "python_param", b"python_param", "recurrent_param", b"recurrent_param", "reduction_param", b"reduction_param", "relu_param", b"relu_param", "reshape_param", b"reshape_param", "scale_param", b"scale_param", "sigmoid_param", b"sigmoid_param", "slice_param", b"slice_param", "softmax_param", b"softmax_param", "spp_param", b"spp_param", "swish_param", b"swish_param", "tanh_param", b"tanh_param", "threshold_param", b"threshold_param", "tile_param", b"tile_param", "top", b"top", "transform_param", b"transform_param", "type", b"type", "window_data_param", b"window_data_param"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1022,14 +1036,30 @@ class TransformationParameter(_message.Message):
     MEAN_VALUE_FIELD_NUMBER: _builtins.int
     FORCE_COLOR_FIELD_NUMBER: _builtins.int
     FORCE_GRAY_FIELD_NUMBER: _builtins.int
+    CROP_H_FIELD_NUMBER: _builtins.int
+    CROP_W_FIELD_NUMBER: _builtins.int
+    RESIZE_PARAM_FIELD_NUMBER: _builtins.int
+    DISTORT_PARAM_FIELD_NUMBER: _builtins.int
+    EXPAND_PARAM_FIELD_NUMBER: _builtins.int
+    EMIT_CONSTRAINT_FIELD_NUMBER: _builtins.int
     scale: _builtins.float
     mirror: _builtins.bool
     crop_size: _builtins.int
     mean_file: _builtins.str
     force_color: _builtins.bool
     force_gray: _builtins.bool
+    crop_h: _builtins.int
+    crop_w: _builtins.int
     @_builtins.property
     def mean_value(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def resize_param(self) -> Global___ResizeParameter: ...
+    @_builtins.property
+    def distort_param(self) -> Global___DistortionParameter: ...
+    @_builtins.property
+    def expand_param(self) -> Global___ExpansionParameter: ...
+    @_builtins.property
+    def emit_constraint(self) -> Global___EmitConstraint: ...
     def __init__(
         self,
         *,
@@ -1040,10 +1070,16 @@ class TransformationParameter(_message.Message):
         mean_value: _abc.Iterable[_builtins.float] | None = ...,
         force_color: _builtins.bool | None = ...,
         force_gray: _builtins.bool | None = ...,
+        crop_h: _builtins.int | None = ...,
+        crop_w: _builtins.int | None = ...,
+        resize_param: Global___ResizeParameter | None = ...,
+        distort_param: Global___DistortionParameter | None = ...,
+        expand_param: Global___ExpansionParameter | None = ...,
+        emit_constraint: Global___EmitConstraint | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["crop_size", b"crop_size", "force_color", b"force_color", "force_gray", b"force_gray", "mean_file", b"mean_file", "mirror", b"mirror", "scale", b"scale"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["crop_h", b"crop_h", "crop_size", b"crop_size", "crop_w", b"crop_w", "distort_param", b"distort_param", "emit_constraint", b"emit_constraint", "expand_param", b"expand_param", "force_color", b"force_color", "force_gray", b"force_gray", "mean_file", b"mean_file", "mirror", b"mirror", "resize_param", b"resize_param", "scale", b"scale"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["crop_size", b"crop_size", "force_color", b"force_color", "force_gray", b"force_gray", "mean_file", b"mean_file", "mean_value", b"mean_value", "mirror", b"mirror", "scale", b"scale"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["crop_h", b"crop_h", "crop_size", b"crop_size", "crop_w", b"crop_w", "distort_param", b"distort_param", "emit_constraint", b"emit_constraint", "expand_param", b"expand_param", "force_color", b"force_color", "force_gray", b"force_gray", "mean_file", b"mean_file", "mean_value", b"mean_value", "mirror", b"mirror", "resize_param", b"resize_param", "scale", b"scale"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -3080,6 +3116,574 @@ class PReLUParameter(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PReLUParameter: _TypeAlias = PReLUParameter  # noqa: Y015
+
+@_typing.final
+class LabelMapItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    label: _builtins.int
+    display_name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str | None = ...,
+        label: _builtins.int | None = ...,
+        display_name: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "label", b"label", "name", b"name"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "label", b"label", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LabelMapItem: _TypeAlias = LabelMapItem  # noqa: Y015
+
+@_typing.final
+class LabelMap(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def item(self) -> _containers.RepeatedCompositeFieldContainer[Global___LabelMapItem]: ...
+    def __init__(
+        self,
+        *,
+        item: _abc.Iterable[Global___LabelMapItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LabelMap: _TypeAlias = LabelMap  # noqa: Y015
+
+@_typing.final
+class Sampler(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MIN_SCALE_FIELD_NUMBER: _builtins.int
+    MAX_SCALE_FIELD_NUMBER: _builtins.int
+    MIN_ASPECT_RATIO_FIELD_NUMBER: _builtins.int
+    MAX_ASPECT_RATIO_FIELD_NUMBER: _builtins.int
+    min_scale: _builtins.float
+    max_scale: _builtins.float
+    min_aspect_ratio: _builtins.float
+    max_aspect_ratio: _builtins.float
+    def __init__(
+        self,
+        *,
+        min_scale: _builtins.float | None = ...,
+        max_scale: _builtins.float | None = ...,
+        min_aspect_ratio: _builtins.float | None = ...,
+        max_aspect_ratio: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["max_aspect_ratio", b"max_aspect_ratio", "max_scale", b"max_scale", "min_aspect_ratio", b"min_aspect_ratio", "min_scale", b"min_scale"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_aspect_ratio", b"max_aspect_ratio", "max_scale", b"max_scale", "min_aspect_ratio", b"min_aspect_ratio", "min_scale", b"min_scale"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Sampler: _TypeAlias = Sampler  # noqa: Y015
+
+@_typing.final
+class SampleConstraint(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MIN_JACCARD_OVERLAP_FIELD_NUMBER: _builtins.int
+    MAX_JACCARD_OVERLAP_FIELD_NUMBER: _builtins.int
+    MIN_SAMPLE_COVERAGE_FIELD_NUMBER: _builtins.int
+    MAX_SAMPLE_COVERAGE_FIELD_NUMBER: _builtins.int
+    MIN_OBJECT_COVERAGE_FIELD_NUMBER: _builtins.int
+    MAX_OBJECT_COVERAGE_FIELD_NUMBER: _builtins.int
+    min_jaccard_overlap: _builtins.float
+    max_jaccard_overlap: _builtins.float
+    min_sample_coverage: _builtins.float
+    max_sample_coverage: _builtins.float
+    min_object_coverage: _builtins.float
+    max_object_coverage: _builtins.float
+    def __init__(
+        self,
+        *,
+        min_jaccard_overlap: _builtins.float | None = ...,
+        max_jaccard_overlap: _builtins.float | None = ...,
+        min_sample_coverage: _builtins.float | None = ...,
+        max_sample_coverage: _builtins.float | None = ...,
+        min_object_coverage: _builtins.float | None = ...,
+        max_object_coverage: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["max_jaccard_overlap", b"max_jaccard_overlap", "max_object_coverage", b"max_object_coverage", "max_sample_coverage", b"max_sample_coverage", "min_jaccard_overlap", b"min_jaccard_overlap", "min_object_coverage", b"min_object_coverage", "min_sample_coverage", b"min_sample_coverage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_jaccard_overlap", b"max_jaccard_overlap", "max_object_coverage", b"max_object_coverage", "max_sample_coverage", b"max_sample_coverage", "min_jaccard_overlap", b"min_jaccard_overlap", "min_object_coverage", b"min_object_coverage", "min_sample_coverage", b"min_sample_coverage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SampleConstraint: _TypeAlias = SampleConstraint  # noqa: Y015
+
+@_typing.final
+class BatchSampler(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USE_ORIGINAL_IMAGE_FIELD_NUMBER: _builtins.int
+    SAMPLER_FIELD_NUMBER: _builtins.int
+    SAMPLE_CONSTRAINT_FIELD_NUMBER: _builtins.int
+    MAX_SAMPLE_FIELD_NUMBER: _builtins.int
+    MAX_TRIALS_FIELD_NUMBER: _builtins.int
+    use_original_image: _builtins.bool
+    max_sample: _builtins.int
+    max_trials: _builtins.int
+    @_builtins.property
+    def sampler(self) -> Global___Sampler: ...
+    @_builtins.property
+    def sample_constraint(self) -> Global___SampleConstraint: ...
+    def __init__(
+        self,
+        *,
+        use_original_image: _builtins.bool | None = ...,
+        sampler: Global___Sampler | None = ...,
+        sample_constraint: Global___SampleConstraint | None = ...,
+        max_sample: _builtins.int | None = ...,
+        max_trials: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["max_sample", b"max_sample", "max_trials", b"max_trials", "sample_constraint", b"sample_constraint", "sampler", b"sampler", "use_original_image", b"use_original_image"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_sample", b"max_sample", "max_trials", b"max_trials", "sample_constraint", b"sample_constraint", "sampler", b"sampler", "use_original_image", b"use_original_image"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchSampler: _TypeAlias = BatchSampler  # noqa: Y015
+
+@_typing.final
+class EmitConstraint(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _EmitType:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _EmitTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[EmitConstraint._EmitType.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        CENTER: EmitConstraint._EmitType.ValueType  # 0
+        MIN_OVERLAP: EmitConstraint._EmitType.ValueType  # 1
+
+    class EmitType(_EmitType, metaclass=_EmitTypeEnumTypeWrapper): ...
+    CENTER: EmitConstraint.EmitType.ValueType  # 0
+    MIN_OVERLAP: EmitConstraint.EmitType.ValueType  # 1
+
+    EMIT_TYPE_FIELD_NUMBER: _builtins.int
+    EMIT_OVERLAP_FIELD_NUMBER: _builtins.int
+    emit_type: Global___EmitConstraint.EmitType.ValueType
+    emit_overlap: _builtins.float
+    def __init__(
+        self,
+        *,
+        emit_type: Global___EmitConstraint.EmitType.ValueType | None = ...,
+        emit_overlap: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["emit_overlap", b"emit_overlap", "emit_type", b"emit_type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["emit_overlap", b"emit_overlap", "emit_type", b"emit_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmitConstraint: _TypeAlias = EmitConstraint  # noqa: Y015
+
+@_typing.final
+class NormalizedBBox(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    XMIN_FIELD_NUMBER: _builtins.int
+    YMIN_FIELD_NUMBER: _builtins.int
+    XMAX_FIELD_NUMBER: _builtins.int
+    YMAX_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    DIFFICULT_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    xmin: _builtins.float
+    ymin: _builtins.float
+    xmax: _builtins.float
+    ymax: _builtins.float
+    label: _builtins.int
+    difficult: _builtins.bool
+    score: _builtins.float
+    size: _builtins.float
+    def __init__(
+        self,
+        *,
+        xmin: _builtins.float | None = ...,
+        ymin: _builtins.float | None = ...,
+        xmax: _builtins.float | None = ...,
+        ymax: _builtins.float | None = ...,
+        label: _builtins.int | None = ...,
+        difficult: _builtins.bool | None = ...,
+        score: _builtins.float | None = ...,
+        size: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["difficult", b"difficult", "label", b"label", "score", b"score", "size", b"size", "xmax", b"xmax", "xmin", b"xmin", "ymax", b"ymax", "ymin", b"ymin"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["difficult", b"difficult", "label", b"label", "score", b"score", "size", b"size", "xmax", b"xmax", "xmin", b"xmin", "ymax", b"ymax", "ymin", b"ymin"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NormalizedBBox: _TypeAlias = NormalizedBBox  # noqa: Y015
+
+@_typing.final
+class Annotation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTANCE_ID_FIELD_NUMBER: _builtins.int
+    BBOX_FIELD_NUMBER: _builtins.int
+    instance_id: _builtins.int
+    @_builtins.property
+    def bbox(self) -> Global___NormalizedBBox: ...
+    def __init__(
+        self,
+        *,
+        instance_id: _builtins.int | None = ...,
+        bbox: Global___NormalizedBBox | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bbox", b"bbox", "instance_id", b"instance_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bbox", b"bbox", "instance_id", b"instance_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Annotation: _TypeAlias = Annotation  # noqa: Y015
+
+@_typing.final
+class AnnotationGroup(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_LABEL_FIELD_NUMBER: _builtins.int
+    ANNOTATION_FIELD_NUMBER: _builtins.int
+    group_label: _builtins.int
+    @_builtins.property
+    def annotation(self) -> _containers.RepeatedCompositeFieldContainer[Global___Annotation]: ...
+    def __init__(
+        self,
+        *,
+        group_label: _builtins.int | None = ...,
+        annotation: _abc.Iterable[Global___Annotation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["group_label", b"group_label"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["annotation", b"annotation", "group_label", b"group_label"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnnotationGroup: _TypeAlias = AnnotationGroup  # noqa: Y015
+
+@_typing.final
+class AnnotatedDatum(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _AnnotationType:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _AnnotationTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[AnnotatedDatum._AnnotationType.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        BBOX: AnnotatedDatum._AnnotationType.ValueType  # 0
+
+    class AnnotationType(_AnnotationType, metaclass=_AnnotationTypeEnumTypeWrapper): ...
+    BBOX: AnnotatedDatum.AnnotationType.ValueType  # 0
+
+    DATUM_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    ANNOTATION_GROUP_FIELD_NUMBER: _builtins.int
+    type: Global___AnnotatedDatum.AnnotationType.ValueType
+    @_builtins.property
+    def datum(self) -> Global___Datum: ...
+    @_builtins.property
+    def annotation_group(self) -> _containers.RepeatedCompositeFieldContainer[Global___AnnotationGroup]: ...
+    def __init__(
+        self,
+        *,
+        datum: Global___Datum | None = ...,
+        type: Global___AnnotatedDatum.AnnotationType.ValueType | None = ...,
+        annotation_group: _abc.Iterable[Global___AnnotationGroup] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["datum", b"datum", "type", b"type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["annotation_group", b"annotation_group", "datum", b"datum", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnnotatedDatum: _TypeAlias = AnnotatedDatum  # noqa: Y015
+
+@_typing.final
+class DistortionParameter(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BRIGHTNESS_PROB_FIELD_NUMBER: _builtins.int
+    BRIGHTNESS_DELTA_FIELD_NUMBER: _builtins.int
+    CONTRAST_PROB_FIELD_NUMBER: _builtins.int
+    CONTRAST_LOWER_FIELD_NUMBER: _builtins.int
+    CONTRAST_UPPER_FIELD_NUMBER: _builtins.int
+    HUE_PROB_FIELD_NUMBER: _builtins.int
+    HUE_DELTA_FIELD_NUMBER: _builtins.int
+    SATURATION_PROB_FIELD_NUMBER: _builtins.int
+    SATURATION_LOWER_FIELD_NUMBER: _builtins.int
+    SATURATION_UPPER_FIELD_NUMBER: _builtins.int
+    RANDOM_ORDER_PROB_FIELD_NUMBER: _builtins.int
+    brightness_prob: _builtins.float
+    brightness_delta: _builtins.float
+    contrast_prob: _builtins.float
+    contrast_lower: _builtins.float
+    contrast_upper: _builtins.float
+    hue_prob: _builtins.float
+    hue_delta: _builtins.float
+    saturation_prob: _builtins.float
+    saturation_lower: _builtins.float
+    saturation_upper: _builtins.float
+    random_order_prob: _builtins.float
+    def __init__(
+        self,
+        *,
+        brightness_prob: _builtins.float | None = ...,
+        brightness_delta: _builtins.float | None = ...,
+        contrast_prob: _builtins.float | None = ...,
+        contrast_lower: _builtins.float | None = ...,
+        contrast_upper: _builtins.float | None = ...,
+        hue_prob: _builtins.float | None = ...,
+        hue_delta: _builtins.float | None = ...,
+        saturation_prob: _builtins.float | None = ...,
+        saturation_lower: _builtins.float | None = ...,
+        saturation_upper: _builtins.float | None = ...,
+        random_order_prob: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["brightness_delta", b"brightness_delta", "brightness_prob", b"brightness_prob", "contrast_lower", b"contrast_lower", "contrast_prob", b"contrast_prob", "contrast_upper", b"contrast_upper", "hue_delta", b"hue_delta", "hue_prob", b"hue_prob", "random_order_prob", b"random_order_prob", "saturation_lower", b"saturation_lower", "saturation_prob", b"saturation_prob", "saturation_upper", b"saturation_upper"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["brightness_delta", b"brightness_delta", "brightness_prob", b"brightness_prob", "contrast_lower", b"contrast_lower", "contrast_prob", b"contrast_prob", "contrast_upper", b"contrast_upper", "hue_delta", b"hue_delta", "hue_prob", b"hue_prob", "random_order_prob", b"random_order_prob", "saturation_lower", b"saturation_lower", "saturation_prob", b"saturation_prob", "saturation_upper", b"saturation_upper"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DistortionParameter: _TypeAlias = DistortionParameter  # noqa: Y015
+
+@_typing.final
+class ExpansionParameter(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROB_FIELD_NUMBER: _builtins.int
+    MAX_EXPAND_RATIO_FIELD_NUMBER: _builtins.int
+    prob: _builtins.float
+    max_expand_ratio: _builtins.float
+    def __init__(
+        self,
+        *,
+        prob: _builtins.float | None = ...,
+        max_expand_ratio: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["max_expand_ratio", b"max_expand_ratio", "prob", b"prob"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_expand_ratio", b"max_expand_ratio", "prob", b"prob"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExpansionParameter: _TypeAlias = ExpansionParameter  # noqa: Y015
+
+@_typing.final
+class AnnotatedDataParameter(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_SAMPLER_FIELD_NUMBER: _builtins.int
+    LABEL_MAP_FILE_FIELD_NUMBER: _builtins.int
+    ANNO_TYPE_FIELD_NUMBER: _builtins.int
+    label_map_file: _builtins.str
+    anno_type: Global___AnnotatedDatum.AnnotationType.ValueType
+    @_builtins.property
+    def batch_sampler(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchSampler]: ...
+    def __init__(
+        self,
+        *,
+        batch_sampler: _abc.Iterable[Global___BatchSampler] | None = ...,
+        label_map_file: _builtins.str | None = ...,
+        anno_type: Global___AnnotatedDatum.AnnotationType.ValueType | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["anno_type", b"anno_type", "label_map_file", b"label_map_file"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anno_type", b"anno_type", "batch_sampler", b"batch_sampler", "label_map_file", b"label_map_file"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnnotatedDataParameter: _TypeAlias = AnnotatedDataParameter  # noqa: Y015
+
+@_typing.final
+class MultiBoxLossParameter(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _LocLossType:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _LocLossTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[MultiBoxLossParameter._LocLossType.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        L2: MultiBoxLossParameter._LocLossType.ValueType  # 0
+        SMOOTH_L1: MultiBoxLossParameter._LocLossType.ValueType  # 1
+
+    class LocLossType(_LocLossType, metaclass=_LocLossTypeEnumTypeWrapper): ...
+    L2: MultiBoxLossParameter.LocLossType.ValueType  # 0
+    SMOOTH_L1: MultiBoxLossParameter.LocLossType.ValueType  # 1
+
+    class _ConfLossType:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ConfLossTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[MultiBoxLossParameter._ConfLossType.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        SOFTMAX: MultiBoxLossParameter._ConfLossType.ValueType  # 0
+        LOGISTIC: MultiBoxLossParameter._ConfLossType.ValueType  # 1
+
+    class ConfLossType(_ConfLossType, metaclass=_ConfLossTypeEnumTypeWrapper): ...
+    SOFTMAX: MultiBoxLossParameter.ConfLossType.ValueType  # 0
+    LOGISTIC: MultiBoxLossParameter.ConfLossType.ValueType  # 1
+
+    class _MatchType:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _MatchTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[MultiBoxLossParameter._MatchType.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        BIPARTITE: MultiBoxLossParameter._MatchType.ValueType  # 0
+        PER_PREDICTION: MultiBoxLossParameter._MatchType.ValueType  # 1
+
+    class MatchType(_MatchType, metaclass=_MatchTypeEnumTypeWrapper): ...
+    BIPARTITE: MultiBoxLossParameter.MatchType.ValueType  # 0
+    PER_PREDICTION: MultiBoxLossParameter.MatchType.ValueType  # 1
+
+    class _MiningType:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _MiningTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[MultiBoxLossParameter._MiningType.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        NONE: MultiBoxLossParameter._MiningType.ValueType  # 0
+        MAX_NEGATIVE: MultiBoxLossParameter._MiningType.ValueType  # 1
+        HARD_EXAMPLE: MultiBoxLossParameter._MiningType.ValueType  # 2
+
+    class MiningType(_MiningType, metaclass=_MiningTypeEnumTypeWrapper): ...
+    NONE: MultiBoxLossParameter.MiningType.ValueType  # 0
+    MAX_NEGATIVE: MultiBoxLossParameter.MiningType.ValueType  # 1
+    HARD_EXAMPLE: MultiBoxLossParameter.MiningType.ValueType  # 2
+
+    LOC_LOSS_TYPE_FIELD_NUMBER: _builtins.int
+    CONF_LOSS_TYPE_FIELD_NUMBER: _builtins.int
+    LOC_WEIGHT_FIELD_NUMBER: _builtins.int
+    NUM_CLASSES_FIELD_NUMBER: _builtins.int
+    SHARE_LOCATION_FIELD_NUMBER: _builtins.int
+    MATCH_TYPE_FIELD_NUMBER: _builtins.int
+    OVERLAP_THRESHOLD_FIELD_NUMBER: _builtins.int
+    USE_PRIOR_FOR_MATCHING_FIELD_NUMBER: _builtins.int
+    BACKGROUND_LABEL_ID_FIELD_NUMBER: _builtins.int
+    USE_DIFFICULT_GT_FIELD_NUMBER: _builtins.int
+    DO_NEG_MINING_FIELD_NUMBER: _builtins.int
+    NEG_POS_RATIO_FIELD_NUMBER: _builtins.int
+    NEG_OVERLAP_FIELD_NUMBER: _builtins.int
+    CODE_TYPE_FIELD_NUMBER: _builtins.int
+    ENCODE_VARIANCE_IN_TARGET_FIELD_NUMBER: _builtins.int
+    MAP_OBJECT_TO_AGNOSTIC_FIELD_NUMBER: _builtins.int
+    IGNORE_CROSS_BOUNDARY_BBOX_FIELD_NUMBER: _builtins.int
+    BP_INSIDE_FIELD_NUMBER: _builtins.int
+    MINING_TYPE_FIELD_NUMBER: _builtins.int
+    NMS_PARAM_FIELD_NUMBER: _builtins.int
+    SAMPLE_SIZE_FIELD_NUMBER: _builtins.int
+    USE_PRIOR_FOR_NMS_FIELD_NUMBER: _builtins.int
+    loc_loss_type: Global___MultiBoxLossParameter.LocLossType.ValueType
+    conf_loss_type: Global___MultiBoxLossParameter.ConfLossType.ValueType
+    loc_weight: _builtins.float
+    num_classes: _builtins.int
+    share_location: _builtins.bool
+    match_type: Global___MultiBoxLossParameter.MatchType.ValueType
+    overlap_threshold: _builtins.float
+    use_prior_for_matching: _builtins.bool
+    background_label_id: _builtins.int
+    use_difficult_gt: _builtins.bool
+    do_neg_mining: _builtins.bool
+    neg_pos_ratio: _builtins.float
+    neg_overlap: _builtins.float
+    code_type: Global___PriorBoxParameter.CodeType.ValueType
+    encode_variance_in_target: _builtins.bool
+    map_object_to_agnostic: _builtins.bool
+    ignore_cross_boundary_bbox: _builtins.bool
+    bp_inside: _builtins.bool
+    mining_type: Global___MultiBoxLossParameter.MiningType.ValueType
+    sample_size: _builtins.int
+    use_prior_for_nms: _builtins.bool
+    @_builtins.property
+    def nms_param(self) -> Global___NonMaximumSuppressionParameter: ...
+    def __init__(
+        self,
+        *,
+        loc_loss_type: Global___MultiBoxLossParameter.LocLossType.ValueType | None = ...,
+        conf_loss_type: Global___MultiBoxLossParameter.ConfLossType.ValueType | None = ...,
+        loc_weight: _builtins.float | None = ...,
+        num_classes: _builtins.int | None = ...,
+        share_location: _builtins.bool | None = ...,
+        match_type: Global___MultiBoxLossParameter.MatchType.ValueType | None = ...,
+        overlap_threshold: _builtins.float | None = ...,
+        use_prior_for_matching: _builtins.bool | None = ...,
+        background_label_id: _builtins.int | None = ...,
+        use_difficult_gt: _builtins.bool | None = ...,
+        do_neg_mining: _builtins.bool | None = ...,
+        neg_pos_ratio: _builtins.float | None = ...,
+        neg_overlap: _builtins.float | None = ...,
+        code_type: Global___PriorBoxParameter.CodeType.ValueType | None = ...,
+        encode_variance_in_target: _builtins.bool | None = ...,
+        map_object_to_agnostic: _builtins.bool | None = ...,
+        ignore_cross_boundary_bbox: _builtins.bool | None = ...,
+        bp_inside: _builtins.bool | None = ...,
+        mining_type: Global___MultiBoxLossParameter.MiningType.ValueType | None = ...,
+        nms_param: Global___NonMaximumSuppressionParameter | None = ...,
+        sample_size: _builtins.int | None = ...,
+        use_prior_for_nms: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["background_label_id", b"background_label_id", "bp_inside", b"bp_inside", "code_type", b"code_type", "conf_loss_type", b"conf_loss_type", "do_neg_mining", b"do_neg_mining", "encode_variance_in_target", b"encode_variance_in_target", "ignore_cross_boundary_bbox", b"ignore_cross_boundary_bbox", "loc_loss_type", b"loc_loss_type", "loc_weight", b"loc_weight", "map_object_to_agnostic", b"map_object_to_agnostic", "match_type", b"match_type", "mining_type", b"mining_type", "neg_overlap", b"neg_overlap", "neg_pos_ratio", b"neg_pos_ratio", "nms_param", b"nms_param", "num_classes", b"num_classes", "overlap_threshold", b"overlap_threshold", "sample_size", b"sample_size", "share_location", b"share_location", "use_difficult_gt", b"use_difficult_gt", "use_prior_for_matching", b"use_prior_for_matching", "use_prior_for_nms", b"use_prior_for_nms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["background_label_id", b"background_label_id", "bp_inside", b"bp_inside", "code_type", b"code_type", "conf_loss_type", b"conf_loss_type", "do_neg_mining", b"do_neg_mining", "encode_variance_in_target", b"encode_variance_in_target", "ignore_cross_boundary_bbox", b"ignore_cross_boundary_bbox", "loc_loss_type", b"loc_loss_type", "loc_weight", b"loc_weight", "map_object_to_agnostic", b"map_object_to_agnostic", "match_type", b"match_type", "mining_type", b"mining_type", "neg_overlap", b"neg_overlap", "neg_pos_ratio", b"neg_pos_ratio", "nms_param", b"nms_param", "num_classes", b"num_classes", "overlap_threshold", b"overlap_threshold", "sample_size", b"sample_size", "share_location", b"share_location", "use_difficult_gt", b"use_difficult_gt", "use_prior_for_matching", b"use_prior_for_matching", "use_prior_for_nms", b"use_prior_for_nms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MultiBoxLossParameter: _TypeAlias = MultiBoxLossParameter  # noqa: Y015
+
+@_typing.final
+class DetectionEvaluateParameter(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NUM_CLASSES_FIELD_NUMBER: _builtins.int
+    BACKGROUND_LABEL_ID_FIELD_NUMBER: _builtins.int
+    OVERLAP_THRESHOLD_FIELD_NUMBER: _builtins.int
+    EVALUATE_DIFFICULT_GT_FIELD_NUMBER: _builtins.int
+    NAME_SIZE_FILE_FIELD_NUMBER: _builtins.int
+    RESIZE_PARAM_FIELD_NUMBER: _builtins.int
+    num_classes: _builtins.int
+    background_label_id: _builtins.int
+    overlap_threshold: _builtins.float
+    evaluate_difficult_gt: _builtins.bool
+    name_size_file: _builtins.str
+    @_builtins.property
+    def resize_param(self) -> Global___ResizeParameter: ...
+    def __init__(
+        self,
+        *,
+        num_classes: _builtins.int | None = ...,
+        background_label_id: _builtins.int | None = ...,
+        overlap_threshold: _builtins.float | None = ...,
+        evaluate_difficult_gt: _builtins.bool | None = ...,
+        name_size_file: _builtins.str | None = ...,
+        resize_param: Global___ResizeParameter | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["background_label_id", b"background_label_id", "evaluate_difficult_gt", b"evaluate_difficult_gt", "name_size_file", b"name_size_file", "num_classes", b"num_classes", "overlap_threshold", b"overlap_threshold", "resize_param", b"resize_param"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["background_label_id", b"background_label_id", "evaluate_difficult_gt", b"evaluate_difficult_gt", "name_size_file", b"name_size_file", "num_classes", b"num_classes", "overlap_threshold", b"overlap_threshold", "resize_param", b"resize_param"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DetectionEvaluateParameter: _TypeAlias = DetectionEvaluateParameter  # noqa: Y015
 
 @_typing.final
 class PermuteParameter(_message.Message):

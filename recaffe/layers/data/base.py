@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -76,17 +77,25 @@ class BasePrefetchingDataLayer(BaseDataLayer):
 
     After ``data_layer_setup``, the transformer's ``init_rand`` runs again (the engine it makes is
     the one used; the first one is discarded, as in Caffe), then one more main-stream word is drawn
-    for the prefetch thread's own stream, and the thread starts on the subclass' loader, keeping
+    for the prefetch thread's own stream (handed to the loader's ``seed_thread`` when it has one,
+    as SSD's AnnotatedData), and the thread starts on the subclass' loader, keeping
     ``data_param.prefetch`` (default 4) batches ready. Forward takes the next batch, reshapes the
-    tops to it, and copies it to the tops' device.
+    tops to it, and copies it to the tops' device. ``draws_thread_seed = False``: a layer from a
+    fork whose older Caffe draws no word for the thread (its thread shares the main stream).
     """
+
+    draws_thread_seed: ClassVar[bool] = True
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
         super().layer_setup(bottom, top)
         self.transformer.init_rand()
-        rng.get_rng().rand()  # seeds the prefetch thread's own stream in Caffe; unused by CPU layers
         if self.loader is None:
             raise RuntimeError(f"{self.describe()}: data_layer_setup must return a batch loader")
+        if self.draws_thread_seed:
+            thread_seed = rng.get_rng().rand()  # seeds the prefetch thread's own stream in Caffe
+            seed_thread = getattr(self.loader, "seed_thread", None)  # loaders that draw from that stream
+            if seed_thread is not None:
+                seed_thread(thread_seed)
         self.resume_point = self.loader.resume_point()  # where reading starts (exact resume)
         self.prefetcher = Prefetcher(self.loader, self.param.data_param.prefetch, self.name)
         self.prefetcher.bind(self)

@@ -1,15 +1,19 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import final
 
 from recaffe import distributed, net_builder
+from recaffe.forks import python_layers
 from recaffe.layer import Blobs, Layer, LayerError
 from recaffe.proto import caffe_pb2
 from recaffe.pylayer import base, blobs
 from recaffe.registry import LAYERS
+
+log = logging.getLogger(__name__)
 
 
 class PythonLayerError(LayerError, RuntimeError):
@@ -28,7 +32,9 @@ class PythonLayer(Layer):
     ``backward(top, propagate_down, bottom)`` run on ``caffe.Blob`` views of the blobs
     (``recaffe.pylayer``). Blobs it adds with ``self.blobs.add_blob(*shape)`` are this layer's
     parameters (net params, saved in caffemodels; the user's backward decides whether their diffs
-    accumulate).
+    accumulate). py-faster-rcnn's layers (``rpn.proposal_layer`` and the others) resolve to
+    recaffe's built-in stand-ins when their module cannot be imported (``RECAFFE_PYTHON_LAYERS``:
+    ``recaffe.forks.python_layers``).
     Params (python_param): module, layer, param_str "", share_in_parallel (deprecated, ignored).
     Bottoms / Tops: whatever the Python class accepts.
     In place: as the Python class allows (the net does not refuse it).
@@ -67,6 +73,28 @@ class PythonLayer(Layer):
 
     # ------------------------------------------------------------------ helpers
     def _user_class(self) -> type:
+        p = self.param.python_param
+        builtin = python_layers.built_in(p.module, p.layer)
+        if builtin is None:
+            return self._import_user_class()
+        setting = python_layers.choice()
+        if setting == "builtin":
+            return builtin
+        try:
+            return self._import_user_class()
+        except PythonLayerError as e:
+            cause = e.__cause__
+            if setting == "user" or not isinstance(cause, (ImportError, SyntaxError)):
+                raise
+            absent = isinstance(cause, ModuleNotFoundError) and cause.name is not None and (
+                p.module == cause.name or p.module.startswith(f"{cause.name}."))
+            # the module is not there: expected; it is there but fails: say so louder
+            log.log(logging.INFO if absent else logging.WARNING,
+                    "%s: %s; using recaffe's built-in %s (%s=user to require the module)",
+                    self.describe(), _message(cause), p.layer, python_layers.ENV)
+            return builtin
+
+    def _import_user_class(self) -> type:
         p = self.param.python_param
         try:
             module = importlib.import_module(p.module)
