@@ -237,6 +237,11 @@ class Blob:
         return self._shape if self._count or self._shape else (0,)
 
     @property
+    def has_data(self) -> bool:
+        """Whether data memory is allocated (it is on first use of ``data``; ``release_data`` frees it)."""
+        return self._data_mem.allocated
+
+    @property
     def has_diff(self) -> bool:
         """Whether diff storage has been allocated (it is on first use of ``diff``)."""
         return self._diff_mem.allocated

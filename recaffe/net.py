@@ -376,10 +376,10 @@ class Net:
         if not (start >= 0 and end < len(self.layers)):
             raise IndexError(f"forward range {start}..{end} outside the net's {len(self.layers)} layers")
         loss: torch.Tensor | float = 0.0
-        threads.before_forward(adaptive=self.deploy is not None)
         if self.deploy is not None:
             with torch.no_grad():
                 return self.deploy.forward(start, end, keep)
+        threads.before_forward()
         with torch.no_grad():
             for i in range(start, end + 1):
                 for callback in self.before_forward:
