@@ -2,13 +2,14 @@
 
     python -m benchmarks.threads [--nets caffenet,googlenet] [--batch 1] [--busy 2] [--reps 3]
 
-Three settings run side by side, each in its own process: ``1 thread`` (RECAFFE_NUM_THREADS=1),
-``default`` (recaffe's default: as many threads as the machine has cores free, see
-recaffe/threads.py) and ``fixed`` (one thread per core, PyTorch's default and recaffe's before
-the adaptive count; RECAFFE_NUM_THREADS=<cores>). For each rep the parent asks
-every process for one timing (median of ``--iters`` forwards) with no load, then again while
-``--busy`` processes spin on the CPU (the built-in load generator), so all settings see the same
-machine. Reported: the median over reps, and each setting's time over the 1-thread time.
+Three settings run side by side, each in its own process: ``1 thread`` (deploy mode,
+RECAFFE_NUM_THREADS=1), ``default`` (deploy mode with recaffe's default settings: one thread per
+core sharing each step's pieces, see recaffe/workers.py) and ``OpenMP`` (the same net in plain
+mode, ``optimize=False``: PyTorch's own OpenMP threads, one per core, as deploy mode ran before).
+For each rep the parent asks every process for one timing (median of ``--iters`` forwards) with no
+load, then again while ``--busy`` processes spin on the CPU (the built-in load generator), so all
+settings see the same machine. Reported: the median over reps, and each setting's time over the
+1-thread time.
 """
 
 from __future__ import annotations
@@ -23,18 +24,20 @@ import sys
 import time
 from collections.abc import Iterator
 
-SETTINGS = {
-    "1 thread": {"RECAFFE_NUM_THREADS": "1"},
-    "default": {},
-    "fixed": {},  # filled in by main(): one thread per core, PyTorch's own default
+# name: (environment, deploy mode)
+SETTINGS: dict[str, tuple[dict[str, str], bool]] = {
+    "1 thread": ({"RECAFFE_NUM_THREADS": "1"}, True),
+    "default": ({}, True),
+    "OpenMP": ({}, False),
 }
 
 
-def child(net: str, batch: int, iters: int) -> None:
+def child(net: str, batch: int, iters: int, optimize: bool) -> None:
     """Build the net, then answer each line on stdin with the median forward ms as JSON."""
     from benchmarks import models
 
-    deploy = models.deploy_net(models.ALL_DEPLOY_NETS[net], models.require_caffe_models(), batch=batch)
+    deploy = models.deploy_net(models.ALL_DEPLOY_NETS[net], models.require_caffe_models(), batch=batch,
+                               optimize=optimize)
     deploy.forward()
     print(json.dumps({"ready": True}), flush=True)
     for _ in sys.stdin:
@@ -61,13 +64,13 @@ def busy(count: int) -> Iterator[None]:
 
 def measure(net: str, args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
     processes = {}
-    for name, env in SETTINGS.items():
+    for name, (env, optimize) in SETTINGS.items():
         environment = {k: v for k, v in os.environ.items()
                        if k not in ("OMP_NUM_THREADS", "RECAFFE_NUM_THREADS")}
         processes[name] = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.threads", "--child", net, "--batch", str(args.batch),
-             "--iters", str(args.iters)], env={**environment, **env}, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True)
+             "--iters", str(args.iters), *([] if optimize else ["--plain"])], env={**environment, **env},
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     for process in processes.values():
         json.loads(process.stdout.readline())  # type: ignore[union-attr]
     results: dict[str, dict[str, list[float]]] = {"idle": {}, "busy": {}}
@@ -96,24 +99,22 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.batch, args.iters)
+        child(args.child, args.batch, args.iters, not args.plain)
         return
-    import torch
-
-    SETTINGS["fixed"] = {"RECAFFE_NUM_THREADS": str(torch.get_num_threads())}
     print(f"batch {args.batch}, {args.busy} busy processes in the loaded rounds, median of {args.reps} "
           f"reps of {args.iters} forwards; load average before: {os.getloadavg()[0]:.2f}")
     print("| net | condition | " + " | ".join(f"{n} ms" for n in SETTINGS) + " | default / 1 thread | "
-          "fixed / 1 thread |")
+          "OpenMP / 1 thread |")
     print("|---|---|" + "---:|" * (len(SETTINGS) + 2))
     for net in args.nets.split(","):
         results = measure(net, args)
         for condition, runs in results.items():
             ms = {name: statistics.median(values) for name, values in runs.items()}
             print(f"| {net} | {condition} | " + " | ".join(f"{ms[n]:.1f}" for n in SETTINGS) +
-                  f" | {ms['default'] / ms['1 thread']:.2f} | {ms['fixed'] / ms['1 thread']:.2f} |")
+                  f" | {ms['default'] / ms['1 thread']:.2f} | {ms['OpenMP'] / ms['1 thread']:.2f} |")
 
 
 if __name__ == "__main__":

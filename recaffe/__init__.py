@@ -5,6 +5,7 @@ of layers from a prototxt) and ``Solver`` (Caffe's update rules). Units plug in 
 registries ``LAYERS``, ``SOLVERS``, ``FILLERS`` and ``LR_POLICIES``.
 """
 
+from recaffe import _wait_policy  # noqa: F401, I001  (first: before torch is imported)
 from recaffe import layers as _layers  # noqa: F401  (registers every layer type)
 from recaffe import solvers as _solvers  # noqa: F401  (registers every solver and lr policy)
 from recaffe import threads as _threads

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import cast
 
 import torch
@@ -22,11 +23,17 @@ class BlobShapeError(ValueError):
         self.dims = dims
 
 
+_SMALL = 64 << 20  # bytes: an allocation this small is not checked against the free memory
+
+
 def check_fits(dims: tuple[int, ...], count: int, dtype: torch.dtype, device: torch.device) -> None:
-    """Refuse a new allocation of ``count`` values that overflows or exceeds the device's free memory."""
-    itemsize = torch.empty((), dtype=dtype).element_size()
+    """Refuse a new allocation of ``count`` values that overflows or exceeds the device's free memory
+    (asked only for allocations of 64 MiB or more: reading it costs more than a small blob's setup)."""
+    itemsize = dtype.itemsize
     if count >= 2**63:
         raise BlobShapeError(f"blob shape {dims} holds {count} values, which overflows a 64-bit count", dims)
+    if count * itemsize < _SMALL:
+        return
     free = errors.available_memory() if device.type != "cuda" else torch.cuda.mem_get_info(device)[0]
     if count * itemsize > free:
         raise BlobShapeError(f"blob shape {dims} needs {count * itemsize} bytes, more than the {free} bytes "
@@ -230,6 +237,11 @@ class Blob:
         return self._shape if self._count or self._shape else (0,)
 
     @property
+    def has_data(self) -> bool:
+        """Whether data memory is allocated (it is on first use of ``data``; ``release_data`` frees it)."""
+        return self._data_mem.allocated
+
+    @property
     def has_diff(self) -> bool:
         """Whether diff storage has been allocated (it is on first use of ``diff``)."""
         return self._diff_mem.allocated
@@ -243,6 +255,33 @@ class Blob:
         layer will read the blob again; blobs sharing the storage must all be released)."""
         self._data_mem.flat = self._data_mem.held = None
         self._data_view = None
+
+    @contextlib.contextmanager
+    def overwriting_data(self) -> Iterator[torch.Tensor]:
+        """``data``, for a caller that writes every value of it inside the ``with``: memory not
+        allocated yet is not zero-filled first (on a fresh page that costs a second pass over it).
+        If the caller fails, fresh memory is zero-filled after all: no uninitialised values stay."""
+        memory = self._data_mem
+        fresh = not memory.allocated
+        if fresh:
+            flat = torch.empty(memory.size, dtype=memory.dtype, device=memory.device)
+            flat[self._count :].zero_()  # (beyond the shape, up to the capacity: nobody writes it)
+            memory.flat = flat
+            self._data_view = None
+        try:
+            yield self.data
+        except BaseException:
+            if fresh and memory.flat is not None:
+                memory.flat.zero_()
+            raise
+
+    def fit_unallocated(self) -> None:
+        """Size memory not allocated now (never used, or released) to the current shape instead of
+        the largest one so far: after a reshape to a smaller batch, deploy mode allocates only what
+        the pass needs. Blobs sharing this blob's storage must have its count."""
+        if self._count < self._capacity and not (self._data_mem.allocated or self._diff_mem.allocated):
+            self._capacity = self._data_mem.size = self._diff_mem.size = self._count
+            self._data_view = self._diff_view = None
 
     def share_data(self, other: Blob) -> None:
         """Use ``other``'s data storage (counts must match), like Caffe's ShareData."""

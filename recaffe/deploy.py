@@ -10,6 +10,8 @@ A TEST-phase net runs as a plan of steps instead of layer by layer:
   in the same step;
 * a Dropout applied in place is the identity at TEST time and is skipped (unless the layer says
   otherwise with ``identity_at_test = False``: a fork's MC dropout or test-time scaling);
+* each step's work is cut into pieces that the threads take as they are free
+  (``recaffe.workers``, ``recaffe.math.pieces``; see ``recaffe.threads``);
 * once the last step that reads a blob has run, the blob's memory is released (liveness over the
   DAG; blobs sharing storage, as Split and Flatten tops do, count as one), so the allocator hands it
   to later layers and peak memory follows the widest point of the net rather than its sum.
@@ -26,6 +28,7 @@ folded again at the next forward. Weights edited by hand after the first forward
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -33,18 +36,21 @@ from typing import Protocol
 
 import torch
 
+from recaffe import memory_plan, threads
 from recaffe.blob import Blob
 from recaffe.layer import Layer, LayerError
+from recaffe.layers.common.inner_product import InnerProductLayer
 from recaffe.layers.vision.base_conv import BaseConvolutionLayer
-from recaffe.math import layout
-from recaffe.math.convolution import convolution
+from recaffe.math import layout, pieces
 from recaffe.proto import caffe_pb2
+from recaffe.workers import SERIAL, Workers
 
 
 class Net(Protocol):
     """What deploy mode reads of a ``recaffe.Net`` (named here, so this module does not import net)."""
 
     name: str
+    device: torch.device
     phase: caffe_pb2.Phase.ValueType
     layers: list[Layer]
     layer_names: list[str]
@@ -97,70 +103,68 @@ class DeployRunner:
         self.net = net
         self._plans: dict[tuple[frozenset[int], tuple[int, ...]], _Plan] = {}
         self._folded: dict[int, _Fused] = {}  # layer id -> the fused step whose weights are folded
+        self._sized_for: tuple[tuple[int, ...], ...] | None = None  # input shapes memory was sized for
 
     # ------------------------------------------------------------------ running
     def forward(self, start: int, end: int, keep: Iterable[str | int] = ()) -> float:
         net = self.net
         kept = frozenset(net.blob_names.index(name) if isinstance(name, str) else name for name in keep)
+        inputs = tuple(net.blob_list[i].shape for i in net.input_blob_indices)
+        if inputs != self._sized_for:  # new shapes: memory allocated from now on fits them
+            memory_plan.fit_unallocated(net.blob_list)
+            self._sized_for = inputs
         plan = self._plan(kept)
         loss: torch.Tensor | float = 0.0
-        for step, released in zip(plan.steps, plan.release_after):
-            ids = step.layer_ids if isinstance(step, _Fused) else [step]
-            inside = [start <= i <= end for i in ids]
-            if not any(inside):
-                continue
-            if not all(inside):
-                raise LayerError(f"net {net.name!r} (deploy mode): cannot run layers {start}..{end}: "
-                                 f"layers {[net.layer_names[i] for i in ids]} run as one fused step")
-            for i in ids:
-                for callback in net.before_forward:
-                    callback(i)
-            if isinstance(step, _Fused):
-                self._run_fused(step)
-            else:
-                loss = loss + net.layers[step].run_forward(net.bottom_vecs[step], net.top_vecs[step])
-            for i in ids:
-                for callback in net.after_forward:
-                    callback(i)
-            if start == 0 and end == len(net.layers) - 1:
-                for blob_id in released:
-                    net.blob_list[blob_id].release_data()
+        with threads.inference() as shared:
+            workers = shared if net.device.type == "cpu" else SERIAL  # CUDA kernels queue anyway
+            for step, released in zip(plan.steps, plan.release_after):
+                ids = step.layer_ids if isinstance(step, _Fused) else [step]
+                inside = [start <= i <= end for i in ids]
+                if not any(inside):
+                    continue
+                if not all(inside):
+                    raise LayerError(f"net {net.name!r} (deploy mode): cannot run layers {start}..{end}: "
+                                     f"layers {[net.layer_names[i] for i in ids]} run as one fused step")
+                for i in ids:
+                    for callback in net.before_forward:
+                        callback(i)
+                if isinstance(step, _Fused):
+                    self._run_fused(step, workers)
+                else:
+                    layer = net.layers[step]
+                    kernel = _sharing(layer, workers) if layer.shares_work else None
+                    loss = loss + layer.run_forward(net.bottom_vecs[step], net.top_vecs[step], kernel)
+                for i in ids:
+                    for callback in net.after_forward:
+                        callback(i)
+                if start == 0 and end == len(net.layers) - 1:
+                    for blob_id in released:
+                        net.blob_list[blob_id].release_data()
         return float(loss)
 
-    def _run_fused(self, step: _Fused) -> None:
+    def _run_fused(self, step: _Fused, workers: Workers) -> None:
         self._fold(step)
         net = self.net
         layer = net.layers[step.layer_id]
-        bottom, top = net.bottom_vecs[step.layer_id][0], net.blob_list[step.top]
-        with layer.shape_errors():  # as Caffe's Forward: bottoms may change shape between passes
-            layer.reshape(net.bottom_vecs[step.layer_id], [top])  # (an input, Faster R-CNN's rois)
-        if layer.type == "Eltwise":  # a plain sum, in the layout its bottoms are held in
-            first = bottom.strided_data()
-            y = layout.output(top, first)
-            torch.add(first, net.bottom_vecs[step.layer_id][1].strided_data(), out=y)
-            for other in net.bottom_vecs[step.layer_id][2:]:
-                y.add_(other.strided_data())
-            self._relu(step, y)
-            layout.store(top, y)
-            return
-        if isinstance(layer, BaseConvolutionLayer):
-            bias = layer.blobs[1].data if len(layer.blobs) > 1 else step.bias
-            y = convolution(bottom.strided_data(), layer.blobs[0].strided_data(), bias, layer.geometry,
-                            layer.param.convolution_param.group, False)
-            self._relu(step, y)
-            layout.store(top, y)
-            return
-        layer.forward([bottom], [top])  # InnerProduct: its bias blob holds the folded bias
-        self._relu(step, top.data)
+        bottoms, top = net.bottom_vecs[step.layer_id], net.blob_list[step.top]
+        slope = None if step.relu is None else net.layers[step.relu].param.relu_param.negative_slope
+        layer.run_forward(bottoms, [top], functools.partial(self._fused_kernel, step, workers, slope))
 
-    def _relu(self, step: _Fused, y: torch.Tensor) -> None:
-        if step.relu is None:
-            return
-        slope = self.net.layers[step.relu].param.relu_param.negative_slope
-        if slope == 0:
-            y.clamp_(min=0)
-        else:
-            torch.where(y > 0, y, y * slope, out=y)
+    def _fused_kernel(self, step: _Fused, workers: Workers, slope: float | None, bottoms: list[Blob],
+                      tops: list[Blob]) -> None:
+        layer, top = self.net.layers[step.layer_id], tops[0]
+        if layer.type == "Eltwise":  # a plain sum, in the layout its bottoms are held in
+            xs = [blob.strided_data() for blob in bottoms]
+            y = layout.output(top, xs[0])
+            pieces.sum_(workers, y, xs, slope)
+            layout.store(top, y)
+        elif isinstance(layer, BaseConvolutionLayer):
+            bias = layer.blobs[1].data if len(layer.blobs) > 1 else step.bias
+            y = pieces.convolution(workers, bottoms[0].strided_data(), layer.blobs[0].strided_data(), bias,
+                                   layer.geometry, layer.param.convolution_param.group, slope)
+            layout.store(top, y)
+        elif isinstance(layer, InnerProductLayer):  # its bias blob holds the folded bias
+            layer.forward(bottoms, tops, workers=workers, slope=slope)
 
     # ------------------------------------------------------------------ planning
     def _plan(self, kept: frozenset[int]) -> _Plan:
@@ -237,8 +241,8 @@ class DeployRunner:
             current, position = top, j
             if relu is not None:
                 break
-        if not absorbed and relu is None and layer.type != "Convolution":
-            return None  # (a convolution alone still gains: its weights stay channels-last)
+        if not absorbed and relu is None and not (summing or layer.type == "Convolution"):
+            return None  # (a convolution or sum alone still gains: weights and sums stay channels-last)
         if absorbed and layer.type == "InnerProduct" and len(layer.blobs) < 2:
             return None  # its own forward adds the bias: it needs a bias blob to hold the folded one
         return _Fused(layer_id, absorbed, relu, current)
@@ -316,6 +320,12 @@ class DeployRunner:
         for step in list(self._folded.values()):
             self._unfold(step)
         self._plans.clear()
+
+
+def _sharing(layer: Layer, workers: Workers) -> Callable[[Sequence[Blob], Sequence[Blob]], None]:
+    """The forward of a layer that ``shares_work``, on ``workers``."""
+    forward: Callable[..., None] = layer.forward  # it takes workers= (Layer.shares_work)
+    return functools.partial(forward, workers=workers)
 
 
 def _transposed(layer: Layer) -> bool:

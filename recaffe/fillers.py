@@ -10,7 +10,10 @@ for 1-D blobs), integer division; ``variance_norm`` picks fan_in (default), fan_
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,12 +29,112 @@ FillerFn = Callable[[Blob, caffe_pb2.FillerParameter, CaffeRNG], np.ndarray]
 
 def fill(blob: Blob, param: caffe_pb2.FillerParameter, rng: CaffeRNG) -> None:
     """Fill ``blob.data`` with the filler ``param.type`` (Caffe's GetFiller + Fill)."""
+    fn = _check(blob, param)
+    if param.type == "constant":  # (the float32 value, without a numpy array of the blob's size)
+        blob.data.fill_(float(F32(param.value)))
+        return
+    values = fn(blob, param, rng)
+    blob.data.copy_(torch.from_numpy(values.reshape(blob.shape)))
+
+
+def _check(blob: Blob, param: caffe_pb2.FillerParameter) -> FillerFn:
+    """The filler function, once the blob and the parameters are known to be fillable."""
     if blob.count() == 0:
         raise ValueError(f"cannot fill an empty blob of shape {blob.shape} ({param.type} filler)")
     if param.type != "gaussian" and param.sparse != -1:
         raise ValueError(f"the {param.type!r} filler does not support sparse ({param.sparse})")
-    values = FILLERS.get(param.type)(blob, param, rng)
-    blob.data.copy_(torch.from_numpy(values.reshape(blob.shape)))
+    return FILLERS.get(param.type)
+
+
+# ------------------------------------------------------------------ deferred fills
+_DRAWING = ("uniform", "gaussian", "positive_unitball", "xavier", "msra")  # the fillers that draw
+_local = threading.local()
+
+
+@dataclass
+class DeferredFill:
+    """A parameter blob's fill postponed while its net is built with weights to come.
+
+    ``wanted`` stays True unless the net learns that the values will never be read (the weights
+    overwrite the blob, or it takes a shared owner's data); the draw then only moves the stream.
+    """
+
+    blob: Blob
+    param: caffe_pb2.FillerParameter
+    rng: CaffeRNG
+    wanted: bool = True
+
+    @property
+    def draws(self) -> bool:
+        return self.param.type in _DRAWING
+
+    def __call__(self) -> None:
+        if self.wanted:
+            fill(self.blob, self.param, self.rng)
+        elif self.draws:
+            FILLERS.get(self.param.type)(self.blob, self.param, self.rng)  # the draws, not the values
+
+    def drop_values(self) -> None:
+        """Only the stream's position matters now: keep the shape, let the blob go."""
+        self.wanted = False
+        self.blob = Blob(self.blob.shape)  # allocates nothing until read (never, here)
+
+
+def fill_param(blob: Blob, param: caffe_pb2.FillerParameter, rng: CaffeRNG) -> None:
+    """``fill`` a layer's parameter blob, or, inside ``deferring()``, check the filler now and
+    fill later (``keep_needed``); a filler that draws is queued on ``rng`` (``CaffeRNG.defer``)
+    and runs, in order, before the stream is next read."""
+    pending: list[DeferredFill] | None = getattr(_local, "pending", None)
+    if pending is None:
+        fill(blob, param, rng)
+        return
+    _check(blob, param)
+    _check_values(blob, param)
+    entry = DeferredFill(blob, param, rng)
+    pending.append(entry)
+    if entry.draws:
+        rng.defer(entry)
+
+
+def _check_values(blob: Blob, param: caffe_pb2.FillerParameter) -> None:
+    """The errors the fillers raise when they compute the values, raised now instead."""
+    if param.type == "bilinear":
+        _bilinear_size(blob)
+    if param.type == "uniform" and F32(param.min) > F32(param.max):
+        raise ValueError(f"uniform range needs min <= max, got [{param.min}, {param.max}]")
+    if param.type == "gaussian" and not param.std > 0:
+        raise ValueError(f"gaussian needs sigma > 0, got {param.std}")
+    if param.type == "gaussian" and param.sparse < -1:
+        raise ValueError(f"gaussian filler: sparse must be >= -1, got {param.sparse}")
+    if param.type == "gaussian" and param.sparse >= 0 and blob.num_axes < 1:
+        raise ValueError("gaussian filler: sparse needs a blob with at least one axis")
+
+
+@contextlib.contextmanager
+def deferring(active: bool = True) -> Iterator[list[DeferredFill]]:
+    """Inside: ``fill_param`` defers the fills; yields the deferred fills, in order."""
+    pending: list[DeferredFill] = []
+    if not active:
+        yield pending
+        return
+    outer = getattr(_local, "pending", None)
+    _local.pending = pending
+    try:
+        yield pending
+    finally:
+        _local.pending = outer
+
+
+def keep_needed(pending: list[DeferredFill], unread: Callable[[Blob], bool]) -> None:
+    """The fills of the blobs ``unread`` says nobody will read only move the stream (lazily);
+    the others get their values now, drawn in Caffe's order."""
+    for entry in pending:
+        if unread(entry.blob):
+            entry.drop_values()
+        elif not entry.draws:
+            entry()  # (constant, bilinear: no draws, so in any order)
+    for rng in {id(entry.rng): entry.rng for entry in pending if entry.wanted and entry.draws}.values():
+        rng.settle()
 
 
 @FILLERS.register("constant")
@@ -103,14 +206,20 @@ def bilinear(blob: Blob, param: caffe_pb2.FillerParameter, rng: CaffeRNG) -> np.
 
     ``f = ceil(K/2)``, ``c = (K-1)/(2f)``; ``w(x, y) = (1 - |x/f - c|)(1 - |y/f - c|)``.
     """
-    if blob.num_axes != 4:
-        raise ValueError(f"bilinear filler needs a 4-D blob, got shape {blob.shape}")
-    height, width = blob.shape[2], blob.shape[3]
-    if height != width:
-        raise ValueError(f"bilinear filler needs a square kernel, got {height}x{width}")
+    height = width = _bilinear_size(blob)
     f = -(-width // 2)
     c = F32((width - 1) / (2.0 * f))
     index = np.arange(blob.count())
     x = (index % width).astype(F32)
     y = ((index // width) % height).astype(F32)
     return (F32(1) - np.abs(x / F32(f) - c)) * (F32(1) - np.abs(y / F32(f) - c))
+
+
+def _bilinear_size(blob: Blob) -> int:
+    """The kernel's size: the blob must be 4-D with square kernels."""
+    if blob.num_axes != 4:
+        raise ValueError(f"bilinear filler needs a 4-D blob, got shape {blob.shape}")
+    height, width = blob.shape[2], blob.shape[3]
+    if height != width:
+        raise ValueError(f"bilinear filler needs a square kernel, got {height}x{width}")
+    return width

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, final
 
 import torch
@@ -45,6 +45,8 @@ class Layer:
     equal_num_bottom_top_blobs: ClassVar[bool] = False
     auto_top_blobs: ClassVar[bool] = False
     supports_in_place: ClassVar[bool] = False  # True only where Caffe runs the layer in place
+    # True where forward takes ``workers=`` (recaffe.workers) to share its pieces among threads
+    shares_work: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -119,13 +121,15 @@ class Layer:
             self.set_loss_weights(top)
 
     @final
-    def run_forward(self, bottom: Blobs, top: Blobs) -> torch.Tensor | float:
-        """Reshape, forward, and return the weighted loss of this layer's tops."""
+    def run_forward(self, bottom: Blobs, top: Blobs,
+                    kernel: Callable[[Blobs, Blobs], None] | None = None) -> torch.Tensor | float:
+        """Reshape, forward (or ``kernel``, deploy mode's version of it), and return the weighted
+        loss of this layer's tops."""
         with torch.no_grad():
             with self.shape_errors():
                 self.reshape(bottom, top)
             try:
-                self.forward(bottom, top)
+                (kernel or self.forward)(bottom, top)
             except errors.RecaffeError:
                 raise
             except (RuntimeError, ValueError, IndexError, MemoryError) as e:
@@ -216,7 +220,7 @@ class Layer:
         """A blob on this layer's device, filled by ``filler`` (default: constant 0)."""
         blob = Blob(shape, dtype=self.dtype, device=self.device)
         if filler is not None:
-            fillers.fill(blob, filler, rng.get_rng())
+            fillers.fill_param(blob, filler, rng.get_rng())
         return blob
 
     def to_proto(

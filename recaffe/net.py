@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from recaffe import device as devices
-from recaffe import errors, forks, net_builder, threads
+from recaffe import errors, fillers, forks, memory_plan, net_builder, threads
 from recaffe.blob import Blob
 from recaffe.deploy import DeployRunner
 from recaffe.io import atomic, blobproto, caffemodel, legacy, prototxt, weights
@@ -75,10 +75,14 @@ class Net:
         self.before_backward: list[Callable[[int], None]] = []
         self.after_backward: list[Callable[[int], None]] = []
         self.deploy: DeployRunner | None = None
-        with net_builder.building(None if isinstance(source, caffe_pb2.NetParameter) else source):
-            self._init(param)
-        if weights_file is not None:
-            self.copy_trained_layers_from(weights_file)
+        # with weights to come, the fillers' draws wait: the weights may make their values unneeded
+        with net_builder.one_thread():
+            with net_builder.building(None if isinstance(source, caffe_pb2.NetParameter) else source), \
+                    fillers.deferring(weights_file is not None) as deferred:
+                self._init(param)
+            if weights_file is not None:
+                copied = self.copy_trained_layers_from(weights_file)
+                fillers.keep_needed(deferred, self._unread_fill(copied))
         if optimize:  # deploy mode: fused layers, blob memory reused (recaffe/deploy.py)
             self.deploy = DeployRunner(self)
 
@@ -372,10 +376,10 @@ class Net:
         if not (start >= 0 and end < len(self.layers)):
             raise IndexError(f"forward range {start}..{end} outside the net's {len(self.layers)} layers")
         loss: torch.Tensor | float = 0.0
-        threads.before_forward(adaptive=self.deploy is not None)
         if self.deploy is not None:
             with torch.no_grad():
                 return self.deploy.forward(start, end, keep)
+        threads.before_forward()
         with torch.no_grad():
             for i in range(start, end + 1):
                 for callback in self.before_forward:
@@ -414,6 +418,8 @@ class Net:
     def reshape(self) -> None:
         for layer, bottom, top in zip(self.layers, self.bottom_vecs, self.top_vecs):
             layer.reshape(bottom, top)
+        if self.deploy is not None:  # memory allocated from now on fits the new shapes
+            memory_plan.fit_unallocated(self.blob_list)
 
     def update(self) -> None:
         """``data -= diff`` for every owner (learnable) parameter."""
@@ -495,12 +501,20 @@ class Net:
                         f"source {theirs.shape}, target {mine.shape}")
                 mine.share_data(theirs)
 
-    def copy_trained_layers_from(self, source: caffe_pb2.NetParameter | str | os.PathLike[str]) -> None:
-        """Copy weights by layer name from a NetParameter, a .caffemodel, or an HDF5 weights file.
+    def copy_trained_layers_from(self, source: caffe_pb2.NetParameter | str | os.PathLike[str]) -> set[str]:
+        """Copy weights by layer name from a NetParameter, a .caffemodel, or an HDF5 weights file;
+        returns the names of the layers copied.
 
         A legacy (V0/V1) caffemodel is read without upgrading it first: the upgrade would only
         copy every blob into new layers, and the names and blobs are the same either way.
         """
+        with net_builder.one_thread():  # (small copies: extra threads only wait for each other)
+            copied = self._copy_trained_layers(source)
+        self._warn_partial_weights(copied, source if not isinstance(source, caffe_pb2.NetParameter)
+                                   else "<weights>")
+        return copied
+
+    def _copy_trained_layers(self, source: caffe_pb2.NetParameter | str | os.PathLike[str]) -> set[str]:
         if self.deploy is not None:
             self.deploy.unfold_all()
         if isinstance(source, caffe_pb2.NetParameter):
@@ -511,8 +525,22 @@ class Net:
         else:  # streamed from the file: its values go straight into the blobs
             with errors.read_guard(source, "caffemodel"):
                 copied = self._copy_layers(caffemodel.read_trained_layers(source), os.fspath(source))
-        self._warn_partial_weights(copied, source if not isinstance(source, caffe_pb2.NetParameter)
-                                   else "<weights>")
+        return copied
+
+    def _unread_fill(self, copied: set[str]) -> Callable[[Blob], bool]:
+        """Whether a parameter blob's filled values are never read: its storage took the weights
+        of a layer ``copied`` (its own, or one sharing it), or it took a shared owner's data."""
+        first = self._first_layer_index()
+        loaded = {blob.data_storage_key() for name in copied for blob in self.layers[first[name]].blobs}
+        sharing = {id(self.params[i]) for i, owner in enumerate(self.param_owners) if owner >= 0}
+        return lambda blob: blob.data_storage_key() in loaded or id(blob) in sharing
+
+    def _first_layer_index(self) -> dict[str, int]:
+        """Each layer name's first layer (the one that takes copied weights, as in Caffe)."""
+        first: dict[str, int] = {}
+        for i, name in enumerate(self.layer_names):
+            first.setdefault(name, i)
+        return first
 
     def _warn_partial_weights(self, copied: set[str], source: str | os.PathLike[str]) -> None:
         """Caffe accepts weights covering only some layers; say which ones keep their fillers."""
@@ -526,12 +554,13 @@ class Net:
                      source: str = "<weights>") -> set[str]:
         # the first target layer of a source layer's name receives its blobs (layer types are not compared)
         copied = set()
+        first = self._first_layer_index()
         for name, blobs in layers:
             if name not in self._layer_names_index:
                 log.info("Ignoring source layer %s", name)
                 continue
             copied.add(name)
-            target = self.layers[self.layer_names.index(name)]
+            target = self.layers[first[name]]
             if len(target.blobs) != len(blobs):
                 raise LayerError(f"{source}: incompatible number of blobs for layer {name!r}: "
                                  f"{len(blobs)} in the weights, {len(target.blobs)} in the net")

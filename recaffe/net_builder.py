@@ -6,8 +6,11 @@ import contextlib
 import contextvars
 import logging
 import os
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
+
+import torch
 
 from recaffe.proto import caffe_pb2
 
@@ -27,6 +30,24 @@ def building(source: str | os.PathLike[str] | None) -> Iterator[None]:
         yield
     finally:
         building_from.reset(token)
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the kernels of a net's construction (zero fills, copies of the loaded values) on one
+    thread: they are small, and on a machine other processes keep busy, PyTorch's threads wait for
+    each other at every one of them (building GoogLeNet took 4x longer on two threads than on one).
+    Left alone while other Python threads run: set from the main thread, the count is the one
+    other threads see too, and a plain net's forward there must keep its count (its rounding)."""
+    count = torch.get_num_threads()
+    if count == 1 or threading.active_count() > 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(count)
 
 
 def state_meets_rule(

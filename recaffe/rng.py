@@ -26,7 +26,7 @@ import math
 import os
 import sys
 import threading
-from collections.abc import MutableSequence
+from collections.abc import Callable, MutableSequence
 from typing import Any
 
 import numpy as np
@@ -172,6 +172,7 @@ class CaffeRNG:
     """One Caffe random stream: ``boost::mt19937(seed)`` plus Boost's distributions."""
 
     _BLOCK = 4096
+    _MAX_DEFERRED = 4096  # draws queued by ``defer``
     _NORMAL_BLOCK = 1 << 18
 
     def __init__(self, seed: int) -> None:
@@ -181,6 +182,26 @@ class CaffeRNG:
         self._pos = 0
         self._engine_state: tuple[np.ndarray, np.ndarray, int] | None = None  # (buffer, key, pos)
         self._consumed = 0  # words consumed since seeding
+        self._deferred: list[Callable[[], None]] = []
+
+    # ---------------------------------------------------------- deferred draws
+    def defer(self, draw: Callable[[], None]) -> None:
+        """Queue ``draw`` (which draws from this stream) to run before anyone next reads the stream.
+
+        Net construction defers the fillers of weights a caffemodel may overwrite: if it does, the
+        draws are never needed for their values, only for the stream's position, and are run when
+        (if ever) someone reads the stream again: the stream stays exactly Caffe's. A long queue
+        (nets built again and again, the stream never read) is run then and there."""
+        self._deferred.append(draw)
+        if len(self._deferred) > self._MAX_DEFERRED:
+            self.settle()
+
+    def settle(self) -> None:
+        """Run the deferred draws, in order."""
+        while self._deferred:
+            draws, self._deferred = self._deferred, []
+            for draw in draws:
+                draw()
 
     # ------------------------------------------------------------------ state
     def get_state(self) -> RngState:
@@ -189,6 +210,7 @@ class CaffeRNG:
         guard and ``caffe repro`` take it around every iteration). Cheap: the engine only moves
         when the buffer is refilled, so its state is read once per buffer, and the words ahead are
         a view (buffers are replaced, never written in place)."""
+        self.settle()
         cached = self._engine_state
         if cached is None or cached[0] is not self._buffer:
             mt = self._engine.get_state(legacy=False)["state"]
@@ -202,10 +224,13 @@ class CaffeRNG:
                                 "state": {"key": np.asarray(key, dtype=np.uint32), "pos": int(position)}})
         self._buffer, self._pos = np.asarray(buffered, dtype=np.uint32), 0
         self._engine_state = None
+        self._deferred = []  # the position is given: draws deferred before it no longer move it
 
     # ---------------------------------------------------------------- raw words
     def peek(self, n: int) -> np.ndarray:
         """The next ``n`` words, without consuming them."""
+        if self._deferred:
+            self.settle()
         have = len(self._buffer) - self._pos
         if have < n:
             more = self._engine.randint(0, 2**32, size=max(n - have, self._BLOCK), dtype=np.uint32)
@@ -455,6 +480,7 @@ class _BlockWords(CaffeRNG):
 
     def __init__(self, words: np.ndarray) -> None:  # no engine: the words are given
         self._buffer, self._pos, self._consumed = words, 0, 0
+        self._deferred = []
 
     def peek(self, n: int) -> np.ndarray:
         if self._pos + n > len(self._buffer):

@@ -1,110 +1,93 @@
-"""CPU threads for the kernels: a fixed count when asked for, else as many as the machine has free.
+"""CPU threads for the kernels: one per core by default, or the count asked for.
 
 PyTorch runs each kernel on one OpenMP thread per core, and every thread waits for the others at
-the end of each step. When other processes keep the cores busy, one of our threads is often
-descheduled, the others wait for it at every step, and a net of many small steps runs several
-times slower than on one thread (``benchmarks/threads.py`` measures this). So, by default:
+the end of each kernel, each having been given a fixed share of the work. When other processes
+keep the cores busy, one of the threads is often descheduled, the others wait for it at every
+step, and a net of many small steps runs several times slower than on one thread
+(``benchmarks/threads.py`` measures this). So:
 
 * deploy-mode nets (``Net(..., optimize=True)``, ``caffe test -optimize``, ``caffe time
-  -optimize``, ``Classifier``/``Detector`` with ``optimize=True``) run on as many threads as there
-  are cores not busy with other processes, at least one and at most PyTorch's default. The
-  share of the cores the rest of the machine used is read from ``/proc/stat`` (less this
-  process's own CPU time), at most every 0.25 s, at the start of a forward pass. Elsewhere
-  than Linux the count stays fixed;
-* every other net (TRAIN nets, the solver's test nets, plain ``caffe.Net(..., caffe.TEST)``) keeps
-  PyTorch's default count throughout, so that its outputs stay bit-reproducible on a given machine
-  whatever else it runs (the kernels' rounding depends on the thread count). Deploy mode already
-  trades the last bits for speed (folded BatchNorm), so it may also pick its threads.
+  -optimize``, ``Classifier``/``Detector`` with ``optimize=True``) run each kernel on one thread
+  and share a step's pieces among the threads (``recaffe.workers``): a thread the system does not
+  schedule takes no piece, and the others do its share, so a busy machine costs a pass about one
+  thread's time at worst. The cut into pieces depends on the thread count and the shapes only, so
+  the outputs are the same from run to run whatever the load;
+* every other net (TRAIN nets, the solver's test nets, plain ``caffe.Net(..., caffe.TEST)``) runs
+  PyTorch's kernels on the thread count as they are; give those ``-threads 1`` on a shared machine.
 
-A fixed count, for every net, comes from ``RECAFFE_NUM_THREADS``, the command line's
-``-threads N``, or ``set_num_threads(n)`` (and a direct ``torch.set_num_threads`` is respected).
-Deploy-mode outputs can differ in their last bits between thread counts; fix the count to make
-them bit-identical across runs on a busy machine.
+The count is one thread per core (PyTorch's default) unless fixed by ``RECAFFE_NUM_THREADS``, the
+command line's ``-threads N``, or ``set_num_threads(n)`` (a direct ``torch.set_num_threads`` is
+respected too). Kernels round differently on different thread counts: fix the count for outputs
+that are bit-identical across machines.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
-import time
+import threading
+from collections.abc import Iterator
 
 import torch
+
+from recaffe import workers
 
 log = logging.getLogger(__name__)
 
 ENV_THREADS = "RECAFFE_NUM_THREADS"
-SAMPLE_SECONDS = 0.25
-
-
-def _cpu_busy_seconds() -> float | None:
-    """CPU-seconds all CPUs have spent busy since boot (``/proc/stat``), None where unreadable."""
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-    except OSError:
-        return None
-    if not fields or fields[0] != "cpu" or len(fields) < 8:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
-    steal = int(fields[8]) if len(fields) > 8 else 0
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 class _Governor:
-    """The thread count for deploy-mode nets, from how busy the other processes keep the CPUs."""
+    """The thread count, and whether the user fixed it."""
 
     def __init__(self) -> None:
         self.base = torch.get_num_threads()  # PyTorch's default, or the fixed count asked for
         self.fixed = False
         self.expected = self.base  # what this module last set: anything else came from the user
-        self.cpus = os.cpu_count() or 1
-        self.sample = self._sample()
-        self.inference = self.base
-
-    @staticmethod
-    def _sample() -> tuple[float, float, float] | None:
-        busy = _cpu_busy_seconds()
-        return None if busy is None else (time.monotonic(), busy, time.process_time())
+        self.inside = threading.local()  # .workers: set while this thread runs a deploy-mode pass
 
     def fix(self, count: int) -> None:
-        self.base = self.expected = self.inference = count
+        self.base = self.expected = count
         self.fixed = True
         torch.set_num_threads(count)
 
-    def free_cpus(self) -> float | None:
-        """Cores the rest of the machine left idle since the last sample (None: not yet known)."""
-        now = self._sample()
-        if now is None or self.sample is None or now[0] - self.sample[0] < SAMPLE_SECONDS:
-            return None
-        wall = now[0] - self.sample[0]
-        others = max(0.0, (now[1] - self.sample[1]) - (now[2] - self.sample[2])) / wall
-        self.sample = now
-        return self.cpus - others
-
-    def before_forward(self, adaptive: bool) -> None:
+    def before_forward(self) -> None:
         current = torch.get_num_threads()
         if current != self.expected:  # torch.set_num_threads was called directly: keep it
             self.fix(current)
-        if self.fixed:
+
+    @contextlib.contextmanager
+    def inference(self) -> Iterator[workers.Workers]:
+        if getattr(self.inside, "workers", None) is not None:  # a deploy net run from inside another
+            yield self.inside.workers
             return
-        if adaptive:
-            free = self.free_cpus()
-            if free is not None:
-                self.inference = max(1, min(self.base, int(free + 0.2)))
-        wanted = self.inference if adaptive else self.base
-        if wanted != current:
-            torch.set_num_threads(wanted)
-            self.expected = wanted
+        self.before_forward()
+        count = self.base
+        if count > 1:
+            torch.set_num_threads(1)  # this thread's kernels; the workers share the pieces
+        self.inside.workers = workers.pool(count)
+        try:
+            yield self.inside.workers
+        finally:
+            self.inside.workers = None
+            if count > 1:
+                torch.set_num_threads(count)
 
 
 _governor = _Governor()
 
 
-def before_forward(adaptive: bool) -> None:
-    """Pick the thread count for a forward pass: from the free cores for a deploy-mode net
-    (``adaptive``), the fixed default for every other net."""
-    _governor.before_forward(adaptive)
+def before_forward() -> None:
+    """Before a plain net's forward pass: keep a count set directly with ``torch.set_num_threads``."""
+    _governor.before_forward()
+
+
+def inference() -> contextlib.AbstractContextManager[workers.Workers]:
+    """For a deploy-mode forward pass: the workers to share its pieces among (this thread's kernels
+    run on one thread meanwhile)."""
+    return _governor.inference()
 
 
 def set_num_threads(count: int) -> None:
@@ -127,8 +110,7 @@ def threads_from_env() -> int | None:
 
 def add_threads_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help=f"CPU threads for the kernels (default: ${ENV_THREADS}, else as many as "
-                             f"the machine has free for inference, one per core for training)")
+                        help=f"CPU threads for the kernels (default: ${ENV_THREADS}, else one per core)")
 
 
 def apply_threads_flag(args: argparse.Namespace) -> None:

@@ -248,3 +248,27 @@ def test_keep_row_major_copies_adopted_tensors_into_the_storage() -> None:
     blob.reshape((4, 4, 3, 3))  # new storage: held tensors are adopted again until the next view
     blob.adopt_data(torch.randn(4, 4, 3, 3).contiguous(memory_format=torch.channels_last))
     assert not blob.strided_data().is_contiguous()
+
+
+def test_overwriting_data_skips_the_zero_fill_but_never_leaves_garbage() -> None:
+    blob = Blob((2, 3))
+    with blob.overwriting_data() as data:
+        data.copy_(torch.arange(6.0).view(2, 3))
+    assert torch.equal(blob.data, torch.arange(6.0).view(2, 3))
+    big = Blob((4, 5))
+    big.reshape((2, 5))  # capacity 20: the 10 values beyond the shape are zeros
+    with pytest.raises(RuntimeError), big.overwriting_data() as data:
+        data[0].fill_(7.0)
+        raise RuntimeError("the file ended")
+    assert torch.equal(big.data, torch.zeros(2, 5))  # fresh memory a failed writer leaves: zeros
+    big.reshape((4, 5))
+    assert torch.equal(big.data, torch.zeros(4, 5))
+    with pytest.raises(RuntimeError), blob.overwriting_data() as data:  # memory held already: untouched
+        raise RuntimeError
+    assert torch.equal(blob.data, torch.arange(6.0).view(2, 3))
+    tail = Blob((4, 5))
+    tail.reshape((2, 5))
+    with tail.overwriting_data() as data:
+        data.fill_(1.0)
+    tail.reshape((4, 5))
+    assert torch.equal(tail.data[2:], torch.zeros(2, 5))

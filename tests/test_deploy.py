@@ -101,7 +101,7 @@ def test_the_plan_fuses_folds_and_skips() -> None:
     names = [[fused.layer_names[i] for i in step] if isinstance(step, list) else fused.layer_names[step]
              for step in steps]
     assert names == ["data", ["conv1", "bn1", "sc1", "relu1"], "conv1_relu1_0_split",
-                     ["conv2", "bn2", "sc2", "b2", "relu2"], "sum", ["ip", "relu3"], "prob"]
+                     ["conv2", "bn2", "sc2", "b2", "relu2"], ["sum"], ["ip", "relu3"], "prob"]
     assert plan.skipped == {fused.layer_names.index("drop")}
 
 
@@ -139,3 +139,30 @@ def test_deploy_mode_is_for_test_nets_and_whole_fused_steps() -> None:
     fused.forward(0, 0)
     with pytest.raises(LayerError, match="run as one fused step"):
         fused.forward(0, fused.layer_names.index("bn1"))
+
+
+def test_pieces_on_three_threads_give_the_plain_outputs_bit_for_bit_every_run(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Every step cut into pieces (thresholds lowered) and shared by three threads: the plain net's
+    outputs, and the same bits on every pass however the pieces fall to the threads."""
+    from recaffe import threads
+    from recaffe.math import pieces
+
+    monkeypatch.setattr(pieces, "MIN_PIECE_MACS", 1)
+    monkeypatch.setattr(pieces, "MIN_PIECE_VALUES", 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    monkeypatch.setattr(threads, "_governor", threads._Governor())
+    try:
+        for path in (FUSIONS, ROOT / "models/bvlc_alexnet/deploy.prototxt" if ROOT else None):
+            if path is None:
+                continue
+            plain, fused = pair(path)
+            plain.forward()
+            runs = []
+            for _ in range(3):
+                fused.forward()
+                runs.append(fused.blob_list[fused.output_blob_indices[0]].data.clone())
+            assert_close(plain.blob_list[plain.output_blob_indices[0]].data, runs[0])
+            assert all(torch.equal(run, runs[0]) for run in runs)
+    finally:
+        torch.set_num_threads(before)

@@ -1,9 +1,10 @@
-"""Thread counts: fixed when asked for, else adapted to the other processes' load for inference."""
+"""Thread counts: one per core unless fixed; deploy-mode passes share their pieces among workers."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import pytest
 import torch
@@ -11,85 +12,50 @@ import torch
 from recaffe import threads
 
 
-class FakeMachine:
-    """``/proc/stat`` busy seconds, this process's CPU seconds and the clock, advanced by hand."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.wall = self.busy = self.ours = 0.0
-        monkeypatch.setattr(threads, "_cpu_busy_seconds", lambda: self.busy)
-        monkeypatch.setattr(threads.time, "monotonic", lambda: self.wall)
-        monkeypatch.setattr(threads.time, "process_time", lambda: self.ours)
-
-    def run(self, seconds: float, others: float, ours: float) -> None:
-        """``seconds`` pass with other processes using ``others`` CPUs and this one ``ours``."""
-        self.wall += seconds
-        self.ours += ours * seconds
-        self.busy += (others + ours) * seconds
-
-
 @pytest.fixture
 def governor(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     before = torch.get_num_threads()
-    machine = FakeMachine(monkeypatch)
-    gov = threads._Governor()
-    gov.base = gov.expected = gov.inference = 4
-    gov.cpus = 4
-    torch.set_num_threads(4)
-    monkeypatch.setattr(threads, "_governor", gov)
-    yield gov, machine
+    torch.set_num_threads(3)
+    monkeypatch.setattr(threads, "_governor", threads._Governor())
+    yield threads._governor
     torch.set_num_threads(before)
 
 
-def test_inference_uses_the_cores_others_leave_free(governor) -> None:  # type: ignore[no-untyped-def]
-    gov, machine = governor
-    machine.run(1.0, others=0.1, ours=1.0)
-    threads.before_forward(adaptive=True)
-    assert torch.get_num_threads() == 4
-    machine.run(1.0, others=2.6, ours=1.0)  # others keep 2.6 of the 4 cores busy: 1.4 free
-    threads.before_forward(adaptive=True)
-    assert torch.get_num_threads() == 1
-    machine.run(0.1, others=1.9, ours=1.0)  # too soon to sample again: the count stays
-    threads.before_forward(adaptive=True)
-    assert torch.get_num_threads() == 1
-    machine.run(1.0, others=1.9, ours=2.0)
-    threads.before_forward(adaptive=True)
-    assert torch.get_num_threads() == 2
-    machine.run(1.0, others=8.0, ours=1.0)  # never fewer than one
-    threads.before_forward(adaptive=True)
-    assert torch.get_num_threads() == 1
+def test_a_deploy_pass_runs_its_kernels_on_one_thread_and_shares_the_pieces(governor) -> None:  # type: ignore[no-untyped-def]
+    seen: dict[str, int] = {}
 
+    def piece(name: str) -> None:
+        seen[threading.current_thread().name + name] = torch.get_num_threads()
 
-def test_nets_outside_deploy_mode_keep_the_default_count(governor) -> None:  # type: ignore[no-untyped-def]
-    gov, machine = governor
-    machine.run(1.0, others=3.0, ours=1.0)
-    threads.before_forward(adaptive=True)
-    assert torch.get_num_threads() == 1
-    threads.before_forward(adaptive=False)  # a plain net between deploy passes: the default
-    assert torch.get_num_threads() == 4
-    threads.before_forward(adaptive=True)
-    assert torch.get_num_threads() == 1
+    with threads.inference() as workers:
+        assert workers.count == 3
+        assert torch.get_num_threads() == 1
+        with threads.inference() as inner:  # a deploy net run from inside another: the same workers
+            assert inner is workers and torch.get_num_threads() == 1
+        workers.run([lambda i=i: piece(str(i)) for i in range(30)])
+    assert len(seen) == 30 and set(seen.values()) == {1}  # every kernel on one thread, wherever it ran
+    assert torch.get_num_threads() == 3  # the count is back for plain nets
+    fresh: list[int] = []
+    thread = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert fresh == [3]  # the workers' own count is not the default of new threads
 
 
 def test_a_fixed_count_is_kept(governor) -> None:  # type: ignore[no-untyped-def]
-    gov, machine = governor
-    threads.set_num_threads(3)
-    machine.run(1.0, others=3.5, ours=1.0)
-    threads.before_forward(adaptive=True)
-    assert torch.get_num_threads() == 3
-    torch.set_num_threads(2)  # set directly: respected as well
-    machine.run(1.0, others=3.5, ours=1.0)
-    threads.before_forward(adaptive=True)
-    threads.before_forward(adaptive=False)
+    threads.set_num_threads(2)
+    threads.before_forward()
     assert torch.get_num_threads() == 2
+    with threads.inference() as workers:
+        assert workers.count == 2
+    torch.set_num_threads(1)  # set directly: respected as well
+    threads.before_forward()
+    assert torch.get_num_threads() == 1
+    with threads.inference() as workers:
+        assert workers.count == 1
+    assert torch.get_num_threads() == 1
     with pytest.raises(ValueError, match="at least 1"):
         threads.set_num_threads(0)
-
-
-def test_without_proc_stat_the_count_stays(governor, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(threads, "_cpu_busy_seconds", lambda: None)
-    governor[1].run(1.0, others=4.0, ours=1.0)
-    threads.before_forward(adaptive=True)
-    assert torch.get_num_threads() == 4
 
 
 @pytest.mark.parametrize(("value", "expected"), [("3", 3), (" 1 ", 1), ("", None)])
@@ -111,3 +77,14 @@ def test_env_and_flag_fix_the_count_in_a_fresh_process() -> None:
     env = {"RECAFFE_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "2"]
+
+
+@pytest.mark.parametrize(("given", "torch_first", "expected"),
+                         [(None, False, "PASSIVE"), ("active", False, "active"), (None, True, "unset")])
+def test_openmp_threads_sleep_when_idle_unless_told_otherwise(given: str | None, torch_first: bool,
+                                                              expected: str) -> None:
+    code = ("import os, sys; " + ("import torch; " if torch_first else "") +
+            "import recaffe; print(os.environ.get('OMP_WAIT_POLICY', 'unset'))")
+    env = {"PATH": "/usr/bin:/bin", **({"OMP_WAIT_POLICY": given} if given else {})}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [expected]

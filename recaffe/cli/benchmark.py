@@ -101,7 +101,7 @@ def benchmark(
     forward_total = backward_total = 0.0
     start = clock()
     for j in range(iterations):
-        threads.before_forward(adaptive=net.deploy is not None)
+        threads.before_forward()
         iteration_start = clock()
         for i, layer in enumerate(net.layers):
             t = clock()

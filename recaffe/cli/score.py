@@ -38,13 +38,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.model:
         raise common.CliError("Need a model definition to score.")
-    if not args.weights:
+    files = common.split_list(args.weights)
+    if not files:
         raise common.CliError("Need model weights to score.")
     common.check_iterations(args.iterations)
     device = common.select_device(args.gpu)
+    first, *more = files  # (the layers of the first skip their fillers)
     net = Net(args.model, TEST, args.level, common.split_list(args.stage), device=device,
-              optimize=args.optimize)
-    for weights in common.split_list(args.weights):
+              optimize=args.optimize, weights_file=first)
+    for weights in more:
         net.copy_trained_layers_from(weights)
     log.info("Running for %d iterations.", args.iterations)
     means, loss = score(net, args.iterations, logs.wants_progress_bar(args.progress))

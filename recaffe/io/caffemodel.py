@@ -93,9 +93,12 @@ class _Field(NamedTuple):
 class _WireReader:
     """A binary protobuf file read field by field, only what is asked for."""
 
+    _WINDOW = 1 << 16  # bytes read at once for the small fields (tags, lengths, names, shapes)
+
     def __init__(self, file: io.BufferedReader, path: str) -> None:
         self.file, self.path = file, path
         self.size = os.fstat(file.fileno()).st_size
+        self._window_start, self._window = 0, b""
 
     def fail(self, problem: str) -> ProtoFileError:
         self.file.seek(0)
@@ -135,8 +138,14 @@ class _WireReader:
             offset += length
 
     def read(self, offset: int, length: int) -> bytes:
-        self.file.seek(offset)
-        return self.file.read(length)
+        start = offset - self._window_start
+        if not (start >= 0 and start + length <= len(self._window)):
+            if length > self._WINDOW:
+                self.file.seek(offset)
+                return self.file.read(length)
+            self.file.seek(offset)
+            self._window_start, self._window, start = offset, self.file.read(self._WINDOW), 0
+        return self._window[start : start + length]
 
     def parse(self, data: bytes, msg: M) -> M:
         try:
@@ -201,7 +210,8 @@ class FileBlob(StoredBlob):
                                  f"{blobproto.proto_shape(self.header)} holds {count} {what} values, "
                                  f"expected {blob.count()}")
         if data is not None:
-            self._reader.read_values(data, blob.data)
+            with blob.overwriting_data() as target:
+                self._reader.read_values(data, target)
         if diff is not None:
             self._reader.read_values(diff, blob.diff)
 

@@ -67,7 +67,10 @@ def reuse(buffer: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
 
 def output(blob: Blob, like: torch.Tensor, diff: bool = False) -> torch.Tensor:
     """Memory to compute the blob's next data (or diff) into, shaped and laid out like ``like``:
-    the blob's own current memory when it has that layout (``reuse``). Hand it over with ``store``."""
+    the blob's own current memory when it has that layout (``reuse``). Hand it over with ``store``.
+    A blob without memory (released in deploy mode) gets none for an output that ``store`` adopts."""
+    if not like.is_contiguous() and not (blob.has_diff if diff else blob.has_data):
+        return torch.empty_like(like)
     return reuse(blob.strided_diff() if diff else blob.strided_data(), like)
 
 

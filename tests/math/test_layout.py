@@ -157,6 +157,8 @@ def test_output_reuses_the_blobs_memory_of_the_same_layout() -> None:
     target = layout.output(blob, row_major, diff=True)
     layout.store(blob, target.copy_(row_major), diff=True)  # already the storage: nothing to copy
     assert target.data_ptr() == blob.diff.data_ptr() and torch.equal(blob.diff, row_major)
+    blob.release_data()  # deploy mode: no memory until the next output, which is adopted as it is
+    assert layout.output(blob, channels_last).stride() == channels_last.stride() and not blob.has_data
 
 
 def test_lrn_tiles_cover_the_blob_once() -> None:

@@ -7,7 +7,9 @@ from typing import final
 import torch
 
 from recaffe.layer import Blobs, Layer
+from recaffe.math import pieces
 from recaffe.registry import LAYERS
+from recaffe.workers import SERIAL, Workers
 
 # From about this many weights on, oneDNN's inner product beats MKL's GEMM for a small batch on the
 # CPU (2.8x for CaffeNet's fc6 at batch 10; both read the weights once, MKL's skinny GEMM slowly).
@@ -32,11 +34,13 @@ def onednn_linear() -> Callable[..., torch.Tensor] | None:
     return op if works else None
 
 
-def _onednn(x: torch.Tensor, weight: torch.Tensor) -> Callable[..., torch.Tensor] | None:
-    if (x.device.type == "cpu" and weight.numel() >= ONEDNN_MIN_WEIGHTS and weight.is_contiguous()
-            and x.dtype == torch.float32):
-        return onednn_linear()
-    return None
+def onednn_for(x: torch.Tensor, weight: torch.Tensor) -> Callable[..., torch.Tensor] | None:
+    """``linear(x, w, bias)`` by oneDNN where it beats the GEMM for ``x · weightᵀ``, else None."""
+    op = onednn_linear()
+    if (op is None or x.device.type != "cpu" or weight.numel() < ONEDNN_MIN_WEIGHTS
+            or not weight.is_contiguous() or x.dtype != torch.float32):
+        return None
+    return lambda x, w, bias: op(x, w, bias, "none", [], "")
 
 
 @LAYERS.register("InnerProduct")
@@ -54,6 +58,7 @@ class InnerProductLayer(Layer):
 
     exact_num_bottom_blobs = 1
     exact_num_top_blobs = 1
+    shares_work = True
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
         p = self.param.inner_product_param
@@ -81,22 +86,17 @@ class InnerProductLayer(Layer):
         self.m = bottom[0].count(0, axis)
         top[0].reshape((*bottom[0].shape[:axis], self.param.inner_product_param.num_output))
 
-    def _weight(self) -> torch.Tensor:
+    def weight_rows(self) -> torch.Tensor:
         """W as (N, K) whatever its storage."""
         w = self.blobs[0].data
         return w.t() if self.param.inner_product_param.transpose else w
 
-    def forward(self, bottom: Blobs, top: Blobs) -> None:
+    def forward(self, bottom: Blobs, top: Blobs, workers: Workers = SERIAL,
+                slope: float | None = None) -> None:
+        """(``slope``: a ReLU of that negative slope after it, deploy mode's fused step.)"""
         x = bottom[0].data.reshape(self.m, self.k)  # (M, K)
-        y = top[0].data.view(self.m, -1)  # (M, N)
-        w, bias = self._weight(), self.blobs[1].data if len(self.blobs) > 1 else None
-        onednn = _onednn(x, w)
-        if onednn is not None:
-            y.copy_(onednn(x, w, bias, "none", [], ""))
-        elif bias is not None:
-            torch.addmm(bias, x, w.t(), out=y)
-        else:
-            torch.mm(x, w.t(), out=y)
+        w, bias = self.weight_rows(), self.blobs[1].data if len(self.blobs) > 1 else None
+        pieces.inner_product(workers, x, w, bias, top[0].data.view(self.m, -1), onednn_for(x, w), slope)
 
     def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
         dy = top[0].diff.reshape(self.m, -1)  # (M, N)
@@ -110,4 +110,4 @@ class InnerProductLayer(Layer):
         if len(self.blobs) > 1 and self.param_propagate_down[1]:
             self.blobs[1].diff.add_(dy.sum(0))
         if propagate_down[0]:
-            torch.matmul(dy, self._weight(), out=bottom[0].diff.view(self.m, self.k))
+            torch.matmul(dy, self.weight_rows(), out=bottom[0].diff.view(self.m, self.k))

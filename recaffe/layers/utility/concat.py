@@ -7,7 +7,9 @@ import torch
 
 from recaffe.layer import Blobs, Layer
 from recaffe.layers.utility.view import share_view
+from recaffe.math import pieces
 from recaffe.registry import LAYERS
+from recaffe.workers import SERIAL, Workers
 
 
 @LAYERS.register("Concat")
@@ -25,6 +27,7 @@ class ConcatLayer(Layer):
 
     min_bottom_blobs = 1
     exact_num_top_blobs = 1
+    shares_work = True
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
         p = self.param.concat_param
@@ -54,14 +57,14 @@ class ConcatLayer(Layer):
         else:
             top[0].reshape(shape)
 
-    def forward(self, bottom: Blobs, top: Blobs) -> None:
+    def forward(self, bottom: Blobs, top: Blobs, workers: Workers = SERIAL) -> None:
         if len(bottom) == 1:
             return
         xs = [blob.strided_data() for blob in bottom]
         if all(x.is_contiguous() for x in xs):
             torch.cat(xs, dim=self.axis, out=top[0].data)
         else:  # held in another layout (channels-last after convolutions): join them in it
-            top[0].adopt_data(torch.cat(xs, dim=self.axis))
+            top[0].adopt_data(pieces.concatenate(workers, xs, self.axis))
 
     def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
         if len(bottom) == 1:

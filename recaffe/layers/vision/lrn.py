@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import final
 
@@ -8,9 +9,10 @@ import torch.nn.functional as F
 
 from recaffe.layer import Blobs, Layer
 from recaffe.layers.vision.shapes import require_4d
-from recaffe.math import layout
+from recaffe.math import layout, pieces
 from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
+from recaffe.workers import SERIAL, Workers
 
 ACROSS_CHANNELS = caffe_pb2.LRNParameter.ACROSS_CHANNELS
 # Elements per piece of work (``LRNLayer._tiles``): 1 MB of float32, cache-sized.
@@ -38,6 +40,7 @@ class LRNLayer(Layer):
     exact_num_bottom_blobs = 1
     exact_num_top_blobs = 1
     supports_in_place = True  # unsafe for backward, as in Caffe (see In place above)
+    shares_work = True
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
         p = self.param.lrn_param
@@ -75,26 +78,30 @@ class LRNLayer(Layer):
             return torch.sqrt(t).mul_(t).rsqrt_()
         return torch.log(t).mul_(exponent).exp_()
 
-    def _tiles(self, shape: Sequence[int]) -> list[tuple[slice, ...]]:
+    def _tiles(self, shape: Sequence[int], parts: int = 1) -> list[tuple[slice, ...]]:
         """Index tuples that cut (N, C, H, W) into pieces of about ``TILE`` elements: whole images,
         and, across channels (where a window never leaves its pixel), bands of rows. Each piece's
-        dozen elementwise passes then run in cache instead of streaming the blob from memory."""
+        dozen elementwise passes then run in cache instead of streaming the blob from memory.
+        At least ``parts`` pieces where the shape allows (one per thread)."""
         n, c, h, w = shape
-        images = max(1, TILE // max(1, c * h * w))
-        rows = h if images > 1 or not self.across else max(1, TILE // max(1, c * w))
+        images = min(max(1, TILE // max(1, c * h * w)), -(-n // parts))
+        rows = h if images > 1 or not self.across else min(max(1, TILE // max(1, c * w)), -(-h // parts))
         return [(slice(i, i + images), slice(None), slice(r, r + rows))
                 for i in range(0, n, images) for r in range(0, h, rows)]
 
-    def forward(self, bottom: Blobs, top: Blobs) -> None:
+    def forward(self, bottom: Blobs, top: Blobs, workers: Workers = SERIAL) -> None:
         x = bottom[0].strided_data()  # in the layout it is held in
         y = layout.output(top[0], x)
         self.scale = layout.reuse(self.scale, x) if self.need_backward else None
-        for tile in self._tiles(x.shape):
-            scale = self._scale(x[tile])
-            if self.scale is not None:
-                self.scale[tile] = scale
-            torch.mul(self._power(scale, -self.param.lrn_param.beta), x[tile], out=y[tile])
+        tiles = self._tiles(x.shape, pieces.parts(workers, x.numel(), pieces.MIN_PIECE_VALUES))
+        workers.run([functools.partial(self._forward_tile, x, y, tile) for tile in tiles])
         layout.store(top[0], y)
+
+    def _forward_tile(self, x: torch.Tensor, y: torch.Tensor, tile: tuple[slice, ...]) -> None:
+        scale = self._scale(x[tile])
+        if self.scale is not None:
+            self.scale[tile] = scale
+        torch.mul(self._power(scale, -self.param.lrn_param.beta), x[tile], out=y[tile])
 
     def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
         if not propagate_down[0]:

@@ -9,9 +9,10 @@ from recaffe import rng
 from recaffe.blob import Blob
 from recaffe.layer import Blobs, Layer
 from recaffe.layers.vision.shapes import require_4d
-from recaffe.math import layout, pooling
+from recaffe.math import layout, pieces, pooling
 from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
+from recaffe.workers import SERIAL, Workers
 
 P = caffe_pb2.PoolingParameter
 
@@ -41,6 +42,7 @@ class PoolingLayer(Layer):
     exact_num_bottom_blobs = 1
     min_top_blobs = 1
     max_top_blobs = 2
+    shares_work = True
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
         p = self.param.pooling_param
@@ -104,9 +106,12 @@ class PoolingLayer(Layer):
             # Nothing sampled yet (TEST never samples): backward routes no gradient.
             self.rand_idx = torch.full(top[0].shape, -1, dtype=torch.long, device=self.device)
 
-    def forward(self, bottom: Blobs, top: Blobs) -> None:
+    def forward(self, bottom: Blobs, top: Blobs, workers: Workers = SERIAL) -> None:
         x, pool = bottom[0].strided_data(), self.param.pooling_param.pool
-        if pool == P.MAX:
+        plain = pool == P.AVE or (pool == P.MAX and len(top) == 1 and not self.need_backward)
+        if plain and workers.count > 1:  # the values alone: whole images on each thread
+            y = pieces.per_image(workers, x, (*x.shape[:2], *self.out_hw), self._values)
+        elif pool == P.MAX:
             mask = len(top) > 1
             y, index, self.max_complete = pooling.max_pool(x, self.window, self.out_hw,
                                                            with_index=mask or self.need_backward)
@@ -121,6 +126,12 @@ class PoolingLayer(Layer):
             if index is not None:
                 self.rand_idx = index
         layout.store(top[0], y)
+
+    def _values(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled values of ``x`` (MAX or AVE)."""
+        if self.param.pooling_param.pool == P.AVE:
+            return pooling.ave_pool(x, self.window, self.out_hw)
+        return pooling.max_pool(x, self.window, self.out_hw, with_index=False)[0]
 
     def _uniform(self, top: Blob) -> torch.Tensor | None:
         """TRAIN: one uniform [0, 1] draw per top element from Caffe's random stream; TEST: None."""

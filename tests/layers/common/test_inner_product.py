@@ -82,7 +82,7 @@ def test_large_weights_take_onednn_with_the_same_numbers(bias_term: bool, monkey
         monkeypatch.setattr(inner_product, "ONEDNN_MIN_WEIGHTS", threshold)
         layer.run_forward(bottom, top)
         tops.append(top[0].data.clone())
-    onednn = inner_product._onednn(x.reshape(5, 12), layer.blobs[0].data)
+    onednn = inner_product.onednn_for(x.reshape(5, 12), layer.blobs[0].data)
     assert (onednn is not None) == torch.backends.mkldnn.is_available()
     torch.testing.assert_close(tops[1], tops[0], rtol=1e-6, atol=1e-6)
     expected = x.reshape(5, 12) @ layer.blobs[0].data.t() + (layer.blobs[1].data if bias_term else 0)

@@ -1,0 +1,89 @@
+"""Workers: every piece runs once on some thread; errors, nesting and concurrent callers."""
+
+from __future__ import annotations
+
+import collections
+import threading
+
+import pytest
+
+from recaffe import workers
+from recaffe.workers import Workers, split
+
+
+def test_every_piece_runs_once() -> None:
+    pool = Workers(3)
+    counts: collections.Counter[int] = collections.Counter()
+    lock = threading.Lock()
+
+    def piece(i: int) -> None:
+        with lock:
+            counts[i] += 1
+
+    for _ in range(20):
+        pool.run([lambda i=i: piece(i) for i in range(17)])
+    assert counts == {i: 20 for i in range(17)}
+
+
+def test_the_first_error_is_raised_after_the_other_pieces_ran() -> None:
+    pool = Workers(2)
+    ran: list[int] = []
+
+    def piece(i: int) -> None:
+        if i == 3:
+            raise ValueError("piece 3 failed")
+        ran.append(i)
+
+    with pytest.raises(ValueError, match="piece 3 failed"):
+        pool.run([lambda i=i: piece(i) for i in range(8)])
+    assert sorted(ran) == [0, 1, 2, 4, 5, 6, 7]
+    pool.run([lambda: ran.append(99), lambda: ran.append(100)])  # still usable
+    assert ran[-2:] in ([99, 100], [100, 99])
+
+
+def test_a_piece_may_run_pieces_and_callers_may_overlap() -> None:
+    pool = Workers(2)
+    done: list[str] = []
+    lock = threading.Lock()
+
+    def note(name: str) -> None:
+        with lock:
+            done.append(name)
+
+    def outer(i: int) -> None:  # runs its own pieces on its thread: the workers are busy
+        pool.run([lambda: note(f"{i}a"), lambda: note(f"{i}b")])
+
+    callers = [threading.Thread(target=pool.run, args=([lambda i=i: outer(i) for i in range(4)],))
+               for _ in range(3)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(timeout=60)
+    assert not any(caller.is_alive() for caller in callers)
+    assert sorted(done) == sorted(f"{i}{s}" for i in range(4) for s in "ab" for _ in range(3))
+
+
+def test_after_a_fork_the_caller_runs_the_pieces() -> None:
+    pool = Workers(2)
+    pool.run([lambda: None, lambda: None])  # workers started
+    pool.stop()  # what a forked child does: its threads are gone
+    ran: list[int] = []
+    pool.run([lambda: ran.append(1), lambda: ran.append(2)])
+    assert sorted(ran) == [1, 2]
+
+
+@pytest.mark.parametrize(("total", "parts", "align"), [(10, 3, 1), (10, 4, 4), (7, 9, 1), (96, 2, 16),
+                                                        (100, 3, 16), (5, 1, 8), (1, 4, 16)])
+def test_split_covers_the_range_in_aligned_pieces(total: int, parts: int, align: int) -> None:
+    ranges = split(total, parts, align)
+    assert ranges[0][0] == 0 and ranges[-1][1] == total
+    assert all(a < b for a, b in ranges) and len(ranges) <= parts
+    assert all(b == c for (_, b), (c, _) in zip(ranges, ranges[1:]))
+    assert all(b % align == 0 for _, b in ranges[:-1])
+
+
+def test_one_pool_per_count() -> None:
+    assert workers.pool(3) is workers.pool(3)
+    assert workers.pool(1) is workers.SERIAL
+    with pytest.raises(ValueError, match="at least 1"):
+        Workers(0)
