@@ -7,8 +7,10 @@ Caffe reads images with ``cv::imread``/``cv::imdecode`` and resizes them with ``
   pixels agree for ordinary 8-bit files. Images with 16 bits per sample are refused (Caffe
   CHECK-fails on them too); exotic formats may decode differently.
 * Colour to gray (``is_color: false``, ``-gray``): JPEGs are decoded straight to their luma
-  channel, as libjpeg does for OpenCV; other images use OpenCV's fixed-point
-  ``(4899 R + 9617 G + 1868 B + 8192) >> 14``. OpenCV's PNG reader asks libpng for the conversion,
+  channel, as libjpeg does for OpenCV; PNGs as libpng converts them for OpenCV's PNG reader
+  (``png_set_rgb_to_gray`` with 0.299, 0.587: ``(9797 R + 19234 G + 3737 B) >> 15``, truncated,
+  grey pixels kept; checked against the SegNet fork's DenseImageData); other images use
+  ``cv::cvtColor``'s fixed-point ``(4899 R + 9617 G + 1868 B + 8192) >> 14``, which rounds, unlike libpng,
   whose rounding can differ by one grey level.
 * Resizing: ``resize_linear`` re-implements OpenCV's ``INTER_LINEAR`` for 8-bit images (half-pixel
   centres, clamped borders, 11-bit fixed-point weights, the rounding of OpenCV's SIMD loops, no
@@ -137,5 +139,9 @@ def _gray(image: Image.Image) -> np.ndarray:
     if image.mode in ("L", "1"):
         return np.asarray(image.convert("L"))[:, :, None]
     rgb = np.asarray(image.convert("RGB")).astype(np.int64)
-    gray = (rgb[:, :, 0] * 4899 + rgb[:, :, 1] * 9617 + rgb[:, :, 2] * 1868 + 8192) >> 14
+    r, g, b = rgb[:, :, 0], rgb[:, :, 1], rgb[:, :, 2]
+    if image.format == "PNG":  # libpng's own conversion: 15-bit weights, truncated
+        gray = np.where((r == g) & (g == b), r, (r * 9797 + g * 19234 + b * 3737) >> 15)
+    else:
+        gray = (r * 4899 + g * 9617 + b * 1868 + 8192) >> 14
     return gray.astype(np.uint8)[:, :, None]

@@ -66,6 +66,18 @@ def test_read_image_colour_gray_and_resize(tmp_path) -> None:
     assert image.read_image(gray_file, is_color=True)[0, 0].tolist() == [10] * 3
 
 
+def test_png_to_gray_is_libpngs_conversion(tmp_path) -> None:
+    """OpenCV's PNG reader lets libpng convert colour to grey: truncated 15-bit weights, one level
+    below OpenCV's own rounding for (0, 0, 200); the SegNet fork's golden dense_image_data_gray
+    case checks whole images."""
+    rgb = np.zeros((1, 2, 3), dtype=np.uint8)
+    rgb[0, 0] = (0, 0, 200)
+    rgb[0, 1] = (90, 90, 90)
+    gray = image.read_image(write_png(tmp_path / "c.png", rgb), is_color=False)
+    assert gray[0, :, 0].tolist() == [(200 * 3737) >> 15, 90] == [22, 90]
+    assert (200 * 1868 + 8192) >> 14 == 23  # what cv::cvtColor would give
+
+
 def test_native_decoding_keeps_channels(tmp_path) -> None:
     rgba = np.zeros((2, 2, 4), dtype=np.uint8)
     rgba[..., 0], rgba[..., 3] = 255, 128

@@ -33,6 +33,8 @@ class ROIPoolingLayer(Layer):
     Params (roi_pooling_param): pooled_h, pooled_w (> 0), spatial_scale=1.
     Bottoms: features (N×C×H×W), rois (R×5: image index, x1, y1, x2, y2, in image pixels).
     Tops: pooled (R×C×pooled_h×pooled_w).
+    Malformed ROIs (a rounded end before its start) pool the 1×1 region at their start and, as in
+        the fork's GPU backward, pass no gradient.
     In place: no.
     """
 
@@ -47,6 +49,7 @@ class ROIPoolingLayer(Layer):
         self.pooled = (p.pooled_h, p.pooled_w)
         self.spatial_scale = p.spatial_scale
         self.argmax: torch.Tensor | None = None
+        self.passes_gradient = torch.ones(0, dtype=torch.bool)
 
     def reshape(self, bottom: Blobs, top: Blobs) -> None:
         require_4d(self, bottom[0])
@@ -70,11 +73,13 @@ class ROIPoolingLayer(Layer):
         n, channels, height, width = features.shape
         out = top[0].data
         argmax = torch.full(out.shape, -1, dtype=torch.int64, device=out.device)
+        self.passes_gradient = torch.ones(len(rois), dtype=torch.bool, device=out.device)
         for r, (image, *corners) in enumerate(rois):
             b = int(image)
             if not 0 <= b < n:
                 raise self.error(f"roi {r} names image {image:g}, outside [0, {n})")
             x1, y1, x2, y2 = (round_half_away(c * self.spatial_scale) for c in corners)
+            self.passes_gradient[r] = x2 >= x1 and y2 >= y1  # the GPU backward's test (h, w) in the ROI
             rows = self._bins(y1, y2, self.pooled[0], height)
             cols = self._bins(x1, x2, self.pooled[1], width)
             for ph, (h0, h1) in enumerate(rows):
@@ -100,7 +105,7 @@ class ROIPoolingLayer(Layer):
         rows = (images.view(-1, 1) * channels + torch.arange(channels, device=dx.device)).view(-1, 1, 1)
         rows = rows.expand(argmax.shape[0] * channels, *self.pooled).reshape(-1)
         where = argmax.reshape(-1)
-        keep = where >= 0
+        keep = (where >= 0) & self.passes_gradient.view(-1, 1, 1, 1).expand(argmax.shape).reshape(-1)
         flat.index_put_((rows[keep], where[keep]), top[0].diff.reshape(-1)[keep], accumulate=True)
 
     def allow_force_backward(self, bottom_index: int) -> bool:

@@ -22,7 +22,10 @@ class SmoothL1LossLayer(LossLayer):
         Both bottoms may receive gradients (the fork allows force_backward to the targets).
     Params (smooth_l1_loss_param): sigma=1.
     Bottoms: predictions x, targets t [, inside weights w_in, outside weights w_out], all shaped
-        alike (2 or 4 bottoms). Tops: the loss (a scalar; loss_weight 1 by default).
+        alike (2 or 4 bottoms). Tops: the loss (a scalar). Its loss_weight is 0 unless the prototxt
+        gives one: the fork's LayerSetUp does not call LossLayer's, which would default it to 1, so
+        without ``loss_weight`` the loss is computed but neither summed into the net's loss nor
+        back-propagated (py-faster-rcnn's prototxts always give ``loss_weight: 1``).
     In place: yes (as any loss layer).
     """
 
@@ -31,7 +34,6 @@ class SmoothL1LossLayer(LossLayer):
     max_bottom_blobs = 4
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
-        super().layer_setup(bottom, top)
         sigma = forks.get_dialect("faster_rcnn").fork_param(self.param).smooth_l1_loss_param.sigma
         self.sigma2 = sigma * sigma
         if len(bottom) == 3:

@@ -28,9 +28,11 @@ class BNLayer(Layer):
     Forward: y = slope · (x − μ) / sqrt(σ² + eps) + bias, per channel. μ, σ² are the stored
         running statistics when ``frozen`` or in the TEST phase; otherwise the batch's (over N, H,
         W; σ² biased), and the running ones become momentum · running + (1 − momentum) · batch.
-    Backward: running statistics: dx = dy · slope / sqrt(σ² + eps); batch statistics: the
-        batch-norm gradient dx = slope/std · (dy − mean(dy) − x̂ · mean(dy · x̂)). dslope += Σ dy·x̂,
-        dbias += Σ dy (none when frozen, which freezes every parameter).
+    Backward: frozen: dx = dy · slope / sqrt(σ² + eps) and no parameter gradients (whatever the
+        lr_mult); otherwise the batch-norm gradient dx = slope/std · (dy − mean(dy) − x̂ · mean(dy · x̂))
+        with the x̂ and std of the forward, also in the TEST phase, where they come from the
+        running statistics (the fork's bn_layer.cpp; checked against its golden bn_test case),
+        and dslope += Σ dy·x̂, dbias += Σ dy.
     Params (bn_param): slope_filler (constant 1), bias_filler (constant 0), momentum=0.9,
         eps=1e-5, frozen=false, engine (no effect).
     Blobs: slope, bias, running mean, running variance, each 1×C×1×1.
@@ -87,12 +89,12 @@ class BNLayer(Layer):
         x_hat = self.from_forward(self.x_hat, "the normalized input")
         inv_std = self.from_forward(self.inv_std, "the statistics")
         slope = self.blobs[0].data.view(1, -1, 1, 1)
-        if self.param_propagate_down[0]:
+        if self.param_propagate_down[0] and not self.frozen:
             self.blobs[0].diff.view(-1).add_((dy * x_hat).sum(dim=(0, 2, 3)))
-        if self.param_propagate_down[1]:
+        if self.param_propagate_down[1] and not self.frozen:
             self.blobs[1].diff.view(-1).add_(dy.sum(dim=(0, 2, 3)))
         if propagate_down[0]:
-            if self.global_stats:
+            if self.frozen:
                 dx = dy * slope * inv_std
             else:
                 mean_dy = dy.mean(dim=(0, 2, 3), keepdim=True)

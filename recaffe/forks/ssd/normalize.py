@@ -41,7 +41,8 @@ class NormalizeLayer(Layer):
             filler = caffe_pb2.FillerParameter(type="constant", value=1.0)
             if p.HasField("scale_filler"):
                 filler.ParseFromString(p.scale_filler.SerializeToString())
-            self.blobs = [self.new_blob([1] if self.channel_shared else [bottom[0].shape[1]], filler)]
+            # one shared scale is a 0-axis blob, as the fork makes it (and writes it to its caffemodels)
+            self.blobs = [self.new_blob([] if self.channel_shared else [bottom[0].shape[1]], filler)]
         want = 1 if self.channel_shared else bottom[0].shape[1]
         if self.blobs[0].count() != want:
             raise self.error(f"scale blob has {self.blobs[0].count()} values, expected {want}")

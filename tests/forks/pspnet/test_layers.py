@@ -63,7 +63,10 @@ class TestBNBatchStatistics(LayerCase):
 class TestBNRunningStatistics(LayerCase):
     layer_type = "BN"
     dialect = "pspnet"
-    params = [f"bn_param {{ {FILLERS} eps: 0.5 }}", f"bn_param {{ {FILLERS} eps: 0.5 frozen: true }}"]
+    # Only frozen: not frozen, the fork back-propagates the batch formula through the x̂ of the running
+    # statistics even in TEST, which is not this forward's gradient; the fork's golden case
+    # tests/forks/golden/pspnet/bn_test checks that mode (forward and backward).
+    params = [f"bn_param {{ {FILLERS} eps: 0.5 frozen: true }}"]
     phase = caffe_pb2.TEST
     bottom_shapes = [(2, 3, 4, 5)]
     in_place = True
