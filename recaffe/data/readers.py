@@ -123,8 +123,8 @@ class DatumReader:
         self.database.close()
 
 
-def read_image_list(source: str) -> list[tuple[str, int]]:
-    """ImageData's list file: each line is ``<path> <int label>``, split at the last space."""
+def list_file_lines(source: str) -> list[tuple[int, str]]:
+    """A list file's non-blank lines with their 1-based numbers; unreadable or non-UTF-8 files are errors."""
     try:
         with open(source, encoding="utf-8") as f:
             text = f.read()
@@ -132,10 +132,16 @@ def read_image_list(source: str) -> list[tuple[str, int]]:
         raise DataError(f"cannot open the image list {source!r}: {e.strerror}") from e
     except UnicodeDecodeError as e:
         raise DataError(f"the image list {source!r} is not UTF-8 text (byte {e.start})") from e
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not lines:
+        raise DataError(f"the image list {source!r} is empty")
+    return lines
+
+
+def read_image_list(source: str) -> list[tuple[str, int]]:
+    """ImageData's list file: each line is ``<path> <int label>``, split at the last space."""
     lines = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
+    for number, line in list_file_lines(source):
         path, space, label = line.rpartition(" ")
         try:
             if not space or not path:
@@ -144,8 +150,6 @@ def read_image_list(source: str) -> list[tuple[str, int]]:
         except ValueError:
             raise DataError(
                 f"{source}:{number}: expected '<image path> <integer label>', got {line!r}") from None
-    if not lines:
-        raise DataError(f"the image list {source!r} is empty")
     return lines
 
 

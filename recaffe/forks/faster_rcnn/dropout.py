@@ -3,12 +3,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import final
 
-import numpy as np
 import torch
 
 from recaffe import forks
 from recaffe.layer import Blobs
-from recaffe.layers.common.dropout import draw_mask
+from recaffe.layers.common.dropout import draw_mask, keep_and_scale
 from recaffe.layers.neuron.base import NeuronLayer
 from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
@@ -28,10 +27,7 @@ class DropoutLayer(NeuronLayer):
     """
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
-        ratio = float(np.float32(self.param.dropout_param.dropout_ratio))
-        if not 0 <= ratio < 1:
-            raise self.error(f"dropout_param.dropout_ratio must be in [0, 1), got {ratio}")
-        self.keep, self.scale = 1.0 - ratio, 1.0 / (1.0 - ratio)
+        self.keep, self.scale = keep_and_scale(self)
         self.scale_train = forks.get_dialect("faster_rcnn").fork_param(self.param).dropout_param.scale_train
         self.identity_at_test = self.scale_train  # else TEST scales: deploy mode must run it (recaffe.deploy)
 

@@ -10,6 +10,7 @@ import numpy as np
 from recaffe import forks, resume, rng
 from recaffe.data import DataError, image
 from recaffe.data.prefetch import Batch
+from recaffe.data.readers import list_file_lines
 from recaffe.data.transformer import DataTransformer
 from recaffe.layer import Blobs
 from recaffe.layers.data.base import BasePrefetchingDataLayer
@@ -21,23 +22,12 @@ log = logging.getLogger(__name__)
 
 def read_pair_list(source: str) -> list[tuple[str, str]]:
     """The list file: one ``<image path> <label image path>`` pair per line (blank lines skipped)."""
-    try:
-        with open(source, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise DataError(f"cannot open the image list {source!r}: {e.strerror}") from e
-    except UnicodeDecodeError as e:
-        raise DataError(f"the image list {source!r} is not UTF-8 text (byte {e.start})") from e
     pairs = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in list_file_lines(source):
         words = line.split()
-        if not words:
-            continue
         if len(words) != 2:
             raise DataError(f"{source}:{number}: expected '<image path> <label image path>', got {line!r}")
         pairs.append((words[0], words[1]))
-    if not pairs:
-        raise DataError(f"the image list {source!r} is empty")
     return pairs
 
 

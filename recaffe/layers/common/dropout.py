@@ -7,10 +7,22 @@ import numpy as np
 import torch
 
 from recaffe import rng
-from recaffe.layer import Blobs
+from recaffe.layer import Blobs, Layer
 from recaffe.layers.neuron.base import NeuronLayer
 from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
+
+
+def keep_and_scale(layer: Layer) -> tuple[float, float]:
+    """Dropout's keep probability 1 − r (a double, as Caffe passes it to bernoulli<double>), scale 1/(1 − r).
+
+    r is ``dropout_param.dropout_ratio`` read as Caffe's float. Caffe only DCHECKs 0 < r < 1; r = 0 is
+    a valid identity, r = 1 would give 0 · inf = NaN, so r must be in [0, 1).
+    """
+    ratio = float(np.float32(layer.param.dropout_param.dropout_ratio))
+    if not 0 <= ratio < 1:
+        raise layer.error(f"dropout_param.dropout_ratio must be in [0, 1), got {ratio}")
+    return 1.0 - ratio, 1.0 / (1.0 - ratio)  # torch rounds the scale to the tensor's dtype first
 
 
 def draw_mask(x: torch.Tensor, keep: float) -> torch.Tensor:
@@ -37,12 +49,7 @@ class DropoutLayer(NeuronLayer):
     """
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
-        ratio = float(np.float32(self.param.dropout_param.dropout_ratio))
-        # Caffe only DCHECKs 0 < r < 1; r = 0 is a valid identity, r = 1 would give 0 · inf = NaN.
-        if not 0 <= ratio < 1:
-            raise self.error(f"dropout_param.dropout_ratio must be in [0, 1), got {ratio}")
-        self.keep = 1.0 - ratio  # double, as Caffe passes it to bernoulli<double>
-        self.scale = 1.0 / (1.0 - ratio)  # torch rounds a scalar to the tensor's dtype first
+        self.keep, self.scale = keep_and_scale(self)
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         x, y = bottom[0].data, top[0].data
