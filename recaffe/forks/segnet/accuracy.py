@@ -4,14 +4,14 @@ from typing import final
 
 import torch
 
-from recaffe.layer import Blobs, Layer
-from recaffe.layers.loss.base import ignore_label, label_geometry
+from recaffe.layer import Blobs
+from recaffe.layers.loss.accuracy import AccuracyBase
 from recaffe.registry import LAYERS
 
 
 @LAYERS.register("Accuracy", dialect="segnet")
 @final
-class AccuracyLayer(Layer):
+class AccuracyLayer(AccuracyBase):
     """SegNet's Accuracy: top-k accuracy and, with a second top, each class's accuracy as the fork has it.
 
     Forward: the scores of an item are ordered by (score, class index), greatest first (the fork's
@@ -29,23 +29,7 @@ class AccuracyLayer(Layer):
     In place: no.
     """
 
-    exact_num_bottom_blobs = 2
-    min_top_blobs = 1
-    max_top_blobs = 2
-
-    def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
-        self.top_k = self.param.accuracy_param.top_k
-        self.ignore = ignore_label(self.param.accuracy_param)
-
-    def reshape(self, bottom: Blobs, top: Blobs) -> None:
-        if bottom[1].count() and self.top_k > bottom[0].count() // bottom[1].count():
-            raise self.error(f"accuracy_param.top_k must be at most the number of classes "
-                             f"({bottom[0].count() // bottom[1].count()}), got {self.top_k}")
-        self.axis, self.outer, self.channels, self.inner = label_geometry(
-            self, bottom, self.param.accuracy_param.axis, "the label axis")
-        top[0].reshape(())
-        if len(top) > 1:
-            top[1].reshape((self.channels, 1, 1, 1))
+    per_class_trailing = (1, 1, 1)
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         scores = bottom[0].data.view(self.outer, self.channels, self.inner)

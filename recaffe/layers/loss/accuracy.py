@@ -9,24 +9,16 @@ from recaffe.layers.loss.base import ignore_label, label_geometry, read_labels
 from recaffe.registry import LAYERS
 
 
-@LAYERS.register("Accuracy")
-@final
-class AccuracyLayer(Layer):
-    """Top-k classification accuracy (and optionally the accuracy of each class).
+class AccuracyBase(Layer):
+    """What every Accuracy shares: two bottoms, one or two tops, top_k checked against the classes.
 
-    Forward: an item is correct iff #{k : s_k ≥ s_label} ≤ top_k (ties count against it);
-        accuracy = #correct / #valid (0 when no label is valid);
-        per class c: #correct with label c / #valid with label c (0 for absent classes).
-    Backward: none (asking for a bottom gradient raises, as Caffe's NOT_IMPLEMENTED).
-    Params (accuracy_param): top_k=1, axis=1, ignore_label (unset).
-    Bottoms: scores (outer, C, inner) around ``axis``; labels with outer·inner values in [0, C).
-    Tops: accuracy (); optionally per-class accuracy (C,).
-    In place: no.
+    The per-class top is (C, *per_class_trailing); subclasses give ``forward``.
     """
 
     exact_num_bottom_blobs = 2
     min_top_blobs = 1
     max_top_blobs = 2
+    per_class_trailing: tuple[int, ...] = ()
 
     def layer_setup(self, bottom: Blobs, top: Blobs) -> None:
         self.top_k = self.param.accuracy_param.top_k
@@ -42,7 +34,23 @@ class AccuracyLayer(Layer):
             self, bottom, self.param.accuracy_param.axis, "the label axis")
         top[0].reshape(())
         if len(top) > 1:
-            top[1].reshape((self.channels,))
+            top[1].reshape((self.channels, *self.per_class_trailing))
+
+
+@LAYERS.register("Accuracy")
+@final
+class AccuracyLayer(AccuracyBase):
+    """Top-k classification accuracy (and optionally the accuracy of each class).
+
+    Forward: an item is correct iff #{k : s_k ≥ s_label} ≤ top_k (ties count against it);
+        accuracy = #correct / #valid (0 when no label is valid);
+        per class c: #correct with label c / #valid with label c (0 for absent classes).
+    Backward: none (asking for a bottom gradient raises, as Caffe's NOT_IMPLEMENTED).
+    Params (accuracy_param): top_k=1, axis=1, ignore_label (unset).
+    Bottoms: scores (outer, C, inner) around ``axis``; labels with outer·inner values in [0, C).
+    Tops: accuracy (); optionally per-class accuracy (C,).
+    In place: no.
+    """
 
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         scores = bottom[0].data.view(self.outer, self.channels, self.inner)
