@@ -154,6 +154,21 @@ def _user() -> str:
         return "invalid-user"
 
 
+@contextlib.contextmanager
+def listening(logger_name: str, handler: logging.Handler) -> Iterator[None]:
+    """``handler`` receives the logger's INFO records while the block runs (even when the console
+    shows only warnings); the logger's handlers and level are restored afterwards."""
+    logger = logging.getLogger(logger_name)
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
 def wants_progress_bar(mode: str = "auto", stream: IO[str] | None = None) -> bool:
     """``"on"``/``"off"`` force it; ``"auto"`` shows a bar only when stderr is a terminal."""
     if mode != "auto":

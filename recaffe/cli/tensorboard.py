@@ -14,6 +14,7 @@ import logging
 import re
 from collections.abc import Iterator
 
+from recaffe import logs
 from recaffe.cli import parse_log
 from recaffe.cli.common import CliError
 
@@ -67,16 +68,10 @@ def scalars_from_log(log_dir: str) -> Iterator[ScalarHandler]:
     except ImportError:
         raise CliError(
             "--tensorboard needs the tensorboard package: pip install recaffe[tensorboard]") from None
-    logger = logging.getLogger(SOLVER_LOGGER)
     writer = SummaryWriter(log_dir)
     handler = ScalarHandler(writer)
-    previous_level = logger.level
-    logger.addHandler(handler)
-    # the handler sees INFO records even when the console shows only warnings
-    logger.setLevel(logging.INFO)
     try:
-        yield handler
+        with logs.listening(SOLVER_LOGGER, handler):
+            yield handler
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous_level)
         writer.close()

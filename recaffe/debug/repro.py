@@ -386,15 +386,8 @@ def _solver_log() -> Iterator[list[str]]:
 
     handler = Collect(logging.INFO)
     handler.setFormatter(logs.GlogFormatter())
-    logger = logging.getLogger("recaffe.solver")
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with logs.listening("recaffe.solver", handler):
         yield lines
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
 
 
 def against_log(param: caffe_pb2.SolverParameter, log_file: str, iterations: int,
