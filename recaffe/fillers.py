@@ -21,7 +21,7 @@ import torch
 from recaffe.blob import Blob
 from recaffe.proto import caffe_pb2
 from recaffe.registry import FILLERS
-from recaffe.rng import CaffeRNG
+from recaffe.rng import CaffeRNG, check_sigma, check_uniform_range
 
 F32 = np.float32
 FillerFn = Callable[[Blob, caffe_pb2.FillerParameter, CaffeRNG], np.ndarray]
@@ -43,7 +43,9 @@ def _check(blob: Blob, param: caffe_pb2.FillerParameter) -> FillerFn:
         raise ValueError(f"cannot fill an empty blob of shape {blob.shape} ({param.type} filler)")
     if param.type != "gaussian" and param.sparse != -1:
         raise ValueError(f"the {param.type!r} filler does not support sparse ({param.sparse})")
-    return FILLERS.get(param.type)
+    fn = FILLERS.get(param.type)
+    _check_values(blob, param)
+    return fn
 
 
 # ------------------------------------------------------------------ deferred fills
@@ -89,7 +91,6 @@ def fill_param(blob: Blob, param: caffe_pb2.FillerParameter, rng: CaffeRNG) -> N
         fill(blob, param, rng)
         return
     _check(blob, param)
-    _check_values(blob, param)
     entry = DeferredFill(blob, param, rng)
     pending.append(entry)
     if entry.draws:
@@ -97,13 +98,13 @@ def fill_param(blob: Blob, param: caffe_pb2.FillerParameter, rng: CaffeRNG) -> N
 
 
 def _check_values(blob: Blob, param: caffe_pb2.FillerParameter) -> None:
-    """The errors the fillers raise when they compute the values, raised now instead."""
+    """The errors the fillers would raise computing the values, raised before any draw."""
     if param.type == "bilinear":
         _bilinear_size(blob)
-    if param.type == "uniform" and F32(param.min) > F32(param.max):
-        raise ValueError(f"uniform range needs min <= max, got [{param.min}, {param.max}]")
-    if param.type == "gaussian" and not param.std > 0:
-        raise ValueError(f"gaussian needs sigma > 0, got {param.std}")
+    if param.type == "uniform":
+        check_uniform_range(param.min, param.max)
+    if param.type == "gaussian":
+        check_sigma(param.std)
     if param.type == "gaussian" and param.sparse < -1:
         raise ValueError(f"gaussian filler: sparse must be >= -1, got {param.sparse}")
     if param.type == "gaussian" and param.sparse >= 0 and blob.num_axes < 1:
@@ -156,11 +157,7 @@ def gaussian(blob: Blob, param: caffe_pb2.FillerParameter, rng: CaffeRNG) -> np.
     The mask multiplies as float x int, so masked negatives become -0.0 as in Caffe.
     """
     values = rng.gaussian(blob.count(), param.mean, param.std)
-    if param.sparse < -1:
-        raise ValueError(f"gaussian filler: sparse must be >= -1, got {param.sparse}")
-    if param.sparse >= 0:
-        if blob.num_axes < 1:
-            raise ValueError("gaussian filler: sparse needs a blob with at least one axis")
+    if param.sparse >= 0:  # (sparse < -1 and a 0-axis blob are refused by _check_values)
         p = F32(F32(param.sparse) / F32(blob.shape[0]))
         values = values * rng.bernoulli_float(blob.count(), float(p)).astype(F32)
     return values

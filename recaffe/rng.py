@@ -168,6 +168,18 @@ def _visited_specials(special: np.ndarray, consumed: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ the engine
+def check_uniform_range(a: float, b: float) -> None:
+    """``uniform(n, a, b)``'s range, checked as Caffe's float: a <= b."""
+    if F32(a) > F32(b):
+        raise ValueError(f"uniform range needs min <= max, got [{a}, {b}]")
+
+
+def check_sigma(sigma: float) -> None:
+    """``gaussian(n, mu, sigma)``'s sigma: > 0."""
+    if not sigma > 0:
+        raise ValueError(f"gaussian needs sigma > 0, got {sigma}")
+
+
 class CaffeRNG:
     """One Caffe random stream: ``boost::mt19937(seed)`` plus Boost's distributions."""
 
@@ -258,9 +270,8 @@ class CaffeRNG:
     # ----------------------------------------------------------------- uniform
     def uniform(self, n: int, a: float, b: float) -> np.ndarray:
         """``caffe_rng_uniform<float>(n, a, b)``: values in ``[a, b]`` (b' = nextafter(b) excluded)."""
+        check_uniform_range(a, b)
         a32, b32 = F32(a), F32(b)
-        if a32 > b32:
-            raise ValueError(f"uniform range needs min <= max, got [{a}, {b}]")
         hi = b32 if b32 == np.finfo(F32).max else np.nextafter(b32, F32(np.inf))
         if F32(hi / F32(2)) - F32(a32 / F32(2)) > np.finfo(F32).max / F32(2):
             return F32(2) * self._uniform_core(n, F32(a32 / F32(2)), F32(hi / F32(2)))
@@ -318,8 +329,7 @@ class CaffeRNG:
     # ------------------------------------------------------------------ normal
     def gaussian(self, n: int, mu: float, sigma: float) -> np.ndarray:
         """``caffe_rng_gaussian<float>(n, mu, sigma)``: f32(f32(Z·sigma) + mu), Z from the ziggurat."""
-        if not sigma > 0:
-            raise ValueError(f"gaussian needs sigma > 0, got {sigma}")
+        check_sigma(sigma)
         z = np.empty(n, dtype=F32)
         done = 0
         while done < n:
