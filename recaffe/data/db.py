@@ -138,6 +138,15 @@ class Database:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @contextlib.contextmanager
+    def closed_on_error(self) -> Iterator[Database]:
+        """The database, closed if the block fails; kept open otherwise (for the reader it went to)."""
+        try:
+            yield self
+        except Exception:
+            self.close()
+            raise
+
     def close(self) -> None:
         raise NotImplementedError
 

@@ -317,8 +317,8 @@ class AnnotatedDataLayer(BasePrefetchingDataLayer):
             and batch_size != 1
         ):
             raise self.error("resize_param FIT_SMALL_SIZE needs data_param.batch_size 1 (as in the fork)")
-        database = db.open_db(self.param.data_param.source, self.param.data_param.backend, "read")
-        try:
+        source, backend = self.param.data_param.source, self.param.data_param.backend
+        with db.open_db(source, backend, "read").closed_on_error() as database:
             reader = AnnotatedReader(
                 database,
                 self.transformer,
@@ -330,9 +330,6 @@ class AnnotatedDataLayer(BasePrefetchingDataLayer):
             )
             shape = reader.item_shape()
             first, _ = reader.current_annotated()
-        except Exception:
-            database.close()
-            raise
         top[0].reshape((batch_size, *shape))
         log.info("output data size: %d,%d,%d,%d", batch_size, *shape)
         if self.output_labels:

@@ -43,14 +43,10 @@ class DataLayer(BasePrefetchingDataLayer):
     def data_layer_setup(self, top: Blobs) -> DatumReader:
         p = self.param.data_param
         batch_size = self.positive_batch_size(p.batch_size, "data_param")
-        database = db.open_db(p.source, p.backend, "read")
-        try:
+        with db.open_db(p.source, p.backend, "read").closed_on_error() as database:
             reader = DatumReader(database, self.transformer, batch_size, self.output_labels,
                                  distributed.data_shard(self.phase))
             shape = reader.item_shape()
-        except Exception:
-            database.close()
-            raise
         top[0].reshape((batch_size, *shape))
         log.info("output data size: %d,%d,%d,%d", batch_size, *shape)
         if self.output_labels:
