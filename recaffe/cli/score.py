@@ -68,13 +68,11 @@ def score(net: Net, iterations: int, progress: bool = False) -> tuple[list[tuple
             loss += np.float32(net.forward())
             if evaluator is not None:
                 evaluator.add(net)
-                if bar is not None:
-                    bar.update(1)
-                continue
-            values = net.output_values().to("cpu", torch.float32)
-            totals += values
-            for (name, _), value in zip(names, values.tolist()):
-                log.info("Batch %d, %s = %g", i, name, value)
+            else:
+                values = net.output_values().to("cpu", torch.float32)
+                totals += values
+                for (name, _), value in zip(names, values.tolist()):
+                    log.info("Batch %d, %s = %g", i, name, value)
             if bar is not None:
                 bar.update(1)
     if evaluator is not None:
