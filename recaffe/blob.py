@@ -162,10 +162,10 @@ class Blob:
     def reshape(self, *shape: int | Sequence[int]) -> None:
         """Reshape to ``shape`` (a sequence, or dims as arguments), keeping memory that fits."""
         given = shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape
-        dims = tuple(int(d) for d in cast("Sequence[int]", given))
+        dims = tuple(map(int, cast("Sequence[int]", given)))
         if len(dims) > MAX_BLOB_AXES:
             raise ValueError(f"a blob has at most {MAX_BLOB_AXES} axes, got {len(dims)}")
-        if any(d < 0 for d in dims):
+        if dims and min(dims) < 0:
             raise BlobShapeError(f"negative dimension in blob shape {dims}", dims)
         count = math.prod(dims)
         if count > self._capacity:
@@ -265,7 +265,8 @@ class Blob:
         fresh = not memory.allocated
         if fresh:
             flat = torch.empty(memory.size, dtype=memory.dtype, device=memory.device)
-            flat[self._count :].zero_()  # (beyond the shape, up to the capacity: nobody writes it)
+            if memory.size > self._count:  # beyond the shape, up to the capacity: nobody writes it
+                flat[self._count :].zero_()
             memory.flat = flat
             self._data_view = None
         try:

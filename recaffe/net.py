@@ -144,7 +144,8 @@ class Net:
                     self.blob_loss_weights.extend([0.0] * (blob_id + 1 - len(self.blob_loss_weights)))
                 self.blob_loss_weights[blob_id] = layer.loss(top_id)
                 blob = self.top_vecs[layer_id][top_id]
-                log.info("Top shape: %s", blob.shape_string())
+                if log.isEnabledFor(logging.INFO):  # (the shape's string only when it is logged)
+                    log.info("Top shape: %s", blob.shape_string())
                 if layer.loss(top_id):
                     log.info("    with loss weight %g", layer.loss(top_id))
                 memory_used += blob.count()
@@ -170,7 +171,7 @@ class Net:
         log.info("Network initialization done.")
 
     def _itemsize(self) -> int:
-        return torch.empty((), dtype=self.dtype).element_size()
+        return self.dtype.itemsize
 
     def _create_layer(self, layer_param: caffe_pb2.LayerParameter) -> Layer:
         if layer_param.propagate_down and len(layer_param.propagate_down) != len(layer_param.bottom):

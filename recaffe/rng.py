@@ -189,12 +189,21 @@ class CaffeRNG:
 
     def __init__(self, seed: int) -> None:
         self.seed = int(seed) % 2**32
-        self._engine = np.random.RandomState(self.seed)  # same raw words as boost::mt19937
+        self._mt: np.random.RandomState | None = None  # made when first needed: see ``_engine``
         self._buffer = np.empty(0, dtype=np.uint32)
         self._pos = 0
         self._engine_state: tuple[np.ndarray, np.ndarray, int] | None = None  # (buffer, key, pos)
         self._consumed = 0  # words consumed since seeding
         self._deferred: list[Callable[[], None]] = []
+
+    @property
+    def _engine(self) -> np.random.RandomState:
+        """mt19937 seeded with ``seed`` (the same raw words as boost::mt19937), made on first use:
+        a net built with its weights defers every draw, and a process that never draws again
+        does not pay for seeding it (nor for importing ``numpy.random``, ~10 ms)."""
+        if self._mt is None:
+            self._mt = np.random.RandomState(self.seed)
+        return self._mt
 
     # ---------------------------------------------------------- deferred draws
     def defer(self, draw: Callable[[], None]) -> None:

@@ -23,6 +23,10 @@ SHARED = next(
 
 torch.set_num_threads(max(1, torch.get_num_threads()))
 
+# tests parse their prototxts afresh and leave nothing in the user's cache (tests/io/test_parse_cache.py
+# turns the cache on in a temporary folder)
+os.environ["RECAFFE_PROTOTXT_CACHE"] = "off"
+
 # scripts/device_check.sh runs suites with RECAFFE_TEST_DEVICE=cuda: new nets then live on the GPU
 if os.environ.get("RECAFFE_TEST_DEVICE", "cpu") == "cuda":
     recaffe.device.use_device([0])

@@ -4,7 +4,10 @@ stream afterwards are exactly those of building the net (fillers run) and then c
 
 from __future__ import annotations
 
+import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -200,3 +203,31 @@ def test_one_thread_stays_out_of_the_way_of_other_threads(monkeypatch: pytest.Mo
             assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+_SERVER = """
+import sys
+from google.protobuf import text_format
+import recaffe
+from recaffe import rng
+from recaffe.proto import caffe_pb2
+source = text_format.Parse(sys.stdin.read(), caffe_pb2.NetParameter())
+rng.set_random_seed(7)
+recaffe.Net(source, weights_file=sys.argv[1])
+print("numpy.random" in sys.modules)
+print(" ".join(str(float(v)) for v in rng.get_rng().uniform(4, 0, 1)))
+"""
+
+
+def test_a_stream_never_drawn_from_is_never_seeded(tmp_path: pathlib.Path) -> None:
+    """In a fresh process, building with weights seeds no mt19937 (nor imports numpy.random, ~10 ms of
+    a deploy net's start): the engine is made when the stream is first read, then gives Caffe's words."""
+    weights = write_weights(tmp_path / "all.caffemodel", missing="")  # every fill skipped
+    source = param(caffe_pb2.TEST)
+    result = subprocess.run([sys.executable, "-c", _SERVER, str(weights)],
+                            input=text_format.MessageToString(source), capture_output=True, text=True,
+                            check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    imported, values = result.stdout.split("\n")[:2]
+    assert imported == "False"
+    eager(source, weights, seed=7)
+    assert [float(v) for v in values.split()] == [float(v) for v in rng.get_rng().uniform(4, 0, 1)]

@@ -17,7 +17,7 @@ from google.protobuf import message, text_format
 
 from recaffe.forks import catalog
 from recaffe.forks.dialect import Dialect
-from recaffe.io import prototxt
+from recaffe.io import parse_cache, prototxt
 from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
 
@@ -85,9 +85,13 @@ def parse_net_text(text: str, source: str, dialect: str | None = None) -> caffe_
             raise _error(source, problems, chosen)
         return net if chosen is None else chosen.lower_net(net)
     bvlc = caffe_pb2.NetParameter()
+    if parse_cache.load(text, bvlc) and not _unknown_types(bvlc, None):
+        return bvlc  # protobuf's clean parse of this text, kept from an earlier read
+    bvlc.Clear()
     problems = parse_recording(text, bvlc, source)
     types = _unknown_types(bvlc, None)
     if not problems and not types:
+        parse_cache.store(text, bvlc)
         return bvlc
     fits = []
     for candidate in catalog.dialects():

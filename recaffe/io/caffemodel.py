@@ -37,6 +37,7 @@ M = TypeVar("M", bound=message.Message)
 Range = tuple[int, int]  # [start, end) byte offsets in the file
 
 _CHUNK_BYTES = 1 << 24
+_HEAD = 20  # bytes: a field's tag and length (two varints of at most 10 bytes)
 _DELIMITED = wire_format.WIRETYPE_LENGTH_DELIMITED
 _VALUE_FIELDS = {  # BlobProto's packed value fields: number -> (name, little-endian dtype)
     caffe_pb2.BlobProto.DESCRIPTOR.fields_by_name[name].number: (name, np.dtype(dtype))
@@ -46,6 +47,15 @@ _NET = caffe_pb2.NetParameter.DESCRIPTOR.fields_by_name
 _LAYER = caffe_pb2.LayerParameter.DESCRIPTOR.fields_by_name
 _V1 = caffe_pb2.V1LayerParameter.DESCRIPTOR.fields_by_name
 _V0 = caffe_pb2.V0LayerParameter.DESCRIPTOR.fields_by_name
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    """The varint at ``data[at]`` and the position after it (one-byte varints, the usual tags and
+    short lengths, without a call into protobuf's decoder)."""
+    byte = data[at]
+    if byte < 0x80:
+        return byte, at + 1
+    return decoder._DecodeVarint(data, at)  # type: ignore[attr-defined]  # (not in the stubs)
 
 
 class StoredBlob(abc.ABC):
@@ -104,38 +114,46 @@ class _WireReader:
         self.file.seek(0)
         return not_binary_error(self.path, "NetParameter", problem, self.file.read(1 << 16))
 
-    def _varint(self, offset: int, end: int) -> tuple[int, int]:
-        head = self.read(offset, min(10, end - offset))
-        try:
-            value, used = decoder._DecodeVarint(head, 0)  # type: ignore[attr-defined]  # (not in the stubs)
-        except (IndexError, message.DecodeError) as e:
-            raise self.fail(f"truncated varint at byte {offset}") from e
-        if used > len(head):
-            raise self.fail(f"truncated varint at byte {offset}")
-        return value, offset + used
-
     def fields(self, start: int, end: int) -> Iterator[_Field]:
+        """The fields of the message in bytes [start, end): tags and lengths are decoded in place
+        in the window (a field's payload is not read)."""
         offset = start
         while offset < end:
-            tag_start = offset
-            tag, offset = self._varint(offset, end)
-            number, wire_type = wire_format.UnpackTag(tag)
-            if number == 0:
-                raise self.fail(f"field number 0 at byte {tag_start}")
-            if wire_type == wire_format.WIRETYPE_VARINT:
-                value, offset = self._varint(offset, end)
-                yield _Field(number, wire_type, tag_start, offset, value)
-                continue
-            if wire_type == _DELIMITED:
-                length, offset = self._varint(offset, end)
-            elif wire_type in (wire_format.WIRETYPE_FIXED32, wire_format.WIRETYPE_FIXED64):
-                length = 4 if wire_type == wire_format.WIRETYPE_FIXED32 else 8
-            else:
-                raise self.fail(f"unsupported wire type {wire_type} at byte {tag_start}")
-            if offset + length > end:
-                raise self.fail(f"field {number} at byte {tag_start} runs past the end of its message")
-            yield _Field(number, wire_type, tag_start, offset, length)
-            offset += length
+            window, base = self._window_at(offset)
+            at = offset - base
+            try:
+                tag, at = _varint(window, at)
+                if tag >> 3 == 0:
+                    raise self.fail(f"field number 0 at byte {offset}")
+                wire_type = tag & 7
+                if wire_type == wire_format.WIRETYPE_VARINT or wire_type == _DELIMITED:
+                    value, at = _varint(window, at)
+                elif wire_type in (wire_format.WIRETYPE_FIXED32, wire_format.WIRETYPE_FIXED64):
+                    value = 4 if wire_type == wire_format.WIRETYPE_FIXED32 else 8
+                else:
+                    raise self.fail(f"unsupported wire type {wire_type} at byte {offset}")
+            except (IndexError, message.DecodeError) as e:
+                raise self.fail(f"truncated varint at byte {offset}") from e
+            if base + at > end:
+                raise self.fail(f"truncated varint at byte {offset}")
+            field = _Field(tag >> 3, wire_type, offset, base + at, value)
+            if wire_type != wire_format.WIRETYPE_VARINT and field.end > end:
+                raise self.fail(f"field {field.number} at byte {offset} runs past the end of its message")
+            yield field
+            offset = field.end
+
+    def _window_at(self, offset: int) -> tuple[bytes, int]:
+        """The window and where it starts, holding the ``_HEAD`` bytes from ``offset`` (or all up to
+        the end of the file)."""
+        start = offset - self._window_start
+        to_the_end = self._window_start + len(self._window) >= self.size
+        if start < 0 or (start + _HEAD > len(self._window) and not to_the_end):
+            self._load_window(offset)
+        return self._window, self._window_start
+
+    def _load_window(self, offset: int) -> None:
+        self.file.seek(offset)
+        self._window_start, self._window = offset, self.file.read(self._WINDOW)
 
     def read(self, offset: int, length: int) -> bytes:
         start = offset - self._window_start
@@ -143,8 +161,8 @@ class _WireReader:
             if length > self._WINDOW:
                 self.file.seek(offset)
                 return self.file.read(length)
-            self.file.seek(offset)
-            self._window_start, self._window, start = offset, self.file.read(self._WINDOW), 0
+            self._load_window(offset)
+            start = 0
         return self._window[start : start + length]
 
     def parse(self, data: bytes, msg: M) -> M:

@@ -145,3 +145,20 @@ def test_loading_holds_neither_the_file_nor_the_message(tmp_path: pathlib.Path) 
         tracemalloc.stop()
     assert peak < path.stat().st_size / 20
     assert torch.equal(target.layer_params["ip1"][0].data, source.layer_params["ip1"][0].data)
+
+
+@pytest.mark.parametrize(("tail", "problem"), [
+    (b"\x00\x01", "field number 0 at byte"),
+    (b"\x0f", "unsupported wire type 7 at byte"),
+    (b"\x0a\xff", "truncated varint at byte"),
+    (b"\x0a\x05ab", "field 1 at byte [0-9]+ runs past the end of its message"),
+])
+def test_a_damaged_field_is_named(tmp_path: pathlib.Path, tail: bytes, problem: str) -> None:
+    """The fields are decoded in the reader's window: damage at the end of the file still reads as
+    protobuf would report it, naming the file and the byte."""
+    path = tmp_path / "bad.caffemodel"
+    small_net(seed=1).save(path)
+    path.write_bytes(path.read_bytes() + tail)
+    with pytest.raises(prototxt.ProtoFileError,
+                       match=rf"bad.caffemodel' is not a binary NetParameter \({problem}"):
+        small_net(seed=2).copy_trained_layers_from(path)
