@@ -38,7 +38,9 @@ Range = tuple[int, int]  # [start, end) byte offsets in the file
 
 _CHUNK_BYTES = 1 << 24
 _HEAD = 20  # bytes: a field's tag and length (two varints of at most 10 bytes)
+_SMALL_LAYER = 4096  # bytes: a LayerParameter this small is parsed whole when it holds no blobs
 _DELIMITED = wire_format.WIRETYPE_LENGTH_DELIMITED
+_VARINT = wire_format.WIRETYPE_VARINT
 _VALUE_FIELDS = {  # BlobProto's packed value fields: number -> (name, little-endian dtype)
     caffe_pb2.BlobProto.DESCRIPTOR.fields_by_name[name].number: (name, np.dtype(dtype))
     for name, dtype in (("data", "<f4"), ("diff", "<f4"), ("double_data", "<f8"), ("double_diff", "<f8"))
@@ -103,7 +105,7 @@ class _Field(NamedTuple):
 class _WireReader:
     """A binary protobuf file read field by field, only what is asked for."""
 
-    _WINDOW = 1 << 16  # bytes read at once for the small fields (tags, lengths, names, shapes)
+    _WINDOW = 1 << 13  # bytes read at once for the small fields (tags, lengths, names, shapes)
 
     def __init__(self, file: io.BufferedReader, path: str) -> None:
         self.file, self.path = file, path
@@ -119,14 +121,17 @@ class _WireReader:
         in the window (a field's payload is not read)."""
         offset = start
         while offset < end:
-            window, base = self._window_at(offset)
+            window, base = self._window, self._window_start
             at = offset - base
+            if at < 0 or at + _HEAD > len(window):
+                window, base = self._window_at(offset)
+                at = offset - base
             try:
                 tag, at = _varint(window, at)
                 if tag >> 3 == 0:
                     raise self.fail(f"field number 0 at byte {offset}")
                 wire_type = tag & 7
-                if wire_type == wire_format.WIRETYPE_VARINT or wire_type == _DELIMITED:
+                if wire_type == _VARINT or wire_type == _DELIMITED:
                     value, at = _varint(window, at)
                 elif wire_type in (wire_format.WIRETYPE_FIXED32, wire_format.WIRETYPE_FIXED64):
                     value = 4 if wire_type == wire_format.WIRETYPE_FIXED32 else 8
@@ -134,13 +139,14 @@ class _WireReader:
                     raise self.fail(f"unsupported wire type {wire_type} at byte {offset}")
             except (IndexError, message.DecodeError) as e:
                 raise self.fail(f"truncated varint at byte {offset}") from e
-            if base + at > end:
+            payload = base + at
+            if payload > end:
                 raise self.fail(f"truncated varint at byte {offset}")
-            field = _Field(tag >> 3, wire_type, offset, base + at, value)
-            if wire_type != wire_format.WIRETYPE_VARINT and field.end > end:
-                raise self.fail(f"field {field.number} at byte {offset} runs past the end of its message")
-            yield field
-            offset = field.end
+            stop = payload if wire_type == _VARINT else payload + value
+            if stop > end:
+                raise self.fail(f"field {tag >> 3} at byte {offset} runs past the end of its message")
+            yield _Field(tag >> 3, wire_type, offset, payload, value)
+            offset = stop
 
     def _window_at(self, offset: int) -> tuple[bytes, int]:
         """The window and where it starts, holding the ``_HEAD`` bytes from ``offset`` (or all up to
@@ -234,6 +240,17 @@ class FileBlob(StoredBlob):
             self._reader.read_values(diff, blob.diff)
 
 
+def _layer_blobs(reader: _WireReader, message_range: Range) -> tuple[str, list[Range]]:
+    """``_named_blobs`` of a LayerParameter. A small one (most layers of a net hold no weights)
+    is parsed by protobuf at once, instead of field by field; one with blobs is walked."""
+    start, end = message_range
+    if end - start <= _SMALL_LAYER:
+        layer = reader.parse(reader.read(start, end - start), caffe_pb2.LayerParameter())
+        if not layer.blobs:
+            return layer.name, []
+    return _named_blobs(reader, message_range, _LAYER["name"].number, _LAYER["blobs"].number)
+
+
 def _named_blobs(reader: _WireReader, message_range: Range, name_field: int,
                  blobs_field: int) -> tuple[str, list[Range]]:
     """A layer's name (the last one written wins, as protobuf merges) and its blobs' byte ranges."""
@@ -264,7 +281,7 @@ def read_trained_layers(path: str | os.PathLike[str]) -> Iterator[tuple[str, lis
                 continue
             span = (field.offset, field.end)
             if field.number == _NET["layer"].number:
-                layers.append(_named_blobs(reader, span, _LAYER["name"].number, _LAYER["blobs"].number))
+                layers.append(_layer_blobs(reader, span))
             elif field.number == _NET["layers"].number:
                 name, blobs = _named_blobs(reader, span, _V1["name"].number, _V1["blobs"].number)
                 v0 = [(f.offset, f.end) for f in reader.fields(*span)
