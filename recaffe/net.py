@@ -81,8 +81,7 @@ class Net:
                     fillers.deferring(weights_file is not None) as deferred:
                 self._init(param)
             if weights_file is not None:
-                copied = self.copy_trained_layers_from(weights_file)
-                fillers.keep_needed(deferred, self._unread_fill(copied))
+                self.fill_what_weights_missed(deferred, self.copy_trained_layers_from(weights_file))
         if optimize:  # deploy mode: fused layers, blob memory reused (recaffe/deploy.py)
             self.deploy = DeployRunner(self)
 
@@ -527,6 +526,12 @@ class Net:
             with errors.read_guard(source, "caffemodel"):
                 copied = self._copy_layers(caffemodel.read_trained_layers(source), os.fspath(source))
         return copied
+
+    def fill_what_weights_missed(self, deferred: list[fillers.DeferredFill], copied: set[str]) -> None:
+        """After the weights of the layers ``copied`` went into a net built inside
+        ``fillers.deferring()`` (its fills ``deferred``): the fills the weights overwrote only move
+        Caffe's random stream (lazily), the others give their blobs their values, in Caffe's order."""
+        fillers.keep_needed(deferred, self._unread_fill(copied))
 
     def _unread_fill(self, copied: set[str]) -> Callable[[Blob], bool]:
         """Whether a parameter blob's filled values are never read: its storage took the weights

@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import torch
 
-from recaffe import distributed, errors, net_builder, resume, rng, test_outputs
+from recaffe import distributed, errors, fillers, net_builder, resume, rng, test_outputs
 from recaffe.blob import Blob
 from recaffe.debug import nan_guard
 from recaffe.io import prototxt, snapshot, upgrade
@@ -144,9 +144,10 @@ class Solver(abc.ABC):
         state.MergeFrom(net_param.state)
         state.MergeFrom(p.train_state)
         net_param.state.CopyFrom(state)
-        with net_builder.building(None if source.endswith("_param") else getattr(p, source)):
+        with net_builder.building(None if source.endswith("_param") else getattr(p, source)), \
+                fillers.deferring(bool(p.weights)) as deferred:
             net = Net(net_param, dtype=self._dtype, device=self._device)
-        self._load_weights(net)
+        self._load_weights(net, deferred)
         return net
 
     def _init_test_nets(self) -> list[Net]:
@@ -185,17 +186,23 @@ class Solver(abc.ABC):
                 state.MergeFrom(p.test_state[i])
             net_param.state.CopyFrom(state)
             log.info("Creating test net (#%d) specified by %s", i, where)
-            net = Net(net_param, dtype=self._dtype, device=self._device)
+            with fillers.deferring(bool(p.weights)) as deferred:
+                net = Net(net_param, dtype=self._dtype, device=self._device)
             net.debug_info = p.debug_info
-            self._load_weights(net)
+            self._load_weights(net, deferred)
             nets.append(net)
         return nets
 
-    def _load_weights(self, net: Net) -> None:
+    def _load_weights(self, net: Net, deferred: list[fillers.DeferredFill]) -> None:
+        """Copy the ``weights`` files into ``net``, built with its fills ``deferred``: the fills the
+        weights overwrite are never computed (Caffe's random stream stays exact, as with
+        ``Net(..., weights_file=)``)."""
+        copied: set[str] = set()
         for entry in self._param.weights:
             for name in entry.split(","):
                 log.info("Finetuning from %s", name.strip())
-                net.copy_trained_layers_from(name.strip())
+                copied |= net.copy_trained_layers_from(name.strip())
+        net.fill_what_weights_missed(deferred, copied)
 
     # ================================================================ access
     @property

@@ -231,3 +231,51 @@ def test_a_stream_never_drawn_from_is_never_seeded(tmp_path: pathlib.Path) -> No
     assert imported == "False"
     eager(source, weights, seed=7)
     assert [float(v) for v in values.split()] == [float(v) for v in rng.get_rng().uniform(4, 0, 1)]
+
+
+def solver_with(weights: pathlib.Path | None, seed: int) -> recaffe.Solver:
+    """A solver over NET (TRAIN net and one TEST net), finetuning from ``weights`` as
+    ``caffe train -weights`` does."""
+    solver = caffe_pb2.SolverParameter(base_lr=0.01, test_iter=[1], test_interval=1, random_seed=seed)
+    solver.net_param.CopyFrom(text_format.Parse(NET, caffe_pb2.NetParameter()))
+    if weights is not None:
+        solver.weights.append(str(weights))
+    return recaffe.load_solver(solver)
+
+
+def test_a_solver_finetuning_defers_the_fills_its_weights_overwrite(weights: pathlib.Path) -> None:
+    """``Solver`` with ``weights`` (``caffe train -weights``) equals Caffe's way, building both nets
+    with their fillers run and then copying the weights: weights, stream, the Dropout mask."""
+    caffes = solver_with(None, seed=7)
+    for net in (caffes.net, caffes.test_nets[0]):
+        net.copy_trained_layers_from(weights)
+    state_a = rng.get_state()
+    finetuning = solver_with(weights, seed=7)
+    state_b = rng.get_state()
+    for a, b in ((caffes.net, finetuning.net), (caffes.test_nets[0], finetuning.test_nets[0])):
+        for x, y in zip(a.params, b.params, strict=True):
+            assert torch.equal(x.data, y.data)
+    assert state_a[2] == state_b[2] and np.array_equal(state_a[1], state_b[1])
+    assert np.array_equal(state_a[3], state_b[3])
+    masks = []
+    for s in (caffes, finetuning):
+        rng.set_state(state_a)
+        s.net.blob_by_name("data").data.fill_(1.0)
+        s.net.forward()
+        masks.append(s.net.blob_by_name("ip").data.clone())
+    assert torch.equal(masks[0], masks[1]) and bool((masks[0] == 0).any())
+
+
+def test_a_solver_finetuning_from_complete_weights_computes_no_fill(tmp_path: pathlib.Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    complete = write_weights(tmp_path / "all.caffemodel", missing="")
+    filled: list[str] = []
+    fill = fillers.fill
+    monkeypatch.setattr(fillers, "fill", lambda blob, param, stream: (filled.append(param.type),
+                                                                      fill(blob, param, stream)))
+    solver_with(None, seed=3)
+    assert len(filled) == 2 * 8  # every parameter blob of both nets, filled
+    filled.clear()
+    solver = solver_with(complete, seed=3)
+    assert filled == [] and rng.get_rng()._deferred  # only the stream's draws, still queued
+    assert torch.equal(solver.test_nets[0].layer_params["ip"][1].data, torch.arange(5) / 7 - 3)

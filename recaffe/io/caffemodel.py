@@ -131,7 +131,7 @@ class _WireReader:
                 if tag >> 3 == 0:
                     raise self.fail(f"field number 0 at byte {offset}")
                 wire_type = tag & 7
-                if wire_type == _VARINT or wire_type == _DELIMITED:
+                if wire_type in (_VARINT, _DELIMITED):
                     value, at = _varint(window, at)
                 elif wire_type in (wire_format.WIRETYPE_FIXED32, wire_format.WIRETYPE_FIXED64):
                     value = 4 if wire_type == wire_format.WIRETYPE_FIXED32 else 8
