@@ -14,7 +14,7 @@ from recaffe import device as devices
 from recaffe import errors, fillers, forks, memory_plan, net_builder, threads
 from recaffe.blob import Blob
 from recaffe.deploy import DeployRunner
-from recaffe.io import atomic, blobproto, caffemodel, legacy, prototxt, weights
+from recaffe.io import atomic, blobproto, caffemodel, caffemodel_writer, legacy, prototxt, weights
 from recaffe.layer import Layer, LayerError
 from recaffe.proto import caffe_pb2
 from recaffe.registry import LAYERS
@@ -589,18 +589,10 @@ class Net:
         return param
 
     def save(self, path: str | os.PathLike[str], write_diff: bool = False) -> None:
-        """Write a binary ``.caffemodel``: the bytes of ``to_proto(write_diff)``, one layer at a time.
-
-        Serialised messages concatenate into the serialisation of their merge, so writing the
-        name and then each layer as a one-layer NetParameter gives exactly ``to_proto``'s bytes
-        while only one layer's weights are converted at a time.
-        """
+        """Write a binary ``.caffemodel``: the bytes of ``to_proto(write_diff)``, each blob's values
+        written from its tensor (``recaffe.io.caffemodel_writer``: no copy of the weights is held)."""
         with atomic.replace(path, "caffemodel") as temp, open(temp, "wb") as f:
-            f.write(caffe_pb2.NetParameter(name=self.name).SerializeToString())
-            for layer in self.layers:
-                holder = caffe_pb2.NetParameter()
-                layer.to_proto(write_diff, out=holder.layer.add())
-                f.write(holder.SerializeToString())
+            caffemodel_writer.write_net(f, self.name, self.layers, write_diff)
 
     def save_hdf5(self, path: str | os.PathLike[str], write_diff: bool = False) -> None:
         weights.save_hdf5_weights(self, path, write_diff)
