@@ -167,25 +167,25 @@ class Layer:
 
     def check_blob_counts(self, bottom: Blobs, top: Blobs) -> None:
         nb, nt = len(bottom), len(top)
-        checks = [
+        checks = [  # (the messages are made only for a failed check)
             (self.exact_num_bottom_blobs >= 0 and nb != self.exact_num_bottom_blobs,
-             f"takes {self.exact_num_bottom_blobs} bottom blob(s) as input, got {nb}"),
+             lambda: f"takes {self.exact_num_bottom_blobs} bottom blob(s) as input, got {nb}"),
             (self.min_bottom_blobs >= 0 and nb < self.min_bottom_blobs,
-             f"takes at least {self.min_bottom_blobs} bottom blob(s) as input, got {nb}"),
+             lambda: f"takes at least {self.min_bottom_blobs} bottom blob(s) as input, got {nb}"),
             (self.max_bottom_blobs >= 0 and nb > self.max_bottom_blobs,
-             f"takes at most {self.max_bottom_blobs} bottom blob(s) as input, got {nb}"),
+             lambda: f"takes at most {self.max_bottom_blobs} bottom blob(s) as input, got {nb}"),
             (self.exact_num_top_blobs >= 0 and nt != self.exact_num_top_blobs,
-             f"produces {self.exact_num_top_blobs} top blob(s) as output, got {nt}"),
+             lambda: f"produces {self.exact_num_top_blobs} top blob(s) as output, got {nt}"),
             (self.min_top_blobs >= 0 and nt < self.min_top_blobs,
-             f"produces at least {self.min_top_blobs} top blob(s) as output, got {nt}"),
+             lambda: f"produces at least {self.min_top_blobs} top blob(s) as output, got {nt}"),
             (self.max_top_blobs >= 0 and nt > self.max_top_blobs,
-             f"produces at most {self.max_top_blobs} top blob(s) as output, got {nt}"),
+             lambda: f"produces at most {self.max_top_blobs} top blob(s) as output, got {nt}"),
             (self.equal_num_bottom_top_blobs and nb != nt,
-             f"produces one top blob per bottom blob, got {nb} bottoms and {nt} tops"),
+             lambda: f"produces one top blob per bottom blob, got {nb} bottoms and {nt} tops"),
         ]
         for failed, message in checks:
             if failed:
-                raise self.error(message)
+                raise self.error(message())
 
     def set_loss_weights(self, top: Blobs) -> None:
         weights = list(self.param.loss_weight)
