@@ -13,7 +13,8 @@ from recaffe.proto import caffe_pb2
 
 
 def has_legacy_shape(proto: caffe_pb2.BlobProto) -> bool:
-    return any(proto.HasField(f) for f in ("num", "channels", "height", "width"))
+    return (proto.HasField("num") or proto.HasField("channels") or proto.HasField("height")
+            or proto.HasField("width"))
 
 
 def proto_shape(proto: caffe_pb2.BlobProto) -> tuple[int, ...]:
@@ -30,7 +31,7 @@ def shape_equals(shape: tuple[int, ...], proto: caffe_pb2.BlobProto) -> bool:
             return False
         padded = (1,) * (4 - len(shape)) + tuple(shape)
         return padded == (proto.num, proto.channels, proto.height, proto.width)
-    return tuple(shape) == tuple(int(d) for d in proto.shape.dim)
+    return tuple(shape) == tuple(proto.shape.dim)
 
 
 def array_from_proto(proto: caffe_pb2.BlobProto, diff: bool = False) -> np.ndarray:

@@ -41,6 +41,8 @@ _HEAD = 20  # bytes: a field's tag and length (two varints of at most 10 bytes)
 _SMALL_LAYER = 4096  # bytes: a LayerParameter this small is parsed whole when it holds no blobs
 _DELIMITED = wire_format.WIRETYPE_LENGTH_DELIMITED
 _VARINT = wire_format.WIRETYPE_VARINT
+# float32 values as stored: read as they are on a little-endian machine
+_FLOAT32 = np.dtype("<f4") if sys.byteorder == "little" else None
 _VALUE_FIELDS = {  # BlobProto's packed value fields: number -> (name, little-endian dtype)
     caffe_pb2.BlobProto.DESCRIPTOR.fields_by_name[name].number: (name, np.dtype(dtype))
     for name, dtype in (("data", "<f4"), ("diff", "<f4"), ("double_data", "<f8"), ("double_diff", "<f8"))
@@ -188,9 +190,8 @@ class _WireReader:
         """Packed little-endian values into ``target`` (contiguous, of the same count)."""
         flat = target.view(-1)
         self.file.seek(values.offset)
-        if (target.device.type == "cpu" and target.dtype == torch.float32 and sys.byteorder == "little"
-                and values.dtype == np.dtype("<f4")):
-            if self.file.readinto(flat.numpy().view(np.uint8).data) != values.length:
+        if values.dtype == _FLOAT32 and target.dtype == torch.float32 and target.device.type == "cpu":
+            if self.file.readinto(flat.numpy().data.cast("B")) != values.length:
                 raise self.fail(f"the file ends inside the values at byte {values.offset}")
             return
         step = _CHUNK_BYTES // values.dtype.itemsize
