@@ -10,6 +10,9 @@ A TEST-phase net runs as a plan of steps instead of layer by layer:
   in the same step;
 * a Dropout applied in place is the identity at TEST time and is skipped (unless the layer says
   otherwise with ``identity_at_test = False``: a fork's MC dropout or test-time scaling);
+* a 3×3 convolution of stride 1 on a large enough image runs as Winograd's F(4×4, 3×3) or
+  F(2×2, 3×3) (``recaffe.math.winograd``: 1/4 or 4/9 of the multiply-adds, rounding like the direct
+  kernel's); its transformed weights are computed when the net first runs, like the folding;
 * each step's work is cut into pieces that the threads take as they are free
   (``recaffe.workers``, ``recaffe.math.pieces``; see ``recaffe.threads``);
 * once the last step that reads a blob has run, the blob's memory is released (liveness over the
@@ -41,7 +44,7 @@ from recaffe.blob import Blob
 from recaffe.layer import Layer, LayerError
 from recaffe.layers.common.inner_product import InnerProductLayer
 from recaffe.layers.vision.base_conv import BaseConvolutionLayer
-from recaffe.math import layout, pieces
+from recaffe.math import layout, pieces, winograd
 from recaffe.proto import caffe_pb2
 from recaffe.workers import SERIAL, Workers
 
@@ -81,6 +84,8 @@ class _Fused:
     factor: torch.Tensor | None = None  # per output channel, double: W = W_original · factor
     shift: torch.Tensor | None = None  # double: b = b_original · factor + shift
     saved_rows: dict[int, torch.Tensor] = field(default_factory=dict)  # rows a zero factor wiped
+    winograd: dict[int, torch.Tensor] = field(default_factory=dict)  # m -> the folded weights' U
+    # (a step is made anew once its weights are unfolded, so these never outlive the weights)
 
     @property
     def layer_ids(self) -> list[int]:
@@ -160,8 +165,16 @@ class DeployRunner:
             layout.store(top, y)
         elif isinstance(layer, BaseConvolutionLayer):
             bias = layer.blobs[1].data if len(layer.blobs) > 1 else step.bias
-            y = pieces.convolution(workers, bottoms[0].strided_data(), layer.blobs[0].strided_data(), bias,
-                                   layer.geometry, layer.param.convolution_param.group, slope)
+            x, weight, g = bottoms[0].strided_data(), layer.blobs[0].strided_data(), layer.geometry
+            group = layer.param.convolution_param.group
+            m = winograd.tile_size(x.shape, weight.shape, g.stride, g.pad, g.dilation, group) \
+                if layer.type == "Convolution" and layout.use_channels_last(x) else None
+            if m is None:
+                y = pieces.convolution(workers, x, weight, bias, g, group, slope)
+            else:
+                if m not in step.winograd:
+                    step.winograd[m] = winograd.kernels(weight, m)
+                y = winograd.convolution(workers, x, step.winograd[m], bias, g.pad, m, slope)
             layout.store(top, y)
         elif isinstance(layer, InnerProductLayer):  # its bias blob holds the folded bias
             layer.forward(bottoms, tops, workers=workers, slope=slope)

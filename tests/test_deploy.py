@@ -166,3 +166,27 @@ def test_pieces_on_three_threads_give_the_plain_outputs_bit_for_bit_every_run(mo
             assert all(torch.equal(run, runs[0]) for run in runs)
     finally:
         torch.set_num_threads(before)
+
+
+
+def test_winograd_convolutions_give_the_plain_outputs_and_follow_new_weights(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """3×3 convolutions on 28×28 (F(4×4, 3×3), BatchNorm folded in) and 14×14 images with 128
+    channels (F(2×2, 3×3)): the plain net's outputs; new weights give new transformed kernels."""
+    from recaffe.math import winograd
+
+    used: list[int] = []
+    real = winograd.convolution
+    monkeypatch.setattr(winograd, "convolution", lambda *args: used.append(args[5]) or real(*args))
+    plain, fused = pair(FIXTURES / "deploy_winograd.prototxt", small=False)
+    plain.forward()
+    fused.forward()
+    assert used == [4, 4, 2]
+    assert_close(plain.blob_by_name("ip").data, fused.blob_by_name("ip").data)
+    seeded(plain, seed=3)
+    plain.save(tmp_path / "new.caffemodel")
+    fused.copy_trained_layers_from(tmp_path / "new.caffemodel")
+    fused.blob_by_name("data").data.copy_(plain.blob_by_name("data").data)
+    plain.forward()
+    fused.forward()
+    assert_close(plain.blob_by_name("ip").data, fused.blob_by_name("ip").data)
