@@ -109,8 +109,9 @@ def tile_size(x_shape: torch.Size | tuple[int, ...], weight_shape: torch.Size | 
               groups: int) -> int | None:
     """The m of F(m×m, 3×3) for this convolution, or None where the direct kernel is used: 2-D,
     3×3, stride and dilation 1, one group, at least ``MIN_CHANNELS`` in and out, and an output of
-    at least ``M4_FROM`` pixels a side for m = 4, or ``M2_FROM`` with ``M2_MIN_CHANNELS`` channels
-    in and out for m = 2 (on smaller images the transforms cost more than they save)."""
+    at least ``M4_FROM`` pixels a side for m = 4, or ``M2_FROM`` for m = 2 (on smaller images the
+    transforms cost more than they save), and for a single image ``M2_MIN_CHANNELS`` in and out
+    (its few tiles make small products)."""
     if (len(x_shape) != 4 or tuple(weight_shape[2:]) != (KERNEL, KERNEL) or groups != 1
             or any(s != 1 for s in stride) or any(d != 1 for d in dilation)
             or any(p > KERNEL - 1 for p in pad)
@@ -119,7 +120,8 @@ def tile_size(x_shape: torch.Size | tuple[int, ...], weight_shape: torch.Size | 
     side = min(size + 2 * p - (KERNEL - 1) for size, p in zip(x_shape[2:], pad))
     if side >= M4_FROM:
         return 4
-    return 2 if side >= M2_FROM and min(weight_shape[0], weight_shape[1]) >= M2_MIN_CHANNELS else None
+    few = x_shape[0] == 1 and min(weight_shape[0], weight_shape[1]) < M2_MIN_CHANNELS
+    return 2 if side >= M2_FROM and not few else None
 
 
 def kernels(weight: torch.Tensor, m: int) -> torch.Tensor:
