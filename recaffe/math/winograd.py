@@ -47,6 +47,7 @@ KERNEL = 3
 M4_FROM = 24
 M2_FROM = 10
 MIN_CHANNELS = 32
+MIN_CHANNEL_PAIRS = 64 * 128  # (64→64 at 56×56 gains nothing: the transforms cost what the products save)
 M2_MIN_CHANNELS = 128
 TILES_PER_PIECE = 96  # tiles a piece takes through all three stages (fewer when a row has more)
 
@@ -108,14 +109,16 @@ def tile_size(x_shape: torch.Size | tuple[int, ...], weight_shape: torch.Size | 
               stride: tuple[int, ...], pad: tuple[int, ...], dilation: tuple[int, ...],
               groups: int) -> int | None:
     """The m of F(m×m, 3×3) for this convolution, or None where the direct kernel is used: 2-D,
-    3×3, stride and dilation 1, one group, at least ``MIN_CHANNELS`` in and out, and an output of
+    3×3, stride and dilation 1, one group, at least ``MIN_CHANNELS`` in and out and
+    ``MIN_CHANNEL_PAIRS`` (input, output) pairs of them, and an output of
     at least ``M4_FROM`` pixels a side for m = 4, or ``M2_FROM`` for m = 2 (on smaller images the
     transforms cost more than they save), and for a single image ``M2_MIN_CHANNELS`` in and out
     (its few tiles make small products)."""
     if (len(x_shape) != 4 or tuple(weight_shape[2:]) != (KERNEL, KERNEL) or groups != 1
             or any(s != 1 for s in stride) or any(d != 1 for d in dilation)
             or any(p > KERNEL - 1 for p in pad)
-            or min(weight_shape[0], weight_shape[1]) < MIN_CHANNELS):
+            or min(weight_shape[0], weight_shape[1]) < MIN_CHANNELS
+            or weight_shape[0] * weight_shape[1] < MIN_CHANNEL_PAIRS):
         return None
     side = min(size + 2 * p - (KERNEL - 1) for size, p in zip(x_shape[2:], pad))
     if side >= M4_FROM:
