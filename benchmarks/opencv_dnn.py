@@ -6,7 +6,9 @@ prototxt and weights.
 
 Weights are seeded (``models.deploy_net``) and written to a temporary caffemodel that both read.
 Time: in one process, recaffe (``optimize=True``) and OpenCV alternate, ``--iters`` forwards each
-per rep; the figure is the median over reps of each rep's mean, and the ratio is recaffe / OpenCV
+per rep after one untimed forward (OpenCV's thread pool keeps spinning for a while after a forward,
+and would otherwise take the cores from the first timed forwards of recaffe; recaffe's threads
+sleep at once); the figure is the median over reps of each rep's mean, and the ratio is recaffe / OpenCV
 (target ≤ 0.9). Both run on ``--threads`` threads (0: each its default; recaffe's adapts to the
 load, see recaffe/threads.py). Outputs are compared (max |difference| over
 max |value|). Memory: each framework loads the net and runs two forwards in a fresh process;
@@ -105,6 +107,7 @@ def compare(key: str, batch: int, weights: str, args: argparse.Namespace) -> dic
     runs: dict[str, list[float]] = {"recaffe": [], "opencv": []}
     for _ in range(args.reps):
         for name, (run, net) in (("recaffe", (run_recaffe, ours)), ("opencv", (run_opencv, theirs))):
+            run(net, x)  # untimed: the other framework's threads wind down meanwhile
             start = time.perf_counter()
             for _ in range(args.iters):
                 run(net, x)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Iterator, Sequence
 from typing import cast
 
@@ -40,6 +41,9 @@ def check_fits(dims: tuple[int, ...], count: int, dtype: torch.dtype, device: to
                              f"of memory available", dims)
 
 
+_MATERIALISING = threading.Lock()  # held by whoever allocates a flat storage or copies into it
+
+
 class _Memory:
     """A blob's flat storage, allocated zero-filled on first use, and, while ``held`` is set, a newer
     copy of its first elements as a tensor of some shape and memory layout.
@@ -58,11 +62,13 @@ class _Memory:
         self.row_major_only = False  # set while someone outside keeps a view of ``flat``
 
     def get(self) -> torch.Tensor:
-        if self.flat is None:
-            self.flat = torch.zeros(self.size, dtype=self.dtype, device=self.device)
-        if self.held is not None:
-            held, self.held = self.held, None
-            self.flat[: held.numel()].view(held.shape).copy_(held)
+        if self.flat is None or self.held is not None:
+            with _MATERIALISING:  # steps running at once may read one blob (deploy mode's stages)
+                if self.flat is None:
+                    self.flat = torch.zeros(self.size, dtype=self.dtype, device=self.device)
+                if self.held is not None:  # dropped once copied: no reader sees the copy half done
+                    self.flat[: self.held.numel()].view(self.held.shape).copy_(self.held)
+                    self.held = None
         return self.flat
 
     @property

@@ -10,6 +10,9 @@ A TEST-phase net runs as a plan of steps instead of layer by layer:
   in the same step;
 * a Dropout applied in place is the identity at TEST time and is skipped (unless the layer says
   otherwise with ``identity_at_test = False``: a fork's MC dropout or test-time scaling);
+* a 3×3 convolution of stride 1 on a large enough image runs as Winograd's F(4×4, 3×3) or
+  F(2×2, 3×3) (``recaffe.math.winograd``: 1/4 or 4/9 of the multiply-adds, rounding like the direct
+  kernel's); its transformed weights are computed when the net first runs, like the folding;
 * each step's work is cut into pieces that the threads take as they are free
   (``recaffe.workers``, ``recaffe.math.pieces``; see ``recaffe.threads``);
 * once the last step that reads a blob has run, the blob's memory is released (liveness over the
@@ -41,7 +44,7 @@ from recaffe.blob import Blob
 from recaffe.layer import Layer, LayerError
 from recaffe.layers.common.inner_product import InnerProductLayer
 from recaffe.layers.vision.base_conv import BaseConvolutionLayer
-from recaffe.math import layout, pieces
+from recaffe.math import layout, pieces, winograd
 from recaffe.proto import caffe_pb2
 from recaffe.workers import SERIAL, Workers
 
@@ -66,6 +69,12 @@ class Net(Protocol):
     after_forward: list[Callable[[int], None]]
 
 _FOLDABLE = ("Convolution", "InnerProduct")
+# Layers whose forward draws no random numbers and keeps no state between passes: their steps may
+# run in any order the DAG allows (``_stages``).
+_STAGED_TYPES = frozenset({
+    "Input", "Convolution", "Deconvolution", "InnerProduct", "Pooling", "LRN", "ReLU", "PReLU", "ELU",
+    "Sigmoid", "TanH", "AbsVal", "BNLL", "Power", "Exp", "Log", "Concat", "Slice", "Split", "Eltwise",
+    "Flatten", "Reshape", "Softmax", "BatchNorm", "Scale", "Bias", "Crop"})
 _AFFINE = ("BatchNorm", "Scale", "Bias")
 
 
@@ -81,6 +90,8 @@ class _Fused:
     factor: torch.Tensor | None = None  # per output channel, double: W = W_original · factor
     shift: torch.Tensor | None = None  # double: b = b_original · factor + shift
     saved_rows: dict[int, torch.Tensor] = field(default_factory=dict)  # rows a zero factor wiped
+    winograd: dict[int, torch.Tensor] = field(default_factory=dict)  # m -> the folded weights' U
+    # (a step is made anew once its weights are unfolded, so these never outlive the weights)
 
     @property
     def layer_ids(self) -> list[int]:
@@ -88,10 +99,20 @@ class _Fused:
 
 
 @dataclass
+class _Stage:
+    """Steps that depend on none of each other (indices into the plan's steps), run at once, and
+    the blob ids whose memory is released once they have all run."""
+
+    steps: list[int]
+    released: list[int]
+
+
+@dataclass
 class _Plan:
     steps: list[int | _Fused]  # a layer id (run as it is) or a fused step
     release_after: list[list[int]]  # per step: blob ids whose memory is released after it
     skipped: set[int]  # layers that do not run (in-place Dropout)
+    stages: list[_Stage]  # the steps by stages of the DAG; empty where a step must keep its turn
 
 
 class DeployRunner:
@@ -117,6 +138,10 @@ class DeployRunner:
         loss: torch.Tensor | float = 0.0
         with threads.inference() as shared:
             workers = shared if net.device.type == "cpu" else SERIAL  # CUDA kernels queue anyway
+            whole = start == 0 and end == len(net.layers) - 1
+            watched = net.before_forward or net.after_forward  # callbacks see the layers in order
+            if whole and workers.count > 1 and plan.stages and not watched:
+                return self._forward_by_stages(plan, workers)
             for step, released in zip(plan.steps, plan.release_after):
                 ids = step.layer_ids if isinstance(step, _Fused) else [step]
                 inside = [start <= i <= end for i in ids]
@@ -128,19 +153,64 @@ class DeployRunner:
                 for i in ids:
                     for callback in net.before_forward:
                         callback(i)
-                if isinstance(step, _Fused):
-                    self._run_fused(step, workers)
-                else:
-                    layer = net.layers[step]
-                    kernel = _sharing(layer, workers) if layer.shares_work else None
-                    loss = loss + layer.run_forward(net.bottom_vecs[step], net.top_vecs[step], kernel)
+                loss = loss + self._run_step(step, workers)
                 for i in ids:
                     for callback in net.after_forward:
                         callback(i)
-                if start == 0 and end == len(net.layers) - 1:
+                if whole:
                     for blob_id in released:
                         net.blob_list[blob_id].release_data()
         return float(loss)
+
+    def _forward_by_stages(self, plan: _Plan, workers: Workers) -> float:
+        """A whole pass, stage by stage: the steps of a stage that share their own work well (large
+        convolutions and inner products) run one after another, each cut into pieces; the others
+        run at the same time, one per thread (each on one thread: its pieces are not shared).
+        The loss is summed in the steps' order, as in a pass step by step."""
+        losses: list[torch.Tensor | float] = [0.0] * len(plan.steps)
+
+        def run(index: int) -> None:
+            losses[index] = self._run_step(plan.steps[index], workers)
+
+        for stage in plan.stages:
+            alone = [k for k in stage.steps if self._shares_well(plan.steps[k], workers)]
+            together = [k for k in stage.steps if k not in alone]
+            if len(together) > 1:
+                workers.run([functools.partial(run, k) for k in together])
+            for k in (alone if len(together) > 1 else stage.steps):
+                run(k)
+            for blob_id in stage.released:
+                self.net.blob_list[blob_id].release_data()
+        return float(sum(losses, start=0.0))
+
+    def _run_step(self, step: int | _Fused, workers: Workers) -> torch.Tensor | float:
+        """Run one step of the plan; its weighted loss."""
+        if isinstance(step, _Fused):
+            self._run_fused(step, workers)
+            return 0.0
+        net = self.net
+        layer = net.layers[step]
+        kernel = _sharing(layer, workers) if layer.shares_work else None
+        return layer.run_forward(net.bottom_vecs[step], net.top_vecs[step], kernel)
+
+    def _shares_well(self, step: int | _Fused, workers: Workers) -> bool:
+        """A step with an image per thread (the kernels cut by images), or a convolution or inner
+        product big enough to be cut into a piece per thread."""
+        net = self.net
+        first = step.layer_id if isinstance(step, _Fused) else step
+        tops = net.top_vecs[first]
+        if tops and tops[0].num_axes > 0 and tops[0].shape[0] >= workers.count:
+            return True
+        if not isinstance(step, _Fused):
+            return False
+        layer = net.layers[step.layer_id]
+        if not isinstance(layer, BaseConvolutionLayer | InnerProductLayer):
+            return False
+        weights = layer.blobs[0].count()
+        rows = net.top_vecs[step.layer_id][0].count() // layer.blobs[0].shape[0]  # output values per channel
+        if isinstance(layer, InnerProductLayer) and rows == 1:  # a matrix-vector product
+            return weights >= workers.count * pieces.MIN_PIECE_VALUES
+        return rows * weights >= workers.count * pieces.MIN_PIECE_MACS
 
     def _run_fused(self, step: _Fused, workers: Workers) -> None:
         self._fold(step)
@@ -160,8 +230,16 @@ class DeployRunner:
             layout.store(top, y)
         elif isinstance(layer, BaseConvolutionLayer):
             bias = layer.blobs[1].data if len(layer.blobs) > 1 else step.bias
-            y = pieces.convolution(workers, bottoms[0].strided_data(), layer.blobs[0].strided_data(), bias,
-                                   layer.geometry, layer.param.convolution_param.group, slope)
+            x, weight, g = bottoms[0].strided_data(), layer.blobs[0].strided_data(), layer.geometry
+            group = layer.param.convolution_param.group
+            m = winograd.tile_size(x.shape, weight.shape, g.stride, g.pad, g.dilation, group) \
+                if layer.type == "Convolution" and layout.use_channels_last(x) else None
+            if m is None:
+                y = pieces.convolution(workers, x, weight, bias, g, group, slope)
+            else:
+                if m not in step.winograd:
+                    step.winograd[m] = winograd.kernels(weight, m)
+                y = winograd.convolution(workers, x, step.winograd[m], bias, g.pad, m, slope)
             layout.store(top, y)
         elif isinstance(layer, InnerProductLayer):  # its bias blob holds the folded bias
             layer.forward(bottoms, tops, workers=workers, slope=slope)
@@ -208,7 +286,7 @@ class DeployRunner:
                 self._unfold(previous)
             steps.append(fused)
             absorbed.update(fused.layer_ids[1:])
-        return _Plan(steps, self._releases(steps, kept), skipped)
+        return _Plan(steps, self._releases(steps, kept), skipped, self._stages(steps, kept))
 
     def _fuse(self, layer_id: int, layer: Layer, readers: dict[int, list[int]], kept: AbstractSet[int],
               skipped: set[int]) -> _Fused | None:
@@ -247,23 +325,55 @@ class DeployRunner:
             return None  # its own forward adds the bias: it needs a bias blob to hold the folded one
         return _Fused(layer_id, absorbed, relu, current)
 
-    def _releases(self, steps: Sequence[int | _Fused], kept: AbstractSet[int]) -> list[list[int]]:
-        """Per step, the blobs whose storage nobody reads after it (storage shared = one blob)."""
+    def _releases(self, steps: Sequence[int | _Fused], kept: AbstractSet[int],
+                  slots: Sequence[int] | None = None) -> list[list[int]]:
+        """Per step (or per slot, ``slots[i]`` being step i's), the blobs whose storage nobody reads
+        after it (storage shared = one blob)."""
         net = self.net
+        slots = range(len(steps)) if slots is None else slots
         groups: dict[int, list[int]] = {}
         for blob_id, blob in enumerate(net.blob_list):
             groups.setdefault(blob.data_storage_key(), []).append(blob_id)
         last: dict[int, int] = {}
-        for index, step in enumerate(steps):
+        for slot, step in zip(slots, steps):
             ids = step.layer_ids if isinstance(step, _Fused) else [step]
             for i in ids:
                 for blob_id in (*net.bottom_id_vecs[i], *net.top_id_vecs[i]):
-                    last[net.blob_list[blob_id].data_storage_key()] = index
-        releases: list[list[int]] = [[] for _ in steps]
+                    key = net.blob_list[blob_id].data_storage_key()
+                    last[key] = max(last.get(key, slot), slot)
+        releases: list[list[int]] = [[] for _ in range(max(slots, default=-1) + 1)]
         for key, members in groups.items():
             if key in last and not any(m in kept for m in members):
                 releases[last[key]].extend(members)
         return releases
+
+    def _stages(self, steps: Sequence[int | _Fused], kept: AbstractSet[int]) -> list[_Stage]:
+        """The steps by stages: a step's stage is one past the latest of the steps it must follow
+        (the last to write a blob it reads or writes, and, for a blob it writes, those reading the
+        value it overwrites; blobs sharing storage count as one). Empty when a step's layer is not
+        one of ``_STAGED_TYPES`` (a layer drawing random numbers must keep its turn)."""
+        net = self.net
+        storage = [blob.data_storage_key() for blob in net.blob_list]
+        level: list[int] = []
+        writer: dict[int, int] = {}  # storage -> the step that last wrote it
+        readers: dict[int, list[int]] = {}  # storage -> the steps that read it since
+        for index, step in enumerate(steps):
+            ids = step.layer_ids if isinstance(step, _Fused) else [step]
+            if any(net.layers[i].type not in _STAGED_TYPES for i in ids):
+                return []
+            reads = {storage[b] for i in ids for b in net.bottom_id_vecs[i]}
+            writes = {storage[b] for i in ids for b in net.top_id_vecs[i]}
+            after = {writer[s] for s in reads | writes if s in writer}
+            after.update(r for s in writes for r in readers.get(s, ()))
+            level.append(1 + max((level[k] for k in after), default=-1))
+            for s in reads:
+                readers.setdefault(s, []).append(index)
+            for s in writes:
+                writer[s], readers[s] = index, []
+        stages = [_Stage([], released) for released in self._releases(steps, kept, level)]
+        for index, stage in enumerate(level):
+            stages[stage].steps.append(index)
+        return stages
 
     # ------------------------------------------------------------------ folding
     def _fold(self, step: _Fused) -> None:

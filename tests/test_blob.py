@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 
@@ -272,3 +274,20 @@ def test_overwriting_data_skips_the_zero_fill_but_never_leaves_garbage() -> None
         data.fill_(1.0)
     tail.reshape((4, 5))
     assert torch.equal(tail.data[2:], torch.zeros(2, 5))
+
+
+def test_a_held_tensor_is_copied_back_once_however_many_threads_read_the_blob() -> None:
+    """A second reader arriving while the first copies the held (channels-last) tensor back waits
+    for the copy: it never sees the storage half filled (deploy mode runs readers at once)."""
+    blob = Blob((1, 64, 512, 512))
+    held = torch.arange(blob.count(), dtype=torch.float32).view(1, 512, 512, 64).permute(0, 3, 1, 2)
+    blob.adopt_data(held)
+    last = float(held[0, -1, -1, -1])
+    seen: list[float] = []
+    first = threading.Thread(target=lambda: seen.append(float(blob.data[0, -1, -1, -1])))
+    first.start()
+    while blob._data_mem.flat is None and first.is_alive():
+        pass  # until the first reader has allocated the storage and is copying into it
+    seen.append(float(blob.data[0, -1, -1, -1]))
+    first.join()
+    assert seen == [last, last]

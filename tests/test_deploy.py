@@ -166,3 +166,78 @@ def test_pieces_on_three_threads_give_the_plain_outputs_bit_for_bit_every_run(mo
             assert all(torch.equal(run, runs[0]) for run in runs)
     finally:
         torch.set_num_threads(before)
+
+
+
+def test_winograd_convolutions_give_the_plain_outputs_and_follow_new_weights(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """3×3 convolutions on 28×28 (F(4×4, 3×3), BatchNorm folded in) and 14×14 images with 128
+    channels (F(2×2, 3×3)): the plain net's outputs; new weights give new transformed kernels."""
+    from recaffe.math import winograd
+
+    used: list[int] = []
+    real = winograd.convolution
+    monkeypatch.setattr(winograd, "convolution", lambda *args: used.append(args[5]) or real(*args))
+    plain, fused = pair(FIXTURES / "deploy_winograd.prototxt", small=False)
+    plain.forward()
+    fused.forward()
+    assert used == [4, 4, 2]
+    assert_close(plain.blob_by_name("ip").data, fused.blob_by_name("ip").data)
+    seeded(plain, seed=3)
+    plain.save(tmp_path / "new.caffemodel")
+    fused.copy_trained_layers_from(tmp_path / "new.caffemodel")
+    fused.blob_by_name("data").data.copy_(plain.blob_by_name("data").data)
+    plain.forward()
+    fused.forward()
+    assert_close(plain.blob_by_name("ip").data, fused.blob_by_name("ip").data)
+
+
+BRANCHES = FIXTURES / "deploy_branches.prototxt"
+
+
+def test_stages_follow_the_dag() -> None:
+    """Independent branches share a stage; a step waits for the writers of what it reads."""
+    _, fused = pair(BRANCHES, small=False)
+    plan = fused.deploy._plan(frozenset())
+    names = [sorted(fused.layer_names[s.layer_id if isinstance(s, deploy._Fused) else s]
+                    for s in (plan.steps[k] for k in stage.steps)) for stage in plan.stages]
+    # data's and a's Split layers share their bottom's storage: they come after its writer
+    assert names == [["data"], ["data_data_0_split"], ["a", "b", "pool"], ["a_a_0_split", "b2"],
+                     ["cat", "sig"], ["relu", "sum"]]
+    released = [sorted(fused.blob_names[b] for b in stage.released) for stage in plan.stages]
+    assert released[4] == ["b2", "pool"]  # read by cat alone; a's storage is read by sum after
+    assert released[5] == ["a", "a_a_0_split_0", "a_a_0_split_1", "a_a_0_split_2", "sig"]
+
+
+def test_a_step_that_must_keep_its_turn_runs_every_step_in_order() -> None:
+    param = without_fillers(BRANCHES)
+    param.layer.add(name="drop", type="Dropout", bottom=["sum"], top=["dropped"])  # not in place: a step
+    net = recaffe.Net(param, recaffe.TEST, optimize=True)
+    assert net.deploy._plan(frozenset()).stages == []
+
+
+def test_stages_on_three_threads_give_the_plain_outputs_bit_for_bit_every_run(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nets with branches (a small one, GoogLeNet) at batch 1 on three threads: steps of a stage run
+    at once, and the outputs are the plain net's, the same bits on every pass."""
+    from recaffe import threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    monkeypatch.setattr(threads, "_governor", threads._Governor())
+    try:
+        googlenet = ROOT / "models/bvlc_googlenet/deploy.prototxt" if ROOT else None
+        for path, passes in ((BRANCHES, 100), (googlenet, 3)):
+            if path is None:
+                continue
+            plain, fused = pair(path)
+            plain.forward()
+            runs = []
+            for _ in range(passes):  # (many: two steps reading one blob at once once raced to convert it)
+                fused.forward()
+                runs.append(fused.blob_list[fused.output_blob_indices[0]].data.clone())
+            assert_close(plain.blob_list[plain.output_blob_indices[0]].data, runs[0])
+            assert all(torch.equal(run, runs[0]) for run in runs)
+            assert len(fused.deploy._plan(frozenset()).stages) < len(fused.deploy._plan(frozenset()).steps)
+    finally:
+        torch.set_num_threads(before)

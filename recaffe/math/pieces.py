@@ -3,7 +3,8 @@
 * a convolution is cut by images when the batch has at least as many images as there are threads,
   else by output channels (whole groups for a grouped convolution); each piece runs oneDNN's
   kernel on one thread with the ReLU after it, and is copied into its place in the channels-last top;
-* an inner product is cut by output rows, each piece reading its rows of the weights once;
+* an inner product is cut by output rows, each piece reading its rows of the weights once (a
+  matrix-vector product for one row of input: the weights' bytes are the cost, and it streams them);
 * an elementwise step (a sum of bottoms, a ReLU) is cut into ranges of its memory.
 
 Work too small to be worth a hand-over (``MIN_PIECE_MACS``, ``MIN_PIECE_VALUES`` per piece) stays one
@@ -94,7 +95,10 @@ def inner_product(workers: Workers, x: torch.Tensor, weight: torch.Tensor, bias:
     """``y = x · weightᵀ + bias`` for x (M, K), weight (N, K), y (M, N), then the ReLU of ``slope``;
     ``linear(x, w, b)`` computes a piece where given (oneDNN's inner product), else a GEMM."""
     rows = weight.shape[0]
-    count = parts(workers, x.shape[0] * weight.numel(), MIN_PIECE_MACS) if weight.is_contiguous() else 1
+    # one row of input: the weights' bytes are the cost, and a piece pays from MIN_PIECE_VALUES of them
+    work, minimum = (weight.numel(), MIN_PIECE_VALUES) if x.shape[0] == 1 else \
+        (x.shape[0] * weight.numel(), MIN_PIECE_MACS)
+    count = parts(workers, work, minimum) if weight.is_contiguous() else 1
     workers.run([functools.partial(_linear_piece, x, weight, bias, y, linear, slope, slice(a, b))
                  for a, b in split(rows, count, CHANNEL_BLOCK)])
 
@@ -102,7 +106,12 @@ def inner_product(workers: Workers, x: torch.Tensor, weight: torch.Tensor, bias:
 def _linear_piece(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, y: torch.Tensor,
                   linear: Linear | None, slope: float | None, rows: slice) -> None:
     w, b, out = weight[rows], None if bias is None else bias[rows], y[:, rows]
-    if linear is not None:
+    if x.shape[0] == 1:  # one row: a matrix-vector product, which streams the weights fastest
+        if b is not None:
+            torch.addmv(b, w, x[0], out=out[0])
+        else:
+            torch.mv(w, x[0], out=out[0])
+    elif linear is not None:
         out.copy_(linear(x, w, b))
     elif b is not None:
         torch.addmm(b, x, w.t(), out=out)

@@ -1,0 +1,125 @@
+"""Deploy mode's third pass, measured piece by piece: Winograd convolutions and batch-1 stages.
+
+    python -m benchmarks.deploy_kernels [--reps 9] [--nets googlenet,resnet50]
+
+1. **Winograd against the direct kernel**, for 3×3 layers of GoogLeNet, ResNet-50 and CaffeNet
+   (with the tiles ``recaffe.math.winograd.tile_size`` gives them; F(4×4, 3×3) on those it leaves
+   direct): one layer's time with its ReLU, on one thread and on two (``recaffe.workers``),
+   alternating direct / Winograd in one process. Each timed call gets an input and weights of its
+   own out of four, after 32 MB of other memory has been written, so the caches are as cold as
+   inside a net. Median of ``--reps``.
+2. **Stages at batch 1**: a deploy net's pass with the steps of a stage run at once against the same
+   net step by step (a no-op ``before_forward`` callback makes a pass keep the layers' order), on two
+   threads, alternating in one process, median of ``--reps``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from benchmarks import models
+from recaffe.math import pieces, winograd
+from recaffe.math.im2col import Geometry
+from recaffe.workers import SERIAL, Workers, pool
+
+# (images, in channels, out channels, size): GoogLeNet's conv2/3x3, inception 3b and 4e, ResNet-50's
+# res2 (left direct: the row shows F(4×4, 3×3) on it), res3 and res4 3×3 layers, CaffeNet's conv3,
+# and some at batch 10
+LAYERS = [(1, 64, 192, 56), (1, 128, 192, 28), (1, 160, 320, 14), (1, 64, 64, 56), (1, 128, 128, 28),
+          (1, 256, 256, 14), (1, 256, 384, 13), (10, 128, 192, 28), (10, 256, 256, 14), (10, 96, 208, 14)]
+GEOMETRY = Geometry((3, 3), (1, 1), (1, 1), (1, 1))
+
+
+def median_ms(call: Callable[[int], object], reps: int, flush: torch.Tensor) -> float:
+    times = []
+    for i in range(reps):
+        flush.fill_(float(i))
+        start = time.perf_counter()
+        call(i % 4)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def winograd_rows(reps: int) -> list[str]:
+    flush = torch.empty(8 << 20)
+    rows = []
+    for images, c, k, size in LAYERS:
+        m = winograd.tile_size((images, c, size, size), (k, c, 3, 3), (1, 1), (1, 1), (1, 1), 1) or 4
+        generator = torch.Generator().manual_seed(0)
+        xs = [torch.randn(images, c, size, size, generator=generator) for _ in range(4)]
+        ws = [torch.randn(k, c, 3, 3, generator=generator) for _ in range(4)]
+        xs, ws = ([t.contiguous(memory_format=torch.channels_last) for t in ts] for ts in (xs, ws))
+        us = [winograd.kernels(w, m) for w in ws]
+        bias = torch.randn(k, generator=generator)
+        cells = [f"{images} × {c}→{k} at {size}×{size}", f"F({m}×{m}, 3×3)"]
+        for workers in (SERIAL, pool(2)):
+            direct = functools.partial(_direct, workers, xs, ws, bias)
+            fast = functools.partial(_winograd, workers, xs, us, bias, m)
+            direct(0), fast(0)
+            plain, quick = [], []
+            for _ in range(reps):
+                plain.append(median_ms(direct, 1, flush))
+                quick.append(median_ms(fast, 1, flush))
+            a, b = statistics.median(plain), statistics.median(quick)
+            cells += [f"{a:.2f}", f"{b:.2f}", f"**{b / a:.2f}**"]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def _direct(workers: Workers, xs: list[torch.Tensor], ws: list[torch.Tensor], bias: torch.Tensor,
+            i: int) -> object:
+    return pieces.convolution(workers, xs[i], ws[i], bias, GEOMETRY, 1, 0.0)
+
+
+def _winograd(workers: Workers, xs: list[torch.Tensor], us: list[torch.Tensor], bias: torch.Tensor, m: int,
+              i: int) -> object:
+    return winograd.convolution(workers, xs[i], us[i], bias, (1, 1), m, 0.0)
+
+
+def stage_rows(nets: list[str], reps: int) -> list[str]:
+    torch.set_num_threads(2)
+    rows = []
+    for key in nets:
+        net = models.deploy_net(models.ALL_DEPLOY_NETS[key], models.require_caffe_models(), batch=1,
+                                optimize=True)
+        times: dict[bool, list[float]] = {True: [], False: []}
+        for _ in range(reps):
+            for staged in (True, False):
+                if not staged:
+                    net.before_forward.append(lambda layer_id: None)
+                net.forward()  # untimed: the other setting's pass is over
+                start = time.perf_counter()
+                net.forward()
+                times[staged].append((time.perf_counter() - start) * 1000)
+                if not staged:
+                    net.before_forward.pop()
+        staged_ms, ordered_ms = statistics.median(times[True]), statistics.median(times[False])
+        rows.append(f"| {models.ALL_DEPLOY_NETS[key].name} | {ordered_ms:.1f} | {staged_ms:.1f} | "
+                    f"**{staged_ms / ordered_ms:.2f}** |")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=9)
+    parser.add_argument("--nets", default="googlenet,resnet50")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print("| layer | tiles | 1 thread: direct ms | Winograd ms | ratio | "
+          "2 threads: direct ms | Winograd ms | ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(winograd_rows(args.reps)))
+    print("\n| net, batch 1, 2 threads | step by step ms | stages ms | ratio |")
+    print("|---|---:|---:|---:|")
+    print("\n".join(stage_rows([n for n in args.nets.split(",") if n], args.reps)))
+
+
+if __name__ == "__main__":
+    main()
