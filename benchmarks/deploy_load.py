@@ -2,6 +2,7 @@
 
     python -m benchmarks.deploy_load [--load-nets caffenet,googlenet,resnet50,flickr]
                                      [--memory-nets caffenet,googlenet,resnet50] [--batches 1,10]
+                                     [--finetune-nets googlenet,flickr]
                                      [--reps 3] [--threads 2]
 
 Weights are seeded (``models.deploy_net``) and written to a temporary caffemodel that both read.
@@ -13,6 +14,9 @@ Weights are seeded (``models.deploy_net``) and written to a temporary caffemodel
   The untimed build fills recaffe's prototxt parse cache (``recaffe/io/parse_cache.py``), as a
   first run does; "not cached" times recaffe with ``RECAFFE_PROTOTXT_CACHE=off`` in the same
   alternation (a prototxt never read before: protobuf's text parser runs).
+* Finetuning: ``recaffe.load_solver`` over the deploy net plus a loss, with ``weights`` (the fills
+  the weights overwrite deferred, as ``caffe train -weights``) against building the solver and
+  then copying the weights (Caffe's way: every filler runs), each in a fresh process, alternating.
 * Memory: each framework in a fresh process loads the net, sets the batch and runs two forwards;
   the figure is its peak RSS (``VmHWM``) above its RSS after its imports. The two frameworks
   alternate, median of ``--reps`` (target: recaffe <= OpenCV).
@@ -37,6 +41,7 @@ import numpy as np
 from benchmarks import models
 from benchmarks.memory import peak_mb, status_mb
 from recaffe.io import parse_cache
+from recaffe.proto import caffe_pb2
 
 FRAMEWORKS = ("recaffe", "opencv")
 
@@ -101,6 +106,49 @@ def child_memory(framework: str, key: str, weights: str, batch: int, threads: in
             data.data.copy_(torch.from_numpy(x))
             net.forward()  # type: ignore[attr-defined]
     return {"mb": peak_mb() - imported}
+
+
+def finetune_solver(key: str) -> caffe_pb2.SolverParameter:
+    """A solver over the deploy net with a label input and a SoftmaxWithLoss in place of its Softmax
+    (the deploy net's fillers kept), as ``caffe train -solver S -weights W`` would finetune it."""
+    from recaffe.io import prototxt as reading
+
+    net = reading.read_net_param(prototxt(key))
+    if net.layer[-1].type == "Softmax":
+        del net.layer[-1]
+    label = net.layer.add(name="label", type="Input", top=["label"])
+    label.input_param.shape.add(dim=net.layer[0].input_param.shape[0].dim[:1])
+    net.layer.add(name="loss", type="SoftmaxWithLoss", bottom=[net.layer[-2].top[0], "label"], top=["loss"])
+    solver = caffe_pb2.SolverParameter(base_lr=0.001, random_seed=1)
+    solver.net_param.CopyFrom(net)
+    return solver
+
+
+def child_finetune(key: str, weights: str, way: str) -> dict[str, float]:
+    """Seconds to build the solver and load the weights: "deferred", with ``weights`` in the solver
+    (what ``caffe train -weights`` does); "eager", Caffe's way (the net's fillers run, then the
+    weights are copied over them)."""
+    import recaffe
+
+    param = finetune_solver(key)
+    start = time.perf_counter()
+    if way == "deferred":
+        param.weights.append(weights)
+        recaffe.load_solver(param)
+    else:
+        recaffe.load_solver(param).net.copy_trained_layers_from(weights)
+    return {"seconds": time.perf_counter() - start}
+
+
+def finetune_row(key: str, weights: str, reps: int) -> str:
+    runs: dict[str, list[float]] = {"eager": [], "deferred": []}
+    for rep in range(reps):
+        for way in ("eager", "deferred") if rep % 2 == 0 else ("deferred", "eager"):
+            runs[way].append(in_child("finetune", way, key, weights))
+    m = {way: statistics.median(v) for way, v in runs.items()}
+    return (f"| {models.ALL_DEPLOY_NETS[key].name} | {m['eager']:.3f} | {m['deferred']:.3f} | "
+            f"**{m['deferred'] / m['eager']:.2f}** | " + " / ".join(
+                ", ".join(f"{s:.3f}" for s in runs[way]) for way in ("eager", "deferred")) + " |")
 
 
 def in_child(*arguments: str, env: dict[str, str] | None = None) -> float:
@@ -187,6 +235,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--load-nets", default="caffenet,googlenet,resnet50,flickr")
     parser.add_argument("--memory-nets", default="caffenet,googlenet,resnet50")
+    parser.add_argument("--finetune-nets", default="googlenet,flickr",
+                        help="nets whose solver is built with weights, deferred fills against eager")
     parser.add_argument("--batches", default="1,10")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="threads of each framework's forwards")
@@ -194,19 +244,23 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, framework, key, weights, *rest = args.child
-        result = (child_time(framework, key, weights) if kind == "time" else
-                  child_memory(framework, key, weights, int(rest[0]), int(rest[1])))
+        if kind == "finetune":  # (framework: the way, "eager" or "deferred")
+            result = child_finetune(key, weights, framework)
+        else:
+            result = (child_time(framework, key, weights) if kind == "time" else
+                      child_memory(framework, key, weights, int(rest[0]), int(rest[1])))
         print(json.dumps(result))
         return
     import cv2
 
     load_nets = [k for k in args.load_nets.split(",") if k]
     memory_nets = [k for k in args.memory_nets.split(",") if k]
+    finetune_nets = [k for k in args.finetune_nets.split(",") if k]
     print(f"OpenCV {cv2.__version__}; median of {args.reps} reps, recaffe and OpenCV alternating; "
           f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as folder:
         weights = {}
-        for key in dict.fromkeys(load_nets + memory_nets):
+        for key in dict.fromkeys(load_nets + memory_nets + finetune_nets):
             weights[key] = os.path.join(folder, f"{key}.caffemodel")
             write_weights(key, weights[key])
         if load_nets:
@@ -221,6 +275,11 @@ def main() -> None:
                   "protobuf binary parse of the same message ms |\n|---|---:|---:|---:|---:|")
         for key in load_nets:
             print(parse_row(key, max(args.reps, 5)), flush=True)
+        if finetune_nets:
+            print("\n| net | solver built, then weights copied (fillers run) s | solver with weights "
+                  "(fills deferred) s | ratio | runs eager / deferred s |\n|---|---:|---:|---:|---|")
+        for key in finetune_nets:
+            print(finetune_row(key, weights[key], args.reps), flush=True)
         if memory_nets:
             print("\n| net | batch | recaffe deploy MB | OpenCV MB | ratio (target ≤ 1) | "
                   "runs recaffe / OpenCV MB |\n|---|---:|---:|---:|---:|---|")
