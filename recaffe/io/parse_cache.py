@@ -5,8 +5,9 @@ protobuf's text parser is pure Python (its C backend, upb, parses only the binar
 message parses in ~0.03 ms. A net that is built in a fresh process again and again (a server
 started, a script run) pays that every time. So once protobuf's text parser has read a net
 cleanly in BVLC's schema, its result is written, serialised by protobuf, to a cache folder,
-named by the SHA-256 of the text and of the compiled schema; the next read of the same text
-parses that file with protobuf's binary parser instead. The message is the same either way:
+named by the SHA-256 of the text and of the compiled schema (and checked by the SHA-256 of its
+contents); the next read of the same text parses that file with protobuf's binary parser
+instead. The message is the same either way:
 binary serialisation keeps every field and its presence, and the float values the text gave.
 
 Only clean BVLC parses are kept (no unknown field, every layer type known): a fork's dialect,
@@ -33,6 +34,7 @@ ENV = "RECAFFE_PROTOTXT_CACHE"
 OFF = "off"
 MAX_ENTRIES = 256
 _SUFFIX = ".pb"
+_DIGEST = 32  # an entry is the SHA-256 of the serialised message, then the message
 _SCHEMA = hashlib.sha256(caffe_pb2.DESCRIPTOR.serialized_pb).digest()
 
 
@@ -63,7 +65,9 @@ def load(text: str, msg: message.Message) -> bool:
         return False
     try:
         data = path.read_bytes()
-        msg.ParseFromString(data)
+        if hashlib.sha256(data[_DIGEST:]).digest() != data[:_DIGEST]:
+            return False  # damaged (a disk error, a foreign file): parse the text
+        msg.ParseFromString(data[_DIGEST:])
     except (OSError, message.DecodeError):
         msg.Clear()
         return False
@@ -80,7 +84,8 @@ def store(text: str, msg: message.Message) -> None:
     temp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp.write_bytes(msg.SerializeToString())
+        data = msg.SerializeToString()
+        temp.write_bytes(hashlib.sha256(data).digest() + data)
         os.replace(temp, path)  # readers see the whole entry or none
         _trim(path.parent)
     except OSError:

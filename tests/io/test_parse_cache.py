@@ -115,10 +115,13 @@ def test_a_damaged_entry_is_parsed_from_the_text(tmp_path: pathlib.Path, cache: 
     path = write(tmp_path / "net.prototxt", NET)
     expected = prototxt.read_net_param(path)
     (entry,) = entries(cache)
-    entry.write_bytes(b"\xff\xff\xff")
-    assert prototxt.read_net_param(path) == expected
-    assert len(text_parses) == 2
-    assert caffe_pb2.NetParameter.FromString(entry.read_bytes()) == expected  # written again
+    kept = entry.read_bytes()
+    other = caffe_pb2.NetParameter(name="other").SerializeToString()
+    for damaged in (b"\xff\xff\xff", kept[:32] + other, kept[:-1]):  # garbage, another message, cut
+        entry.write_bytes(damaged)
+        assert prototxt.read_net_param(path) == expected
+        assert entry.read_bytes() == kept  # written again
+    assert len(text_parses) == 4
 
 
 def test_off_and_unwritable_folders_read_the_text(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
@@ -146,7 +149,7 @@ def test_the_default_folder_is_in_the_user_cache(monkeypatch: pytest.MonkeyPatch
 
 
 def kept_names(folder: pathlib.Path) -> dict[str, pathlib.Path]:
-    return {caffe_pb2.NetParameter.FromString(e.read_bytes()).name: e for e in entries(folder)}
+    return {caffe_pb2.NetParameter.FromString(e.read_bytes()[32:]).name: e for e in entries(folder)}
 
 
 def test_the_least_recently_used_entries_go_first(tmp_path: pathlib.Path, cache: pathlib.Path,
