@@ -78,6 +78,8 @@ def state_meets_rule(
 
 def layer_included(layer: caffe_pb2.LayerParameter, state: caffe_pb2.NetState) -> bool:
     """No rules: included. Include rules: included iff any is met. Exclude rules: iff none is."""
+    if not layer.include and not layer.exclude:
+        return True
     if layer.include and layer.exclude:
         raise ValueError(
             f"layer {layer.name!r}: specify either include rules or exclude rules, not both"
