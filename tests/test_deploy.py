@@ -117,16 +117,23 @@ def test_a_requested_blob_stops_fusion_and_stays_readable() -> None:
     assert_close(plain.blob_by_name("prob").data, fused.blob_by_name("prob").data)
 
 
-def test_new_weights_are_folded_again(tmp_path: pathlib.Path) -> None:
-    plain, fused = pair(FUSIONS, small=False)
-    fused.forward()
-    seeded(plain, seed=5)
-    plain.save(tmp_path / "w.caffemodel")
-    fused.copy_trained_layers_from(tmp_path / "w.caffemodel")
+def assert_new_weights_are_followed(plain: recaffe.Net, fused: recaffe.Net, weights: pathlib.Path, seed: int,
+                                    blob: str) -> None:
+    """New weights in the plain net, saved to ``weights`` and loaded into the deploy net (after it
+    has run): the same ``blob`` again."""
+    seeded(plain, seed=seed)
+    plain.save(weights)
+    fused.copy_trained_layers_from(weights)
     fused.blob_by_name("data").data.copy_(plain.blob_by_name("data").data)
     plain.forward()
     fused.forward()
-    assert_close(plain.blob_by_name("prob").data, fused.blob_by_name("prob").data)
+    assert_close(plain.blob_by_name(blob).data, fused.blob_by_name(blob).data)
+
+
+def test_new_weights_are_folded_again(tmp_path: pathlib.Path) -> None:
+    plain, fused = pair(FUSIONS, small=False)
+    fused.forward()
+    assert_new_weights_are_followed(plain, fused, tmp_path / "w.caffemodel", 5, "prob")
     conv1 = fused.layer_params["conv1"][0].data  # unfolded: the weights loaded
     fused.copy_trained_layers_from(tmp_path / "w.caffemodel")
     assert torch.equal(conv1, plain.layer_params["conv1"][0].data)
@@ -183,13 +190,7 @@ def test_winograd_convolutions_give_the_plain_outputs_and_follow_new_weights(
     fused.forward()
     assert used == [4, 4, 2]
     assert_close(plain.blob_by_name("ip").data, fused.blob_by_name("ip").data)
-    seeded(plain, seed=3)
-    plain.save(tmp_path / "new.caffemodel")
-    fused.copy_trained_layers_from(tmp_path / "new.caffemodel")
-    fused.blob_by_name("data").data.copy_(plain.blob_by_name("data").data)
-    plain.forward()
-    fused.forward()
-    assert_close(plain.blob_by_name("ip").data, fused.blob_by_name("ip").data)
+    assert_new_weights_are_followed(plain, fused, tmp_path / "new.caffemodel", 3, "ip")
 
 
 BRANCHES = FIXTURES / "deploy_branches.prototxt"
