@@ -146,8 +146,6 @@ def convolution(workers: Workers, x: torch.Tensor, u: torch.Tensor, bias: torch.
     images, channels, height, width = x.shape
     out_h, out_w = height + 2 * pad[0] - (KERNEL - 1), width + 2 * pad[1] - (KERNEL - 1)
     rows, cols = -(-out_h // m), -(-out_w // m)  # tiles down and across
-    padded = x.new_zeros((images, rows * m + KERNEL - 1, cols * m + KERNEL - 1, channels))
-    padded[:, pad[0]:pad[0] + height, pad[1]:pad[1] + width].copy_(x.permute(0, 2, 3, 1))
     exact = out_h == rows * m and out_w == cols * m
     y = torch.empty((images, u.shape[2], rows * m, cols * m), dtype=x.dtype,
                     memory_format=torch.channels_last)
@@ -155,7 +153,8 @@ def convolution(workers: Workers, x: torch.Tensor, u: torch.Tensor, bias: torch.
     if images < workers.count:  # and enough to share one image among the threads, evenly
         pieces = min(rows, -(-max(pieces, workers.count) // workers.count) * workers.count)
     step = -(-rows // pieces)  # rows of tiles per piece
-    workers.run([functools.partial(_piece, t, padded, u, bias, slope, y, image, first,
+    pixels = x.permute(0, 2, 3, 1)  # (N, H, W, C): a view of channels-last memory
+    workers.run([functools.partial(_piece, t, pixels, pad, u, bias, slope, y, image, first,
                                    min(rows, first + step))
                  for image in range(images) for first in range(0, rows, step)])
     if exact:
@@ -163,19 +162,23 @@ def convolution(workers: Workers, x: torch.Tensor, u: torch.Tensor, bias: torch.
     return y[:, :, :out_h, :out_w].contiguous(memory_format=torch.channels_last)
 
 
-def _piece(t: Transform, padded: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None,
-           slope: float | None, y: torch.Tensor, image: int, first: int, last: int) -> None:
+def _piece(t: Transform, pixels: torch.Tensor, pad: tuple[int, ...], u: torch.Tensor,
+           bias: torch.Tensor | None, slope: float | None, y: torch.Tensor, image: int, first: int,
+           last: int) -> None:
     """Output rows of tiles ``first..last`` of one image: transform the input tiles, multiply them
     with the kernels for each frequency, transform the products back into ``y``'s pixels."""
     m, n = t.m, t.n
-    cols, channels, out_channels = y.shape[3] // m, padded.shape[3], y.shape[1]
+    cols, channels, out_channels = y.shape[3] // m, pixels.shape[3], y.shape[1]
     tiles = (last - first) * cols
-    source = padded[image]
+    # the input rows these tiles cover, zero-padded (a piece's own copy: no padded copy of the batch)
+    top, height, width = first * m - pad[0], pixels.shape[1], pixels.shape[2]
+    source = pixels.new_zeros(((last - first) * m + KERNEL - 1, cols * m + KERNEL - 1, channels))
+    rows = slice(max(0, top), min(height, top + source.shape[0]))
+    source[rows.start - top:rows.stop - top, pad[1]:pad[1] + width].copy_(pixels[image, rows])
     row_stride = source.stride(0)
-    # (n, n, rows', cols, C): pixel (i, j) of each tile for every channel, a view of ``padded``
+    # (n, n, rows', cols, C): pixel (i, j) of each tile for every channel, a view of ``source``
     d = source.as_strided((n, n, last - first, cols, channels),
-                          (row_stride, channels, m * row_stride, m * channels, 1),
-                          source.storage_offset() + first * m * row_stride)
+                          (row_stride, channels, m * row_stride, m * channels, 1))
     v = t.input @ d.reshape(n * n, tiles * channels)  # (n², T'·C)
     products = torch.bmm(v.view(n * n, tiles, channels), u)  # (n², T', K)
     pixels = t.output @ products.view(n * n, -1)  # (m², T'·K)
