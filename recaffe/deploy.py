@@ -163,9 +163,10 @@ class DeployRunner:
         return float(loss)
 
     def _forward_by_stages(self, plan: _Plan, workers: Workers) -> float:
-        """A whole pass, stage by stage: the steps of a stage that share their own work well (large
-        convolutions and inner products) run one after another, each cut into pieces; the others
-        run at the same time, one per thread (each on one thread: its pieces are not shared).
+        """A whole pass, stage by stage: the steps of a stage that share their own work well
+        (``_shares_well``: an image per thread, or a large convolution or inner product) run one
+        after another, each cut into pieces; the others run at the same time, one per thread (each
+        on one thread: its pieces are not shared).
         The loss is summed in the steps' order, as in a pass step by step."""
         losses: list[torch.Tensor | float] = [0.0] * len(plan.steps)
 
