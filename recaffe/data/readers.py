@@ -8,6 +8,7 @@ from one another but not within.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 
@@ -136,6 +137,24 @@ def list_file_lines(source: str) -> list[tuple[int, str]]:
     if not lines:
         raise DataError(f"the image list {source!r} is empty")
     return lines
+
+
+def list_order(count: int, shuffle: bool, rand_skip: int,
+               too_few: Callable[[int], Exception]) -> tuple[list[int], rng.CaffeRNG | None, int]:
+    """How ImageData walks a list file of ``count`` lines: the order (shuffled, when ``shuffle``, by
+    a stream seeded with one word of Caffe's, also returned), and the line to start at
+    (``rand() % rand_skip``, a second word); ``too_few(start)`` is raised when the list is shorter."""
+    order = list(range(count))
+    shuffle_rng = None
+    if shuffle:
+        shuffle_rng = rng.CaffeRNG(rng.get_rng().rand())
+        shuffle_rng.shuffle(order)
+    start = 0
+    if rand_skip:
+        start = rng.get_rng().rand() % rand_skip
+        if start >= count:
+            raise too_few(start)
+    return order, shuffle_rng, start
 
 
 def read_image_list(source: str) -> list[tuple[str, int]]:

@@ -10,7 +10,7 @@ import numpy as np
 from recaffe import forks, resume, rng
 from recaffe.data import DataError, image
 from recaffe.data.prefetch import Batch
-from recaffe.data.readers import list_file_lines
+from recaffe.data.readers import list_file_lines, list_order
 from recaffe.data.transformer import DataTransformer
 from recaffe.layer import Blobs
 from recaffe.layers.data.base import BasePrefetchingDataLayer
@@ -171,18 +171,11 @@ class DenseImageDataLayer(BasePrefetchingDataLayer):
                         "transform_param.mean_file", self.describe())
         self.positive_batch_size(p.batch_size, "dense_image_data_param")
         pairs = read_pair_list(p.source)
-        order = list(range(len(pairs)))
-        shuffle_rng = None
-        if p.shuffle:
-            shuffle_rng = rng.CaffeRNG(rng.get_rng().rand())
-            shuffle_rng.shuffle(order)
+        order, shuffle_rng, start = list_order(
+            len(pairs), p.shuffle, p.rand_skip,
+            lambda start: self.error(f"not enough pairs to skip {start} (rand_skip {p.rand_skip}, "
+                                     f"{len(pairs)} pairs)"))
         log.info("A total of %d examples.", len(pairs))
-        start = 0
-        if p.rand_skip:
-            start = rng.get_rng().rand() % p.rand_skip
-            if start >= len(pairs):
-                raise self.error(f"not enough pairs to skip {start} (rand_skip {p.rand_skip}, "
-                                 f"{len(pairs)} pairs)")
         draws = rng.CaffeRNG(0)
         draws.set_state(*rng.get_rng().get_state())
         reader = DenseImageReader(pairs, order, p, self.transformer, shuffle_rng, start, draws)

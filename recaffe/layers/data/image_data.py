@@ -3,8 +3,7 @@ from __future__ import annotations
 import logging
 from typing import final
 
-from recaffe import rng
-from recaffe.data.readers import ImageListReader, read_image_list
+from recaffe.data.readers import ImageListReader, list_order, read_image_list
 from recaffe.layer import Blobs
 from recaffe.layers.data.base import BasePrefetchingDataLayer
 from recaffe.registry import LAYERS
@@ -42,18 +41,11 @@ class ImageDataLayer(BasePrefetchingDataLayer):
                              f"{p.new_height} and {p.new_width}")
         batch_size = self.positive_batch_size(p.batch_size, "image_data_param")
         lines = read_image_list(p.source)
-        order = list(range(len(lines)))
-        shuffle_rng = None
-        if p.shuffle:
-            shuffle_rng = rng.CaffeRNG(rng.get_rng().rand())
-            shuffle_rng.shuffle(order)
+        order, shuffle_rng, start = list_order(
+            len(lines), p.shuffle, p.rand_skip,
+            lambda start: self.error(f"not enough images to skip {start} (rand_skip {p.rand_skip}, "
+                                     f"{len(lines)} images)"))
         log.info("A total of %d images.", len(lines))
-        start = 0
-        if p.rand_skip:
-            start = rng.get_rng().rand() % p.rand_skip
-            if start >= len(lines):
-                raise self.error(f"not enough images to skip {start} (rand_skip {p.rand_skip}, "
-                                 f"{len(lines)} images)")
         reader = ImageListReader(lines, order, p, self.transformer, shuffle_rng, start)
         top[0].reshape((batch_size, *reader.item_shape()))
         top[1].reshape((batch_size,))
