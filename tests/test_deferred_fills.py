@@ -80,15 +80,24 @@ def deferred(source: caffe_pb2.NetParameter, weights: pathlib.Path, seed: int) -
     return recaffe.Net(source, weights_file=weights)
 
 
+def assert_same_stream(a: rng.RngState, b: rng.RngState) -> None:
+    """The same seed, mt19937 key and position, and words drawn ahead: the same future draws."""
+    assert a[0] == b[0] and a[2] == b[2]
+    assert np.array_equal(a[1], b[1]) and np.array_equal(a[3], b[3])
+
+
+def assert_same_params(a: recaffe.Net, b: recaffe.Net) -> None:
+    for x, y in zip(a.params, b.params, strict=True):
+        assert torch.equal(x.data, y.data)
+
+
 def test_weights_and_the_stream_after_equal_caffes(weights: pathlib.Path) -> None:
     a = eager(param(), weights, seed=7)
     state_a = rng.get_state()
     b = deferred(param(), weights, seed=7)
     state_b = rng.get_state()
-    for x, y in zip(a.params, b.params):
-        assert torch.equal(x.data, y.data)
-    assert state_a[0] == state_b[0] and state_a[2] == state_b[2]
-    assert np.array_equal(state_a[1], state_b[1]) and np.array_equal(state_a[3], state_b[3])
+    assert_same_params(a, b)
+    assert_same_stream(state_a, state_b)
     # conv2 was not in the weights: its fillers' values, drawn after conv1's skipped gaussian
     assert float(b.layer_params["conv2"][0].data.abs().sum()) > 0
 
@@ -101,10 +110,9 @@ def test_weights_reaching_a_shared_param_through_the_sharer(tmp_path: pathlib.Pa
     after_a = rng.get_state()
     b = deferred(param(), path, seed=11)
     after_b = rng.get_state()
-    for x, y in zip(a.params, b.params):
-        assert torch.equal(x.data, y.data)
+    assert_same_params(a, b)
     assert torch.equal(b.layer_params["conv3"][0].data, b.layer_params["conv4"][0].data)
-    assert after_a[2] == after_b[2] and np.array_equal(after_a[1], after_b[1])
+    assert_same_stream(after_a, after_b)
 
 
 def test_a_dropout_after_loading_draws_the_same_mask(weights: pathlib.Path) -> None:
@@ -191,7 +199,7 @@ def test_a_long_queue_of_deferred_draws_runs_by_itself(weights: pathlib.Path,
     assert len(rng.get_rng()._deferred) < 3
     state = rng.get_state()
     eager(param(), weights, seed=8)
-    assert state[2] == rng.get_state()[2] and np.array_equal(state[1], rng.get_state()[1])
+    assert_same_stream(state, rng.get_state())
 
 
 def test_one_thread_stays_out_of_the_way_of_other_threads(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -253,10 +261,8 @@ def test_a_solver_finetuning_defers_the_fills_its_weights_overwrite(weights: pat
     finetuning = solver_with(weights, seed=7)
     state_b = rng.get_state()
     for a, b in ((caffes.net, finetuning.net), (caffes.test_nets[0], finetuning.test_nets[0])):
-        for x, y in zip(a.params, b.params, strict=True):
-            assert torch.equal(x.data, y.data)
-    assert state_a[2] == state_b[2] and np.array_equal(state_a[1], state_b[1])
-    assert np.array_equal(state_a[3], state_b[3])
+        assert_same_params(a, b)
+    assert_same_stream(state_a, state_b)
     masks = []
     for s in (caffes, finetuning):
         rng.set_state(state_a)
