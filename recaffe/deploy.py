@@ -143,7 +143,7 @@ class DeployRunner:
             if whole and workers.count > 1 and plan.stages and not watched:
                 return self._forward_by_stages(plan, workers)
             for step, released in zip(plan.steps, plan.release_after):
-                ids = step.layer_ids if isinstance(step, _Fused) else [step]
+                ids = _layer_ids(step)
                 inside = [start <= i <= end for i in ids]
                 if not any(inside):
                     continue
@@ -337,7 +337,7 @@ class DeployRunner:
             groups.setdefault(blob.data_storage_key(), []).append(blob_id)
         last: dict[int, int] = {}
         for slot, step in zip(slots, steps):
-            ids = step.layer_ids if isinstance(step, _Fused) else [step]
+            ids = _layer_ids(step)
             for i in ids:
                 for blob_id in (*net.bottom_id_vecs[i], *net.top_id_vecs[i]):
                     key = net.blob_list[blob_id].data_storage_key()
@@ -359,7 +359,7 @@ class DeployRunner:
         writer: dict[int, int] = {}  # storage -> the step that last wrote it
         readers: dict[int, list[int]] = {}  # storage -> the steps that read it since
         for index, step in enumerate(steps):
-            ids = step.layer_ids if isinstance(step, _Fused) else [step]
+            ids = _layer_ids(step)
             if any(net.layers[i].type not in _STAGED_TYPES for i in ids):
                 return []
             reads = {storage[b] for i in ids for b in net.bottom_id_vecs[i]}
@@ -431,6 +431,11 @@ class DeployRunner:
         for step in list(self._folded.values()):
             self._unfold(step)
         self._plans.clear()
+
+
+def _layer_ids(step: int | _Fused) -> list[int]:
+    """The layers a plan step runs."""
+    return step.layer_ids if isinstance(step, _Fused) else [step]
 
 
 def _sharing(layer: Layer, workers: Workers) -> Callable[[Sequence[Blob], Sequence[Blob]], None]:
