@@ -209,9 +209,9 @@ class DeployRunner:
             return False
         weights = layer.blobs[0].count()
         rows = net.top_vecs[step.layer_id][0].count() // layer.blobs[0].shape[0]  # output values per channel
-        if isinstance(layer, InnerProductLayer) and rows == 1:  # a matrix-vector product
-            return weights >= workers.count * pieces.MIN_PIECE_VALUES
-        return rows * weights >= workers.count * pieces.MIN_PIECE_MACS
+        if isinstance(layer, InnerProductLayer):
+            return pieces.linear_parts(workers, rows, weights) == workers.count
+        return pieces.parts(workers, rows * weights, pieces.MIN_PIECE_MACS) == workers.count
 
     def _run_fused(self, step: _Fused, workers: Workers) -> None:
         self._fold(step)

@@ -40,6 +40,15 @@ def parts(workers: Workers, work: int, minimum: int) -> int:
     return max(1, min(workers.count, work // minimum))
 
 
+def linear_parts(workers: Workers, inputs: int, weights: int) -> int:
+    """How many pieces an inner product of ``inputs`` rows over ``weights`` weights is cut into.
+    One row of input: the weights' bytes are the cost, and a piece pays from ``MIN_PIECE_VALUES``
+    of them; else its multiply-adds, from ``MIN_PIECE_MACS``."""
+    if inputs == 1:
+        return parts(workers, weights, MIN_PIECE_VALUES)
+    return parts(workers, inputs * weights, MIN_PIECE_MACS)
+
+
 def relu_(y: torch.Tensor, slope: float | None) -> torch.Tensor:
     """Caffe's ReLU in place (``slope``: its negative_slope; None: no ReLU)."""
     if slope == 0:
@@ -95,10 +104,7 @@ def inner_product(workers: Workers, x: torch.Tensor, weight: torch.Tensor, bias:
     """``y = x · weightᵀ + bias`` for x (M, K), weight (N, K), y (M, N), then the ReLU of ``slope``;
     ``linear(x, w, b)`` computes a piece where given (oneDNN's inner product), else a GEMM."""
     rows = weight.shape[0]
-    # one row of input: the weights' bytes are the cost, and a piece pays from MIN_PIECE_VALUES of them
-    work, minimum = (weight.numel(), MIN_PIECE_VALUES) if x.shape[0] == 1 else \
-        (x.shape[0] * weight.numel(), MIN_PIECE_MACS)
-    count = parts(workers, work, minimum) if weight.is_contiguous() else 1
+    count = linear_parts(workers, x.shape[0], weight.numel()) if weight.is_contiguous() else 1
     workers.run([functools.partial(_linear_piece, x, weight, bias, y, linear, slope, slice(a, b))
                  for a, b in split(rows, count, CHANNEL_BLOCK)])
 
