@@ -181,9 +181,9 @@ def _piece(t: Transform, pixels: torch.Tensor, pad: tuple[int, ...], u: torch.Te
                           (row_stride, channels, m * row_stride, m * channels, 1))
     v = t.input @ d.reshape(n * n, tiles * channels)  # (n², T'·C)
     products = torch.bmm(v.view(n * n, tiles, channels), u)  # (n², T', K)
-    pixels = t.output @ products.view(n * n, -1)  # (m², T'·K)
+    outputs = t.output @ products.view(n * n, -1)  # (m², T'·K)
     # (m, m, rows', cols, K) → the (rows', m, cols, m, K) view of these rows of y's memory
-    values = pixels.view(m, m, last - first, cols, out_channels).permute(2, 0, 3, 1, 4)
+    values = outputs.view(m, m, last - first, cols, out_channels).permute(2, 0, 3, 1, 4)
     target = y[image].permute(1, 2, 0)[first * m:last * m].view(last - first, m, cols, m, out_channels)
     if bias is not None:
         torch.add(values, bias, out=target)
