@@ -5,6 +5,7 @@ from __future__ import annotations
 import pathlib
 import struct
 import tracemalloc
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -128,22 +129,32 @@ def test_value_count_mismatch_names_the_file(tmp_path: pathlib.Path) -> None:
         small_net(seed=2).copy_trained_layers_from(path)
 
 
-def test_loading_holds_neither_the_file_nor_the_message(tmp_path: pathlib.Path) -> None:
-    """Python-side allocations while loading stay far below the weights (the old reader held 2x)."""
+def big_net_param() -> caffe_pb2.NetParameter:
+    """``small_net_param`` with an 8 MB ip1 (400 x 5000 floats)."""
     param = small_net_param()
     param.layer[1].inner_product_param.num_output = 400
-    param.layer[0].input_param.shape[0].dim[1] = 5000  # ip1: 400 x 5000 floats = 8 MB
+    param.layer[0].input_param.shape[0].dim[1] = 5000
+    return param
+
+
+def traced_peak(call: Callable[[], object]) -> int:
+    """The peak of Python-side allocations (tracemalloc) while ``call`` runs, in bytes."""
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_loading_holds_neither_the_file_nor_the_message(tmp_path: pathlib.Path) -> None:
+    """Python-side allocations while loading stay far below the weights (the old reader held 2x)."""
+    param = big_net_param()
     source = small_net(seed=1, param=param)
     path = tmp_path / "big.caffemodel"
     source.save(path)
     target = recaffe.Net(param, recaffe.TEST)
-    tracemalloc.start()
-    try:
-        target.copy_trained_layers_from(path)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < path.stat().st_size / 20
+    assert traced_peak(lambda: target.copy_trained_layers_from(path)) < path.stat().st_size / 20
     assert torch.equal(target.layer_params["ip1"][0].data, source.layer_params["ip1"][0].data)
 
 

@@ -5,7 +5,6 @@ weights."""
 from __future__ import annotations
 
 import pathlib
-import tracemalloc
 
 import pytest
 import torch
@@ -14,7 +13,8 @@ from google.protobuf import text_format
 import recaffe
 from recaffe.io import caffemodel_writer
 from recaffe.proto import caffe_pb2
-from tests.io.test_formats import assert_params_equal, small_net, small_net_param
+from tests.io.test_caffemodel import big_net_param, traced_peak
+from tests.io.test_formats import assert_params_equal, small_net
 
 # parameters on both sides of ``blobs`` (loss_weight, param; include, phase, propagate_down, the
 # layer's own param), shared weights, a BatchNorm (three blobs, one of shape (1,)), a layer without
@@ -92,16 +92,7 @@ def test_save_then_load_is_exact(tmp_path: pathlib.Path) -> None:
 def test_saving_holds_no_copy_of_the_weights(tmp_path: pathlib.Path) -> None:
     """Python-side allocations while saving stay far below the weights (the protobuf path held the
     values' bytes and the serialised layer: 2x the largest layer)."""
-    param = small_net_param()
-    param.layer[1].inner_product_param.num_output = 400
-    param.layer[0].input_param.shape[0].dim[1] = 5000  # ip1: 400 x 5000 floats = 8 MB
-    net = small_net(seed=1, param=param)
+    net = small_net(seed=1, param=big_net_param())
     path = tmp_path / "big.caffemodel"
-    tracemalloc.start()
-    try:
-        net.save(path)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < path.stat().st_size / 20
+    assert traced_peak(lambda: net.save(path)) < path.stat().st_size / 20
     assert path.read_bytes() == net.to_proto().SerializeToString()
