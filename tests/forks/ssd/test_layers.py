@@ -30,8 +30,11 @@ def fork(param: caffe_pb2.LayerParameter) -> Any:
     return SSD.fork_param(param)
 
 
-def build(layer_type: str, snippet: str, bottoms: Sequence[torch.Tensor]) -> tuple[Any, list[Blob]]:
-    text = f'name: "L" type: "{layer_type}" {snippet}'
+def build_and_run(layer_type: str, snippet: str, bottoms: Sequence[torch.Tensor],
+                  name: str = "L") -> tuple[Any, list[Blob], list[Blob]]:
+    """An SSD-dialect layer set up on blobs holding ``bottoms`` and run forward once: the layer,
+    its bottoms, its (one) top."""
+    text = f'name: "{name}" type: "{layer_type}" {snippet}'
     param = SSD.lower_layer(prototxt.parse_text(text, SSD.layer_parameter()))
     layer = LAYERS.get(layer_type, "ssd")(param)
     bottom = [Blob(b.shape) for b in bottoms]
@@ -40,6 +43,11 @@ def build(layer_type: str, snippet: str, bottoms: Sequence[torch.Tensor]) -> tup
     top = [Blob()]
     layer.setup(bottom, top)
     layer.run_forward(bottom, top)
+    return layer, bottom, top
+
+
+def build(layer_type: str, snippet: str, bottoms: Sequence[torch.Tensor]) -> tuple[Any, list[Blob]]:
+    layer, _, top = build_and_run(layer_type, snippet, bottoms)
     return layer, top
 
 

@@ -14,12 +14,11 @@ import torch
 from recaffe import forks
 from recaffe.blob import Blob
 from recaffe.forks.ssd import matching
-from recaffe.io import prototxt
 from recaffe.layer import LayerError
 from recaffe.proto import caffe_pb2
-from recaffe.registry import LAYERS
 from recaffe.testing.gradient_check import GradientChecker
 from recaffe.testing.layer_case import LayerCase, Tensors
+from tests.forks.ssd.test_layers import build_and_run
 
 SSD = forks.get_dialect("ssd")
 CELLS, SIZES = 4, (0.3, 0.55)
@@ -280,17 +279,7 @@ def test_encode_center_size_equals_the_forks_formula() -> None:
 
 # ------------------------------------------------------------------------------ mining
 def build(snippet: str, bottoms: list[torch.Tensor]) -> tuple[Any, list[Blob], list[Blob]]:
-    param = SSD.lower_layer(
-        prototxt.parse_text(f'name: "mbl" type: "MultiBoxLoss" {snippet}', SSD.layer_parameter())
-    )
-    layer = LAYERS.get("MultiBoxLoss", "ssd")(param)
-    bottom = [Blob(b.shape) for b in bottoms]
-    for blob, data in zip(bottom, bottoms):
-        blob.data.copy_(data)
-    top = [Blob()]
-    layer.setup(bottom, top)
-    layer.run_forward(bottom, top)
-    return layer, bottom, top
+    return build_and_run("MultiBoxLoss", snippet, bottoms, name="mbl")
 
 
 def test_max_negative_picks_the_highest_background_losses() -> None:
