@@ -72,23 +72,26 @@ class DetectionEvaluateLayer(Layer):
         classes = self.num_classes if self.background == -1 else self.num_classes - 1
         top[0].reshape(1, 1, classes + valid, 5)
 
+    def _rows_by_item_and_label(self, rows: torch.Tensor, what: str,
+                                padding_ends: bool) -> dict[int, dict[int, list[int]]]:
+        """Row indices by image (column 0) and label (column 1). A row of image -1 is padding: the
+        rest are too when ``padding_ends`` (ground truth), else only it is skipped (detections)."""
+        grouped: dict[int, dict[int, list[int]]] = {}
+        for index, (item, label) in enumerate(rows[:, :2].to(torch.int64).tolist()):
+            if item == -1:
+                if padding_ends:
+                    break
+                continue
+            if label == self.background:
+                raise self.error(f"{what} row {index} has the background label {self.background}")
+            grouped.setdefault(item, {}).setdefault(label, []).append(index)
+        return grouped
+
     def forward(self, bottom: Blobs, top: Blobs) -> None:
         dets = bottom[0].data.reshape(-1, 7).cpu()
         gt_rows = bottom[1].data.reshape(-1, 8).cpu()
-        ground: dict[int, dict[int, list[int]]] = {}
-        for index, (item, label) in enumerate(gt_rows[:, :2].to(torch.int64).tolist()):
-            if item == -1:
-                break
-            if label == self.background:
-                raise self.error(f"ground truth row {index} has the background label {self.background}")
-            ground.setdefault(item, {}).setdefault(label, []).append(index)
-        found: dict[int, dict[int, list[int]]] = {}
-        for index, (item, label) in enumerate(dets[:, :2].to(torch.int64).tolist()):
-            if item == -1:
-                continue
-            if label == self.background:
-                raise self.error(f"detection row {index} has the background label {self.background}")
-            found.setdefault(item, {}).setdefault(label, []).append(index)
+        ground = self._rows_by_item_and_label(gt_rows, "ground truth", padding_ends=True)
+        found = self._rows_by_item_and_label(dets, "detection", padding_ends=False)
         rows: list[list[float]] = []
         counts: dict[int, int] = {}
         for labels in ground.values():
