@@ -19,10 +19,12 @@ import itertools
 import os
 import threading
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
 
 Piece = Callable[[], object]
+T = TypeVar("T")
 
 
 class _Job:
@@ -117,6 +119,21 @@ class Workers:
         self._wake = threading.Condition()
         self._busy = threading.Lock()
         self._job, self._started = None, 0
+
+
+def native(count: int, call: Callable[[], T]) -> T:
+    """``call()`` with PyTorch's own kernels on ``count`` threads: for one image's convolution,
+    which oneDNN splits across its threads in native code, with no hand-over through Python (at
+    batch 1 that beats cutting it into pieces). Its outputs depend on ``count`` alone, wherever it
+    runs (nested in a run too, where it adds threads rather than fall back to one)."""
+    before = torch.get_num_threads()
+    if count == before:
+        return call()
+    torch.set_num_threads(count)
+    try:
+        return call()
+    finally:
+        torch.set_num_threads(before)
 
 
 def split(total: int, parts: int, align: int = 1) -> list[tuple[int, int]]:

@@ -240,5 +240,8 @@ def test_stages_on_three_threads_give_the_plain_outputs_bit_for_bit_every_run(
             assert_close(plain.blob_list[plain.output_blob_indices[0]].data, runs[0])
             assert all(torch.equal(run, runs[0]) for run in runs)
             assert len(fused.deploy._plan(frozenset()).stages) < len(fused.deploy._plan(frozenset()).steps)
+            fused.before_forward.append(lambda layer_id: None)  # a watched pass: step by step
+            fused.forward()
+            assert torch.equal(fused.blob_list[fused.output_blob_indices[0]].data, runs[0])
     finally:
         torch.set_num_threads(before)

@@ -6,6 +6,7 @@ import collections
 import threading
 
 import pytest
+import torch
 
 from recaffe import workers
 from recaffe.workers import Workers, split
@@ -87,3 +88,22 @@ def test_one_pool_per_count() -> None:
     assert workers.pool(1) is workers.SERIAL
     with pytest.raises(ValueError, match="at least 1"):
         Workers(0)
+
+
+def test_native_runs_the_call_on_that_many_threads_and_restores_the_count() -> None:
+    def call() -> int:
+        return torch.get_num_threads()
+
+    def failing() -> None:
+        raise RuntimeError("inside")
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert workers.native(3, call) == 3 and torch.get_num_threads() == 1
+        with pytest.raises(RuntimeError, match="inside"):
+            workers.native(2, failing)
+        assert torch.get_num_threads() == 1
+        assert workers.native(1, call) == 1
+    finally:
+        torch.set_num_threads(before)

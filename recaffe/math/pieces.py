@@ -1,8 +1,10 @@
 """Kernels whose work is cut into pieces that worker threads share (``recaffe.workers``; deploy mode).
 
 * a convolution is cut by images when the batch has at least as many images as there are threads,
-  else by output channels (whole groups for a grouped convolution); each piece runs oneDNN's
-  kernel on one thread with the ReLU after it, and is copied into its place in the channels-last top;
+  each piece running oneDNN's kernel on one thread with the ReLU after it, copied into its place in
+  the channels-last top; one image runs oneDNN's kernel on PyTorch's own threads
+  (``workers.native``), which split it in native code: handing its pieces over through Python
+  costs more at that size (see ``recaffe.workers``);
 * an inner product is cut by output rows, each piece reading its rows of the weights once (a
   matrix-vector product for one row of input: the weights' bytes are the cost, and it streams them);
 * an elementwise step (a sum of bottoms, a ReLU) is cut into ranges of its memory.
@@ -24,14 +26,14 @@ from torch import Tensor
 from recaffe.math import layout
 from recaffe.math.convolution import convolution as plain_convolution
 from recaffe.math.im2col import Geometry
-from recaffe.workers import Workers, split
+from recaffe.workers import Workers, native, split
 
 # Below these sizes per piece, handing a piece to another thread costs more than it saves.
 MIN_PIECE_MACS = 1 << 24  # multiply-adds of a convolution or inner product (~0.4 ms on one core)
 MIN_PIECE_VALUES = 1 << 18  # elements of a memory-bound step (1 MB of float32)
 Linear = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]  # (x, w, bias) -> y
 
-# Output channels per piece are a multiple of this (oneDNN's vector blocks).
+# Output rows per piece of an inner product are a multiple of this (oneDNN's vector blocks).
 CHANNEL_BLOCK = 16
 
 
@@ -68,34 +70,22 @@ def convolution(workers: Workers, x: torch.Tensor, weight: torch.Tensor, bias: t
     count = parts(workers, macs, MIN_PIECE_MACS)
     if count == 1 or not layout.use_channels_last(x) or not g.torch_compatible(x.shape[2:]):
         return relu_(plain_convolution(x, weight, bias, g, groups, False), slope)
+    if n < count:  # one image: oneDNN's own threads share it (``workers.native``)
+        return native(count, lambda: relu_(plain_convolution(x, weight, bias, g, groups, False), slope))
     x = layout.to_channels_last(x)
     y = torch.empty((n, out_channels, *out_hw), dtype=x.dtype, device=x.device,
                     memory_format=torch.channels_last)
-    run = functools.partial(_conv_piece, x, weight, bias, g, slope, y)
-    every = slice(None)
-    if n >= count:  # whole images
-        pieces = [functools.partial(run, slice(a, b), every, every, groups) for a, b in split(n, count)]
-    elif groups == 1:  # blocks of output channels, each reading every input channel
-        pieces = [functools.partial(run, every, slice(a, b), every, 1)
-                  for a, b in split(out_channels, count, CHANNEL_BLOCK)]
-    else:  # whole groups, each reading its own input channels
-        outputs, inputs = out_channels // groups, weight.shape[1]  # channels per group
-        pieces = [functools.partial(run, every, slice(a, b),
-                                    slice(a // outputs * inputs, b // outputs * inputs),
-                                    (b - a) // outputs)
-                  for a, b in split(out_channels, count, outputs)]
-    workers.run(pieces)
+    workers.run([functools.partial(_conv_piece, x, weight, bias, g, groups, slope, y, slice(a, b))
+                 for a, b in split(n, count)])
     return y
 
 
 def _conv_piece(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, g: Geometry,
-                slope: float | None, y: torch.Tensor, images: slice, outputs: slice, inputs: slice,
-                groups: int) -> None:
-    """``y[images, outputs]``, from the ``inputs`` channels of ``x[images]``."""
-    part = torch.convolution(layout.to_channels_last(x[images, inputs]), weight[outputs],
-                             None if bias is None else bias[outputs], list(g.stride), list(g.pad),
+                groups: int, slope: float | None, y: torch.Tensor, images: slice) -> None:
+    """``y[images]`` from ``x[images]``."""
+    part = torch.convolution(layout.to_channels_last(x[images]), weight, bias, list(g.stride), list(g.pad),
                              list(g.dilation), False, [0, 0], groups)
-    y[images, outputs].copy_(relu_(part, slope))
+    y[images].copy_(relu_(part, slope))
 
 
 # -------------------------------------------------------------------------------- inner product

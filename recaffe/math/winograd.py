@@ -22,8 +22,9 @@ improving the accuracy of Winograd convolution"). They are built exactly (fracti
 Toom-Cook construction and checked to give the convolution exactly before use.
 
 Which m a layer uses (``tile_size``) depends only on its shapes, so the outputs are the same from
-run to run. The work is cut into pieces (``recaffe.workers``) of a
-few rows of tiles, each taken through the three stages at once.
+run to run. The work is cut into pieces of a few rows of tiles, each taken through the three
+stages at once; the threads share a batch's pieces (``recaffe.workers``), and one image's pieces run
+one after another with each stage's kernels on PyTorch's own threads (``workers.native``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from fractions import Fraction
 import torch
 
 from recaffe.math.pieces import relu_
-from recaffe.workers import Workers
+from recaffe.workers import SERIAL, Workers, native
 
 _POINTS: dict[int, tuple[Fraction, ...]] = {
     2: (Fraction(0), Fraction(1), Fraction(-1)),
@@ -150,13 +151,15 @@ def convolution(workers: Workers, x: torch.Tensor, u: torch.Tensor, bias: torch.
     y = torch.empty((images, u.shape[2], rows * m, cols * m), dtype=x.dtype,
                     memory_format=torch.channels_last)
     pieces = -(-rows // max(1, TILES_PER_PIECE // cols))  # per image, for the cache's sake
-    if images < workers.count:  # and enough to share one image among the threads, evenly
-        pieces = min(rows, -(-max(pieces, workers.count) // workers.count) * workers.count)
     step = -(-rows // pieces)  # rows of tiles per piece
     pixels = x.permute(0, 2, 3, 1)  # (N, H, W, C): a view of channels-last memory
-    workers.run([functools.partial(_piece, t, pixels, pad, u, bias, slope, y, image, first,
-                                   min(rows, first + step))
-                 for image in range(images) for first in range(0, rows, step)])
+    jobs = [functools.partial(_piece, t, pixels, pad, u, bias, slope, y, image, first,
+                              min(rows, first + step))
+            for image in range(images) for first in range(0, rows, step)]
+    if images < workers.count:  # one image: each stage's kernels on PyTorch's own threads
+        native(workers.count, functools.partial(SERIAL.run, jobs))
+    else:
+        workers.run(jobs)
     if exact:
         return y
     return y[:, :, :out_h, :out_w].contiguous(memory_format=torch.channels_last)

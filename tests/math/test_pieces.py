@@ -33,14 +33,29 @@ def randn(*shape: int, seed: int = 0) -> torch.Tensor:
 
 @pytest.mark.parametrize(("n", "groups", "slope"), [(4, 1, 0.0), (5, 2, None), (1, 1, 0.1), (1, 2, 0.0),
                                                     (2, 4, 0.0), (1, 4, None)])
-def test_convolution_by_images_channels_or_groups(n: int, groups: int, slope: float | None) -> None:
-    """Batches of at least three images are cut by images, else by output channels (whole groups)."""
+def test_convolution_by_images_or_on_native_threads(n: int, groups: int, slope: float | None,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of at least three images are cut by images; fewer run oneDNN's kernel on three
+    PyTorch threads (``workers.native``), and the caller's count is back afterwards."""
     g = Geometry((3, 3), (2, 1), (1, 0), (1, 1))
     x, w, b = randn(n, 8, 9, 7), randn(48, 8 // groups, 3, 3, seed=1), randn(48, seed=2)
     expected = convolution(x, w, b, g, groups, False)
     if slope is not None:
         expected = torch.where(expected > 0, expected, expected * slope)
-    y = pieces.convolution(THREE, x, w, b, g, groups, slope)
+    counts: list[int] = []
+
+    def counted(*args: object) -> torch.Tensor:
+        counts.append(torch.get_num_threads())
+        return convolution(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pieces, "plain_convolution", counted)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        y = pieces.convolution(THREE, x, w, b, g, groups, slope)
+        assert counts == ([] if n >= 3 else [3]) and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
     assert y.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
     assert torch.equal(pieces.convolution(THREE, x, w, b, g, groups, slope), y)  # the same every time
