@@ -14,7 +14,10 @@ A TEST-phase net runs as a plan of steps instead of layer by layer:
   F(2×2, 3×3) (``recaffe.math.winograd``: 1/4 or 4/9 of the multiply-adds, rounding like the direct
   kernel's); its transformed weights are computed when the net first runs, like the folding;
 * each step's work is cut into pieces that the threads take as they are free
-  (``recaffe.workers``, ``recaffe.math.pieces``; see ``recaffe.threads``);
+  (``recaffe.workers``, ``recaffe.math.pieces``; see ``recaffe.threads``), by images when there
+  are enough of them; with fewer images than threads, a step's kernels run on PyTorch's own threads
+  (``workers.native``: oneDNN splits one image's convolution in native code), and small steps
+  that the DAG lets run at the same time do so, one per thread;
 * once the last step that reads a blob has run, the blob's memory is released (liveness over the
   DAG; blobs sharing storage, as Split and Flatten tops do, count as one), so the allocator hands it
   to later layers and peak memory follows the widest point of the net rather than its sum.
@@ -46,7 +49,7 @@ from recaffe.layers.common.inner_product import InnerProductLayer
 from recaffe.layers.vision.base_conv import BaseConvolutionLayer
 from recaffe.math import layout, pieces, winograd
 from recaffe.proto import caffe_pb2
-from recaffe.workers import SERIAL, Workers
+from recaffe.workers import SERIAL, Workers, native
 
 
 class Net(Protocol):
@@ -142,7 +145,8 @@ class DeployRunner:
             watched = net.before_forward or net.after_forward  # callbacks see the layers in order
             if whole and workers.count > 1 and plan.stages and not watched:
                 return self._forward_by_stages(plan, workers)
-            for step, released in zip(plan.steps, plan.release_after):
+            together = self._together(plan, workers)
+            for index, (step, released) in enumerate(zip(plan.steps, plan.release_after)):
                 ids = _layer_ids(step)
                 inside = [start <= i <= end for i in ids]
                 if not any(inside):
@@ -153,7 +157,8 @@ class DeployRunner:
                 for i in ids:
                     for callback in net.before_forward:
                         callback(i)
-                loss = loss + self._run_step(step, workers)
+                loss = loss + (self._run_step(step, SERIAL) if index in together
+                               else self._run_alone(step, workers))
                 for i in ids:
                     for callback in net.after_forward:
                         callback(i)
@@ -163,26 +168,53 @@ class DeployRunner:
         return float(loss)
 
     def _forward_by_stages(self, plan: _Plan, workers: Workers) -> float:
-        """A whole pass, stage by stage: the steps of a stage that share their own work well
-        (``_shares_well``: an image per thread, or a large convolution or inner product) run one
-        after another, each cut into pieces; the others run at the same time, one per thread (each
-        on one thread: its pieces are not shared).
-        The loss is summed in the steps' order, as in a pass step by step."""
+        """A whole pass, stage by stage: the steps of a stage that run ``_together`` run at the
+        same time, one per thread (each on one thread); the others run one after another, each on
+        all threads (``_run_alone``). The loss is summed in the steps' order, as in a pass step by
+        step."""
         losses: list[torch.Tensor | float] = [0.0] * len(plan.steps)
+        together = self._together(plan, workers)
 
         def run(index: int) -> None:
-            losses[index] = self._run_step(plan.steps[index], workers)
+            losses[index] = self._run_step(plan.steps[index], SERIAL)
 
         for stage in plan.stages:
-            alone = [k for k in stage.steps if self._shares_well(plan.steps[k], workers)]
-            together = [k for k in stage.steps if k not in alone]
-            if len(together) > 1:
-                workers.run([functools.partial(run, k) for k in together])
-            for k in (alone if len(together) > 1 else stage.steps):
-                run(k)
+            at_once = [k for k in stage.steps if k in together]
+            if at_once:
+                workers.run([functools.partial(run, k) for k in at_once])
+            for k in stage.steps:
+                if k not in together:
+                    losses[k] = self._run_alone(plan.steps[k], workers)
             for blob_id in stage.released:
                 self.net.blob_list[blob_id].release_data()
         return float(sum(losses, start=0.0))
+
+    def _together(self, plan: _Plan, workers: Workers) -> set[int]:
+        """The steps that run at the same time as others of their stage, each on one thread: in a
+        stage with more than one step that does not share its own work well (``_shares_well``).
+        A pass step by step runs them on one thread too, one after another, so that every pass
+        gives the same bits."""
+        together: set[int] = set()
+        if workers.count > 1:
+            for stage in plan.stages:
+                small = [k for k in stage.steps if not self._shares_well(plan.steps[k], workers)]
+                if len(small) > 1:
+                    together.update(small)
+        return together
+
+    def _run_alone(self, step: int | _Fused, workers: Workers) -> torch.Tensor | float:
+        """Run a step on all the threads. With an image per thread, its kernels cut the work into
+        pieces that the threads share (``recaffe.math.pieces``), as does an inner product (a
+        matrix-vector product for one image, which PyTorch runs on one thread); otherwise its
+        kernels run on PyTorch's own threads (``workers.native``), which split one image's work in
+        native code: at that size the hand-over of pieces between Python threads costs more."""
+        first = step.layer_id if isinstance(step, _Fused) else step
+        tops = self.net.top_vecs[first]
+        images = tops[0].shape[0] if tops and tops[0].num_axes > 0 else 0
+        if (workers.count == 1 or images >= workers.count
+                or isinstance(self.net.layers[first], InnerProductLayer)):
+            return self._run_step(step, workers)
+        return native(workers.count, functools.partial(self._run_step, step, SERIAL))
 
     def _run_step(self, step: int | _Fused, workers: Workers) -> torch.Tensor | float:
         """Run one step of the plan; its weighted loss."""

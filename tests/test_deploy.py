@@ -13,6 +13,7 @@ from recaffe import deploy
 from recaffe.io import prototxt
 from recaffe.layer import LayerError
 from recaffe.proto import caffe_pb2
+from recaffe.workers import Workers
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
 FUSIONS = FIXTURES / "deploy_fusions.prototxt"
@@ -245,3 +246,34 @@ def test_stages_on_three_threads_give_the_plain_outputs_bit_for_bit_every_run(
             assert torch.equal(fused.blob_list[fused.output_blob_indices[0]].data, runs[0])
     finally:
         torch.set_num_threads(before)
+
+
+def test_at_batch_1_a_step_runs_on_pytorchs_threads_or_at_once_with_others_on_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three threads, one image: the small steps of a stage run at once, each on one thread; the
+    others on PyTorch's three threads (``workers.native``), in a pass by stages and step by step."""
+    from recaffe import threads
+    from recaffe.math import pieces
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    monkeypatch.setattr(threads, "_governor", threads._Governor())
+    monkeypatch.setattr(pieces, "MIN_PIECE_MACS", 8 * 8 * 100 * 9 // 3)  # b and b2 share their work well
+    seen: dict[str, set[int]] = {}
+    real = deploy.DeployRunner._run_step
+
+    def spy(self: deploy.DeployRunner, step: int | deploy._Fused, workers: Workers) -> object:
+        name = self.net.layer_names[step.layer_id if isinstance(step, deploy._Fused) else step]
+        seen.setdefault(name, set()).add(torch.get_num_threads())
+        return real(self, step, workers)
+
+    monkeypatch.setattr(deploy.DeployRunner, "_run_step", spy)
+    try:
+        _, fused = pair(BRANCHES, small=False)
+        fused.forward()
+        fused.before_forward.append(lambda layer_id: None)  # a watched pass: step by step
+        fused.forward()
+    finally:
+        torch.set_num_threads(before)
+    assert all(seen[name] == {1} for name in ("a", "pool", "cat", "sig", "relu", "sum"))  # at once
+    assert seen["b"] == seen["b2"] == seen["data_data_0_split"] == {3}  # alone in their stage

@@ -2,9 +2,8 @@
 
 * a convolution is cut by images when the batch has at least as many images as there are threads,
   each piece running oneDNN's kernel on one thread with the ReLU after it, copied into its place in
-  the channels-last top; one image runs oneDNN's kernel on PyTorch's own threads
-  (``workers.native``), which split it in native code: handing its pieces over through Python
-  costs more at that size (see ``recaffe.workers``);
+  the channels-last top; fewer images run as one kernel, on the calling thread's PyTorch threads
+  (deploy mode runs such a step on all of them: ``workers.native``);
 * an inner product is cut by output rows, each piece reading its rows of the weights once (a
   matrix-vector product for one row of input: the weights' bytes are the cost, and it streams them);
 * an elementwise step (a sum of bottoms, a ReLU) is cut into ranges of its memory.
@@ -26,7 +25,7 @@ from torch import Tensor
 from recaffe.math import layout
 from recaffe.math.convolution import convolution as plain_convolution
 from recaffe.math.im2col import Geometry
-from recaffe.workers import Workers, native, split
+from recaffe.workers import Workers, split
 
 # Below these sizes per piece, handing a piece to another thread costs more than it saves.
 MIN_PIECE_MACS = 1 << 24  # multiply-adds of a convolution or inner product (~0.4 ms on one core)
@@ -68,10 +67,8 @@ def convolution(workers: Workers, x: torch.Tensor, weight: torch.Tensor, bias: t
     n, out_channels = x.shape[0], weight.shape[0]
     macs = n * out_channels * math.prod(out_hw) * weight[0].numel()
     count = parts(workers, macs, MIN_PIECE_MACS)
-    if count == 1 or not layout.use_channels_last(x) or not g.torch_compatible(x.shape[2:]):
+    if count == 1 or n < count or not layout.use_channels_last(x) or not g.torch_compatible(x.shape[2:]):
         return relu_(plain_convolution(x, weight, bias, g, groups, False), slope)
-    if n < count:  # one image: oneDNN's own threads share it (``workers.native``)
-        return native(count, lambda: relu_(plain_convolution(x, weight, bias, g, groups, False), slope))
     x = layout.to_channels_last(x)
     y = torch.empty((n, out_channels, *out_hw), dtype=x.dtype, device=x.device,
                     memory_format=torch.channels_last)

@@ -23,8 +23,8 @@ Toom-Cook construction and checked to give the convolution exactly before use.
 
 Which m a layer uses (``tile_size``) depends only on its shapes, so the outputs are the same from
 run to run. The work is cut into pieces of a few rows of tiles, each taken through the three
-stages at once; the threads share a batch's pieces (``recaffe.workers``), and one image's pieces run
-one after another with each stage's kernels on PyTorch's own threads (``workers.native``).
+stages at once, that the threads share (``recaffe.workers``); deploy mode runs a single image's
+pieces one after another, each stage's kernels on PyTorch's own threads (``workers.native``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from fractions import Fraction
 import torch
 
 from recaffe.math.pieces import relu_
-from recaffe.workers import SERIAL, Workers, native
+from recaffe.workers import Workers
 
 _POINTS: dict[int, tuple[Fraction, ...]] = {
     2: (Fraction(0), Fraction(1), Fraction(-1)),
@@ -156,10 +156,7 @@ def convolution(workers: Workers, x: torch.Tensor, u: torch.Tensor, bias: torch.
     jobs = [functools.partial(_piece, t, pixels, pad, u, bias, slope, y, image, first,
                               min(rows, first + step))
             for image in range(images) for first in range(0, rows, step)]
-    if images < workers.count:  # one image: each stage's kernels on PyTorch's own threads
-        native(workers.count, functools.partial(SERIAL.run, jobs))
-    else:
-        workers.run(jobs)
+    workers.run(jobs)
     if exact:
         return y
     return y[:, :, :out_h, :out_w].contiguous(memory_format=torch.channels_last)
