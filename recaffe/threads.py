@@ -7,11 +7,14 @@ step, and a net of many small steps runs several times slower than on one thread
 (``benchmarks/threads.py`` measures this). So:
 
 * deploy-mode nets (``Net(..., optimize=True)``, ``caffe test -optimize``, ``caffe time
-  -optimize``, ``Classifier``/``Detector`` with ``optimize=True``) run each kernel on one thread
-  and share a step's pieces among the threads (``recaffe.workers``): a thread the system does not
-  schedule takes no piece, and the others do its share, so a busy machine costs a pass about one
-  thread's time at worst. The cut into pieces depends on the thread count and the shapes only, so
-  the outputs are the same from run to run whatever the load;
+  -optimize``, ``Classifier``/``Detector`` with ``optimize=True``) with an image per thread run
+  each kernel on one thread and share a step's pieces among the threads (``recaffe.workers``): a
+  thread the system does not schedule takes no piece, and the others do its share, so a busy
+  machine costs a pass about one thread's time at worst. With fewer images (batch 1), handing
+  pieces over through Python costs more than it saves, and a step runs its kernels on PyTorch's
+  threads (``workers.native``; small independent steps run at once, one per thread: see
+  ``recaffe.deploy``). Either way the outputs depend on the thread count and the shapes only, so
+  they are the same from run to run whatever the load;
 * every other net (TRAIN nets, the solver's test nets, plain ``caffe.Net(..., caffe.TEST)``) runs
   PyTorch's kernels on the thread count as they are; give those ``-threads 1`` on a shared machine.
 

@@ -11,6 +11,12 @@ at worst, however busy the machine.
 
 The cut depends only on the shapes and the number of threads, never on which thread runs a piece
 or when, so the outputs are the same from run to run however busy the machine is.
+
+A hand-over costs: the worker must be woken (tens of microseconds, more on a virtual machine,
+whose idle core the host may have given away, so that the piece then runs from cold caches) and
+must take Python's GIL between kernels. For one image's steps this costs more than the second
+thread saves, and deploy mode runs them on PyTorch's own threads instead (``native``), which split
+a kernel in native code.
 """
 
 from __future__ import annotations

@@ -79,12 +79,17 @@ def test_env_and_flag_fix_the_count_in_a_fresh_process() -> None:
     assert out.stdout.split() == ["1", "2"]
 
 
-@pytest.mark.parametrize(("given", "torch_first", "expected"),
-                         [(None, False, "PASSIVE"), ("active", False, "active"), (None, True, "unset")])
-def test_openmp_threads_sleep_when_idle_unless_told_otherwise(given: str | None, torch_first: bool,
-                                                              expected: str) -> None:
+@pytest.mark.parametrize(("given", "torch_first", "expected"), [
+    ({}, False, ["PASSIVE", "10000"]),
+    ({"GOMP_SPINCOUNT": "500"}, False, ["PASSIVE", "500"]),
+    ({"OMP_WAIT_POLICY": "active"}, False, ["active", "unset"]),
+    ({}, True, ["unset", "unset"]),
+])
+def test_openmp_threads_spin_briefly_then_sleep_unless_told_otherwise(
+        given: dict[str, str], torch_first: bool, expected: list[str]) -> None:
     code = ("import os, sys; " + ("import torch; " if torch_first else "") +
-            "import recaffe; print(os.environ.get('OMP_WAIT_POLICY', 'unset'))")
-    env = {"PATH": "/usr/bin:/bin", **({"OMP_WAIT_POLICY": given} if given else {})}
+            "import recaffe; print(os.environ.get('OMP_WAIT_POLICY', 'unset'), "
+            "os.environ.get('GOMP_SPINCOUNT', 'unset'))")
+    env = {"PATH": "/usr/bin:/bin", **given}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == [expected]
+    assert out.stdout.split() == expected
