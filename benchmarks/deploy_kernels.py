@@ -8,7 +8,12 @@
    alternating direct / Winograd in one process. Each timed call gets an input and weights of its
    own out of four, after 32 MB of other memory has been written, so the caches are as cold as
    inside a net. Median of ``--reps``.
-2. **Stages at batch 1**: a deploy net's pass with the steps of a stage run at once against the same
+   On two threads a single image runs as deploy mode runs it, on PyTorch's own threads
+   (``workers.native``); a batch is cut into pieces by images.
+2. **Handing one image's work over**: a convolution of one image on one thread, cut in two halves
+   (of its output channels) that the calling thread and a woken worker share, and on PyTorch's two
+   threads, as deploy mode runs it at batch 1 (cold caches as above, median of ``--reps``).
+3. **Stages at batch 1**: a deploy net's pass with the steps of a stage run at once against the same
    net step by step (a no-op ``before_forward`` callback makes a pass keep the layers' order), on two
    threads, alternating in one process, median of ``--reps``.
 """
@@ -26,7 +31,7 @@ import torch
 from benchmarks import models
 from recaffe.math import pieces, winograd
 from recaffe.math.im2col import Geometry
-from recaffe.workers import SERIAL, Workers, pool
+from recaffe.workers import SERIAL, Workers, native, pool
 
 # (images, in channels, out channels, size): GoogLeNet's conv2/3x3, inception 3b and 4e, ResNet-50's
 # res2 (left direct: the row shows F(4×4, 3×3) on it), res3 and res4 3×3 layers, CaffeNet's conv3,
@@ -58,9 +63,11 @@ def winograd_rows(reps: int) -> list[str]:
         us = [winograd.kernels(w, m) for w in ws]
         bias = torch.randn(k, generator=generator)
         cells = [f"{images} × {c}→{k} at {size}×{size}", f"F({m}×{m}, 3×3)"]
-        for workers in (SERIAL, pool(2)):
-            direct = functools.partial(_direct, workers, xs, ws, bias)
-            fast = functools.partial(_winograd, workers, xs, us, bias, m)
+        for threads in (1, 2):
+            direct = functools.partial(_as_deploy_runs, threads, images,
+                                       functools.partial(_direct, xs, ws, bias))
+            fast = functools.partial(_as_deploy_runs, threads, images,
+                                     functools.partial(_winograd, xs, us, bias, m))
             direct(0), fast(0)
             plain, quick = [], []
             for _ in range(reps):
@@ -72,14 +79,48 @@ def winograd_rows(reps: int) -> list[str]:
     return rows
 
 
-def _direct(workers: Workers, xs: list[torch.Tensor], ws: list[torch.Tensor], bias: torch.Tensor,
+def _as_deploy_runs(threads: int, images: int, kernel: Callable[[Workers, int], object], i: int) -> object:
+    """``kernel`` on ``threads`` threads as deploy mode runs it: pieces shared by the workers with an
+    image per thread, else on PyTorch's own threads (``workers.native``)."""
+    if threads == 1 or images >= threads:
+        return kernel(pool(threads), i)
+    return native(threads, functools.partial(kernel, SERIAL, i))
+
+
+def _direct(xs: list[torch.Tensor], ws: list[torch.Tensor], bias: torch.Tensor, workers: Workers,
             i: int) -> object:
     return pieces.convolution(workers, xs[i], ws[i], bias, GEOMETRY, 1, 0.0)
 
 
-def _winograd(workers: Workers, xs: list[torch.Tensor], us: list[torch.Tensor], bias: torch.Tensor, m: int,
+def _winograd(xs: list[torch.Tensor], us: list[torch.Tensor], bias: torch.Tensor, m: int, workers: Workers,
               i: int) -> object:
     return winograd.convolution(workers, xs[i], us[i], bias, (1, 1), m, 0.0)
+
+
+# (in channels, out channels, size, kernel): ResNet-50's res4 1×1 and 3×3, GoogLeNet's inception_4e/3x3
+HAND_OVER = [(1024, 256, 14, 1), (256, 256, 14, 3), (160, 320, 14, 3)]
+
+
+def hand_over_row(c: int, k: int, size: int, kernel: int, reps: int, flush: torch.Tensor) -> str:
+    """One image's convolution on one thread, cut in two halves of its output channels that the
+    caller and a woken worker share (``Workers.run``), and on PyTorch's two threads (``native``)."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(1, c, size, size, generator=generator).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(k, c, kernel, kernel, generator=generator)
+    halves = [w[:k // 2].contiguous(memory_format=torch.channels_last),
+              w[k // 2:].contiguous(memory_format=torch.channels_last)]
+    conv = functools.partial(torch.conv2d, x, padding=kernel // 2)
+    whole = w.contiguous(memory_format=torch.channels_last)
+    calls: dict[str, Callable[[int], object]] = {
+        "one": lambda i: conv(whole),
+        "halves": lambda i: pool(2).run([functools.partial(conv, half) for half in halves]),
+        "native": lambda i: native(2, functools.partial(conv, whole))}
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(reps):
+        for name, call in calls.items():
+            times[name].append(median_ms(call, 1, flush))
+    one, halves_ms, native_ms = (statistics.median(times[name]) for name in calls)
+    return f"| {c}→{k} {kernel}×{kernel} at {size}×{size} | {one:.2f} | {halves_ms:.2f} | {native_ms:.2f} |"
 
 
 def stage_rows(nets: list[str], reps: int) -> list[str]:
@@ -116,6 +157,10 @@ def main() -> None:
           "2 threads: direct ms | Winograd ms | ratio |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     print("\n".join(winograd_rows(args.reps)))
+    print("\n| one image's convolution | 1 thread ms | 2 halves handed over ms | 2 native threads ms |")
+    print("|---|---:|---:|---:|")
+    flush = torch.empty(8 << 20)
+    print("\n".join(hand_over_row(*layer, args.reps, flush) for layer in HAND_OVER))
     print("\n| net, batch 1, 2 threads | step by step ms | stages ms | ratio |")
     print("|---|---:|---:|---:|")
     print("\n".join(stage_rows([n for n in args.nets.split(",") if n], args.reps)))
