@@ -4,7 +4,7 @@ PyTorch parallelises a kernel with OpenMP: each thread gets a fixed share of the
 kernel ends when the slowest has finished. When other processes keep the cores busy, one of the
 threads is often off the CPU, the others wait for it at every kernel, and a net of many small
 kernels runs several times slower than on one thread. Here the kernels run on one thread each,
-and a step's work is cut into pieces ahead of time (by images, output channels or rows); the
+and a step's work is cut into pieces ahead of time (by images, or rows, or ranges); the
 calling thread and the workers take the next piece whenever they are free. A thread the system
 does not schedule takes nothing, and the others do its share: a pass costs about one thread's time
 at worst, however busy the machine.
