@@ -208,11 +208,8 @@ class DeployRunner:
         matrix-vector product for one image, which PyTorch runs on one thread); otherwise its
         kernels run on PyTorch's own threads (``workers.native``), which split one image's work in
         native code: at that size the hand-over of pieces between Python threads costs more."""
-        first = step.layer_id if isinstance(step, _Fused) else step
-        tops = self.net.top_vecs[first]
-        images = tops[0].shape[0] if tops and tops[0].num_axes > 0 else 0
-        if (workers.count == 1 or images >= workers.count
-                or isinstance(self.net.layers[first], InnerProductLayer)):
+        if (workers.count == 1 or self._image_per_thread(step, workers)
+                or isinstance(self.net.layers[_layer_ids(step)[0]], InnerProductLayer)):
             return self._run_step(step, workers)
         return native(workers.count, functools.partial(self._run_step, step, SERIAL))
 
@@ -226,13 +223,17 @@ class DeployRunner:
         kernel = _sharing(layer, workers) if layer.shares_work else None
         return layer.run_forward(net.bottom_vecs[step], net.top_vecs[step], kernel)
 
+    def _image_per_thread(self, step: int | _Fused, workers: Workers) -> bool:
+        """Whether the step's first top holds at least one image per thread (its kernels then cut
+        the work by images)."""
+        tops = self.net.top_vecs[_layer_ids(step)[0]]
+        return bool(tops) and tops[0].num_axes > 0 and tops[0].shape[0] >= workers.count
+
     def _shares_well(self, step: int | _Fused, workers: Workers) -> bool:
         """A step with an image per thread (the kernels cut by images), or a convolution or inner
         product big enough to be cut into a piece per thread."""
         net = self.net
-        first = step.layer_id if isinstance(step, _Fused) else step
-        tops = net.top_vecs[first]
-        if tops and tops[0].num_axes > 0 and tops[0].shape[0] >= workers.count:
+        if self._image_per_thread(step, workers):
             return True
         if not isinstance(step, _Fused):
             return False
