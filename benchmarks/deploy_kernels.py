@@ -1,4 +1,4 @@
-"""Deploy mode's third pass, measured piece by piece: Winograd convolutions and batch-1 stages.
+"""Deploy mode's kernels and batch-1 passes, measured piece by piece.
 
     python -m benchmarks.deploy_kernels [--reps 9] [--nets googlenet,resnet50]
 
@@ -16,6 +16,16 @@
 3. **Stages at batch 1**: a deploy net's pass with the steps of a stage run at once against the same
    net step by step (a no-op ``before_forward`` callback makes a pass keep the layers' order), on two
    threads, alternating in one process, median of ``--reps``.
+4. **Packed weights at batch 1** (``recaffe.math.onednn``): one image's convolution with its ReLU on
+   PyTorch's two threads, its weights handed to oneDNN as they are (reordered at every call) and
+   packed once; cold caches as above, median of ``--reps``.
+5. **A batch-1 pass with and without the fifth pass's changes**, on two threads: stage by stage (a
+   job per stage, the steps that do not run at once after it, as before), then with the steps of
+   consecutive stages chained into one job, then also without Reshape where the shapes are those
+   of the last pass (the current pass). The earlier ways are re-created here by replacing
+   ``DeployRunner._forward_by_stages`` and ``DeployRunner._forward``; weights are not packed in
+   any of the three (``deploy.PACKED_BYTES = 0``), so the rows show these changes alone.
+   Alternating in one process, each pass's time over the current pass's, median of ``--reps``.
 """
 
 from __future__ import annotations
@@ -29,7 +39,8 @@ from collections.abc import Callable
 import torch
 
 from benchmarks import models
-from recaffe.math import pieces, winograd
+from recaffe import deploy
+from recaffe.math import onednn, pieces, winograd
 from recaffe.math.im2col import Geometry
 from recaffe.workers import SERIAL, Workers, native, pool
 
@@ -146,6 +157,88 @@ def stage_rows(nets: list[str], reps: int) -> list[str]:
     return rows
 
 
+# (in channels, out channels, size, kernel, stride, pad, groups): CaffeNet's conv1, conv2 and conv4,
+# GoogLeNet's inception_4a/1x1 and inception_5b/1x1, ResNet-50's res4 1×1 and res5 1×1
+PACKED = [(3, 96, 227, 11, 4, 0, 1), (96, 256, 27, 5, 1, 2, 2), (384, 384, 13, 3, 1, 1, 2),
+          (480, 192, 14, 1, 1, 0, 1), (832, 384, 7, 1, 1, 0, 1), (1024, 256, 14, 1, 1, 0, 1),
+          (512, 2048, 7, 1, 1, 0, 1)]
+
+
+def packed_row(c: int, k: int, size: int, kernel: int, stride: int, pad: int, groups: int, reps: int,
+               flush: torch.Tensor) -> str:
+    """One image's convolution and ReLU on PyTorch's two threads: plain weights, packed weights."""
+    g = Geometry((kernel, kernel), (stride, stride), (pad, pad), (1, 1))
+    generator = torch.Generator().manual_seed(0)
+    xs = [torch.randn(1, c, size, size, generator=generator).contiguous(memory_format=torch.channels_last)
+          for _ in range(4)]
+    ws = [torch.randn(k, c // groups, kernel, kernel, generator=generator).contiguous(
+        memory_format=torch.channels_last) for _ in range(4)]
+    packs = [onednn.pack(w, g, groups, xs[0].shape) for w in ws]
+    bias = torch.randn(k, generator=generator)
+    calls: dict[str, Callable[[int], object]] = {
+        "plain": lambda i: native(2, lambda: pieces.convolution(SERIAL, xs[i], ws[i], bias, g, groups, 0.0)),
+        "packed": lambda i: native(2, lambda: onednn.convolution(xs[i], packs[i], bias, g, groups, 0.0))}
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(reps):
+        for name, call in calls.items():
+            times[name].append(median_ms(call, 1, flush))
+    plain, packed = (statistics.median(times[name]) for name in calls)
+    shape = f"{c}→{k} {kernel}×{kernel}" + (f" /{stride}" if stride > 1 else "") + \
+        (f" g{groups}" if groups > 1 else "") + f" at {size}×{size}"
+    return f"| {shape} | {plain:.2f} | {packed:.2f} | **{packed / plain:.2f}** |"
+
+
+def _stage_by_stage(runner: deploy.DeployRunner, plan: deploy._Plan, workers: Workers) -> float:
+    """A pass as before the fifth pass: each stage's steps that run at once as a job of their own,
+    then the stage's other steps."""
+    together = runner._together(plan, workers)
+    for stage in plan.stages:
+        workers.run([functools.partial(runner._run_step, plan.steps[k], SERIAL)
+                     for k in stage.steps if k in together])
+        for k in stage.steps:
+            if k not in together:
+                runner._run_alone(plan.steps[k], workers)
+        for blob_id in stage.released:
+            runner.net.blob_list[blob_id].release_data()
+    return 0.0
+
+
+def pass_rows(nets: list[str], reps: int) -> list[str]:
+    torch.set_num_threads(2)
+    chained, lean = deploy.DeployRunner._forward_by_stages, deploy.DeployRunner._forward
+
+    def reshaping(runner: deploy.DeployRunner, layer_id: int, layer: object, bottom: object, top: object,
+                  kernel: object) -> object:
+        return layer.run_forward(bottom, top, kernel)  # type: ignore[attr-defined]
+
+    ways = {"stage by stage": (_stage_by_stage, reshaping), "chained": (chained, reshaping),
+            "chained, Reshape skipped": (chained, lean)}
+    rows = []
+    packed_bytes, deploy.PACKED_BYTES = deploy.PACKED_BYTES, 0
+    try:
+        for key in nets:
+            net = models.deploy_net(models.ALL_DEPLOY_NETS[key], models.require_caffe_models(), batch=1,
+                                    optimize=True)
+            times: dict[str, list[float]] = {name: [] for name in ways}
+            for _ in range(reps):
+                for name, (by_stages, forward) in ways.items():
+                    deploy.DeployRunner._forward_by_stages = by_stages  # type: ignore[method-assign]
+                    deploy.DeployRunner._forward = forward  # type: ignore[method-assign,assignment]
+                    net.forward()  # untimed: the other way's pass is over
+                    start = time.perf_counter()
+                    net.forward()
+                    times[name].append((time.perf_counter() - start) * 1000)
+            ms = {name: statistics.median(values) for name, values in times.items()}
+            current = times["chained, Reshape skipped"]
+            ratios = [statistics.median([a / b for a, b in zip(times[name], current)]) for name in ways]
+            rows.append(f"| {models.ALL_DEPLOY_NETS[key].name} | " + " | ".join(
+                f"{ms[name]:.1f} ({ratio:.2f})" for name, ratio in zip(ways, ratios)) + " |")
+    finally:
+        deploy.DeployRunner._forward_by_stages, deploy.DeployRunner._forward = chained, lean  # type: ignore[method-assign]
+        deploy.PACKED_BYTES = packed_bytes
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -163,7 +256,15 @@ def main() -> None:
     print("\n".join(hand_over_row(*layer, args.reps, flush) for layer in HAND_OVER))
     print("\n| net, batch 1, 2 threads | step by step ms | stages ms | ratio |")
     print("|---|---:|---:|---:|")
-    print("\n".join(stage_rows([n for n in args.nets.split(",") if n], args.reps)))
+    nets = [n for n in args.nets.split(",") if n]
+    print("\n".join(stage_rows(nets, args.reps)))
+    print("\n| one image's convolution + ReLU, 2 threads | plain weights ms | packed ms | ratio |")
+    print("|---|---:|---:|---:|")
+    print("\n".join(packed_row(*layer, args.reps, flush) for layer in PACKED))
+    print("\n| net, batch 1, 2 threads: ms (over the current pass) | stage by stage | chained | "
+          "chained, Reshape skipped |")
+    print("|---|---:|---:|---:|")
+    print("\n".join(pass_rows(nets, args.reps)))
 
 
 if __name__ == "__main__":

@@ -13,11 +13,16 @@ A TEST-phase net runs as a plan of steps instead of layer by layer:
 * a 3×3 convolution of stride 1 on a large enough image runs as Winograd's F(4×4, 3×3) or
   F(2×2, 3×3) (``recaffe.math.winograd``: 1/4 or 4/9 of the multiply-adds, rounding like the direct
   kernel's); its transformed weights are computed when the net first runs, like the folding;
+* with fewer images than threads, other convolutions run on weights packed once into oneDNN's
+  layout, with the ReLU inside oneDNN's kernel (``recaffe.math.onednn``), within a memory budget
+  (``PACKED_BYTES``);
 * each step's work is cut into pieces that the threads take as they are free
   (``recaffe.workers``, ``recaffe.math.pieces``; see ``recaffe.threads``), by images when there
   are enough of them; with fewer images than threads, a step's kernels run on PyTorch's own threads
   (``workers.native``: oneDNN splits one image's convolution in native code), and small steps
-  that the DAG lets run at the same time do so, one per thread;
+  that the DAG lets run at the same time do so, one per thread, those of consecutive stages in
+  one job (``_forward_by_stages``);
+* a layer is reshaped only when its blobs have changed shape since its last Reshape (``_forward``);
 * once the last step that reads a blob has run, the blob's memory is released (liveness over the
   DAG; blobs sharing storage, as Split and Flatten tops do, count as one), so the allocator hands it
   to later layers and peak memory follows the widest point of the net rather than its sum.
@@ -47,7 +52,7 @@ from recaffe.blob import Blob
 from recaffe.layer import Layer, LayerError
 from recaffe.layers.common.inner_product import InnerProductLayer
 from recaffe.layers.vision.base_conv import BaseConvolutionLayer
-from recaffe.math import layout, pieces, winograd
+from recaffe.math import layout, onednn, pieces, winograd
 from recaffe.proto import caffe_pb2
 from recaffe.workers import SERIAL, Workers, native
 
@@ -79,6 +84,9 @@ _STAGED_TYPES = frozenset({
     "Sigmoid", "TanH", "AbsVal", "BNLL", "Power", "Exp", "Log", "Concat", "Slice", "Split", "Eltwise",
     "Flatten", "Reshape", "Softmax", "BatchNorm", "Scale", "Bias", "Crop"})
 _AFFINE = ("BatchNorm", "Scale", "Bias")
+# The most memory a net's packed convolution weights (``recaffe.math.onednn``) take: a second copy
+# of those weights, so that deploy mode stays leaner than OpenCV's dnn, which keeps one too.
+PACKED_BYTES = 10 << 20  # (all of CaffeNet's, 9.3 MB)
 
 
 @dataclass
@@ -94,6 +102,7 @@ class _Fused:
     shift: torch.Tensor | None = None  # double: b = b_original · factor + shift
     saved_rows: dict[int, torch.Tensor] = field(default_factory=dict)  # rows a zero factor wiped
     winograd: dict[int, torch.Tensor] = field(default_factory=dict)  # m -> the folded weights' U
+    packed: dict[torch.Size, torch.Tensor] = field(default_factory=dict)  # input shape -> oneDNN's weights
     # (a step is made anew once its weights are unfolded, so these never outlive the weights)
 
     @property
@@ -108,6 +117,7 @@ class _Stage:
 
     steps: list[int]
     released: list[int]
+    needs: dict[int, set[int]] = field(default_factory=dict)  # step -> the steps it must follow
 
 
 @dataclass
@@ -128,6 +138,9 @@ class DeployRunner:
         self._plans: dict[tuple[frozenset[int], tuple[int, ...]], _Plan] = {}
         self._folded: dict[int, _Fused] = {}  # layer id -> the fused step whose weights are folded
         self._sized_for: tuple[tuple[int, ...], ...] | None = None  # input shapes memory was sized for
+        self._threads = 1  # the current pass's
+        self._shapes: dict[int, list[tuple[int, tuple[int, ...]]]] = {}  # layer id -> blobs after Reshape
+        self._pack_choice: tuple[object, frozenset[int]] | None = None  # (input shapes, layer ids)
 
     # ------------------------------------------------------------------ running
     def forward(self, start: int, end: int, keep: Iterable[str | int] = ()) -> float:
@@ -141,6 +154,7 @@ class DeployRunner:
         loss: torch.Tensor | float = 0.0
         with threads.inference() as shared:
             workers = shared if net.device.type == "cpu" else SERIAL  # CUDA kernels queue anyway
+            self._threads = workers.count
             whole = start == 0 and end == len(net.layers) - 1
             watched = net.before_forward or net.after_forward  # callbacks see the layers in order
             if whole and workers.count > 1 and plan.stages and not watched:
@@ -171,22 +185,47 @@ class DeployRunner:
         """A whole pass, stage by stage: the steps of a stage that run ``_together`` run at the
         same time, one per thread (each on one thread); the others run one after another, each on
         all threads (``_run_alone``). The loss is summed in the steps' order, as in a pass step by
-        step."""
+        step.
+
+        Steps that run together in consecutive stages are handed to the threads as one job, each
+        step taken once the steps it follows have run, and the other steps of those stages wait
+        until the job is done, unless a step of the job must follow them: a thread that finishes
+        its step goes on to the next stage's instead of waiting for the others of its stage, and
+        a worker is woken once for several stages (on a virtual machine a woken core runs slow for
+        a while)."""
         losses: list[torch.Tensor | float] = [0.0] * len(plan.steps)
         together = self._together(plan, workers)
+        job: list[int] = []
+        deferred: list[int] = []
+        released: list[int] = []
 
         def run(index: int) -> None:
             losses[index] = self._run_step(plan.steps[index], SERIAL)
 
-        for stage in plan.stages:
-            at_once = [k for k in stage.steps if k in together]
-            if at_once:
-                workers.run([functools.partial(run, k) for k in at_once])
-            for k in stage.steps:
-                if k not in together:
-                    losses[k] = self._run_alone(plan.steps[k], workers)
-            for blob_id in stage.released:
+        def flush() -> None:
+            position = {k: i for i, k in enumerate(job)}
+            if job:
+                workers.run([functools.partial(run, k) for k in job],
+                            [{position[j] for j in needs[k] if j in position} for k in job])
+            for k in deferred:
+                losses[k] = self._run_alone(plan.steps[k], workers)
+            for blob_id in released:
                 self.net.blob_list[blob_id].release_data()
+            for pending in (job, deferred, released):
+                pending.clear()
+
+        needs: dict[int, set[int]] = {}
+        for stage in plan.stages:
+            needs.update(stage.needs)
+            at_once = [k for k in stage.steps if k in together]
+            if deferred and any(j in deferred for k in at_once for j in needs[k]):
+                flush()
+            job.extend(at_once)
+            deferred.extend(k for k in stage.steps if k not in together)
+            released.extend(stage.released)
+            if not job:  # nothing to go on with: the memory is released now
+                flush()
+        flush()
         return float(sum(losses, start=0.0))
 
     def _together(self, plan: _Plan, workers: Workers) -> set[int]:
@@ -221,7 +260,19 @@ class DeployRunner:
         net = self.net
         layer = net.layers[step]
         kernel = _sharing(layer, workers) if layer.shares_work else None
-        return layer.run_forward(net.bottom_vecs[step], net.top_vecs[step], kernel)
+        return self._forward(step, layer, net.bottom_vecs[step], net.top_vecs[step], kernel)
+
+    def _forward(self, layer_id: int, layer: Layer, bottom: Sequence[Blob], top: Sequence[Blob],
+                 kernel: Callable[[Sequence[Blob], Sequence[Blob]], None] | None) -> torch.Tensor | float:
+        """``layer.run_forward``, without its Reshape where the layer's blobs are those, and have the
+        shapes, they had after its last one, and its type reshapes from the shapes alone
+        (``_STAGED_TYPES``): in a net of many small steps, Reshape is a few percent of a pass."""
+        shapes = [(id(blob), blob.shape) for blob in (*bottom, *top)]
+        if self._shapes.get(layer_id) == shapes and layer.type in _STAGED_TYPES:
+            return layer.run_forward(bottom, top, kernel, reshape=False)
+        loss = layer.run_forward(bottom, top, kernel)
+        self._shapes[layer_id] = [(id(blob), blob.shape) for blob in (*bottom, *top)]
+        return loss
 
     def _image_per_thread(self, step: int | _Fused, workers: Workers) -> bool:
         """Whether the step's first top holds at least one image per thread (its kernels then cut
@@ -246,13 +297,41 @@ class DeployRunner:
             return pieces.linear_parts(workers, rows, weights) == workers.count
         return pieces.parts(workers, rows * weights, pieces.MIN_PIECE_MACS) == workers.count
 
+    def _packs(self, step: _Fused, images: int) -> bool:
+        """Whether the convolution of ``step`` runs on weights packed once (``recaffe.math.onednn``):
+        with one image, or fewer images than threads, where reordering the weights at every pass
+        weighs most, if it is one of those chosen for packing (``_chosen_for_packing``)."""
+        if images >= max(2, self._threads):
+            return False
+        if self._pack_choice is None or self._pack_choice[0] != self._sized_for:
+            self._pack_choice = (self._sized_for, self._chosen_for_packing())
+        return step.layer_id in self._pack_choice[1]
+
+    def _chosen_for_packing(self) -> frozenset[int]:
+        """The convolutions whose weights are packed: those with the fewest output pixels per image
+        first (the reorder is the larger part of their time), as long as the packed copies add up
+        to at most ``PACKED_BYTES``."""
+        net = self.net
+        ranked = sorted((top.count(2), layer_id) for layer_id, layer in enumerate(net.layers)
+                        if layer.type == "Convolution" and (top := net.top_vecs[layer_id][0]).num_axes == 4)
+        chosen: set[int] = set()
+        total = 0
+        for _, layer_id in ranked:
+            weight = net.layers[layer_id].blobs[0]
+            size = weight.count() * weight.dtype.itemsize
+            if total + size <= PACKED_BYTES:
+                chosen.add(layer_id)
+                total += size
+        return frozenset(chosen)
+
     def _run_fused(self, step: _Fused, workers: Workers) -> None:
         self._fold(step)
         net = self.net
         layer = net.layers[step.layer_id]
         bottoms, top = net.bottom_vecs[step.layer_id], net.blob_list[step.top]
         slope = None if step.relu is None else net.layers[step.relu].param.relu_param.negative_slope
-        layer.run_forward(bottoms, [top], functools.partial(self._fused_kernel, step, workers, slope))
+        kernel = functools.partial(self._fused_kernel, step, workers, slope)
+        self._forward(step.layer_id, layer, bottoms, [top], kernel)
 
     def _fused_kernel(self, step: _Fused, workers: Workers, slope: float | None, bottoms: list[Blob],
                       tops: list[Blob]) -> None:
@@ -268,7 +347,13 @@ class DeployRunner:
             group = layer.param.convolution_param.group
             m = winograd.tile_size(x.shape, weight.shape, g.stride, g.pad, g.dilation, group) \
                 if layer.type == "Convolution" and layout.use_channels_last(x) else None
-            if m is None:
+            transposed = layer.type == "Deconvolution"
+            if m is None and self._packs(step, x.shape[0]) and onednn.available(x, g, transposed):
+                if x.shape not in step.packed:  # (one input shape at a time)
+                    step.packed = {x.shape: onednn.pack(weight, g, group, x.shape)}
+                packed = step.packed[x.shape]
+                y = onednn.convolution(layout.to_channels_last(x), packed, bias, g, group, slope)
+            elif m is None:
                 y = pieces.convolution(workers, x, weight, bias, g, group, slope)
             else:
                 if m not in step.winograd:
@@ -389,6 +474,7 @@ class DeployRunner:
         net = self.net
         storage = [blob.data_storage_key() for blob in net.blob_list]
         level: list[int] = []
+        needs: list[set[int]] = []
         writer: dict[int, int] = {}  # storage -> the step that last wrote it
         readers: dict[int, list[int]] = {}  # storage -> the steps that read it since
         for index, step in enumerate(steps):
@@ -400,6 +486,7 @@ class DeployRunner:
             after = {writer[s] for s in reads | writes if s in writer}
             after.update(r for s in writes for r in readers.get(s, ()))
             level.append(1 + max((level[k] for k in after), default=-1))
+            needs.append(after)
             for s in reads:
                 readers.setdefault(s, []).append(index)
             for s in writes:
@@ -407,18 +494,21 @@ class DeployRunner:
         stages = [_Stage([], released) for released in self._releases(steps, kept, level)]
         for index, stage in enumerate(level):
             stages[stage].steps.append(index)
+            stages[stage].needs[index] = needs[index]
         return stages
 
     # ------------------------------------------------------------------ folding
     def _fold(self, step: _Fused) -> None:
         """Fold the absorbed layers into the weights; a convolution's weights then stay in the
-        layout its kernel reads (channels-last on the CPU) instead of being converted each pass."""
+        layout its kernel reads (channels-last on the CPU) instead of being converted each pass,
+        unless it runs on packed weights (``_packs``: no third copy)."""
         if self._folded.get(step.layer_id) is step:
             return
         layer = self.net.layers[step.layer_id]
         if step.absorbed:
             self._fold_affine(step, layer)
-        if layer.type == "Convolution" and layout.use_channels_last(layer.blobs[0].data):
+        packed = self._packs(step, self.net.bottom_vecs[step.layer_id][0].shape[0])
+        if layer.type == "Convolution" and layout.use_channels_last(layer.blobs[0].data) and not packed:
             weight = layer.blobs[0]
             held = layout.to_channels_last(weight.data)
             if held.data_ptr() != weight.data.data_ptr():

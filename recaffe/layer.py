@@ -121,13 +121,14 @@ class Layer:
             self.set_loss_weights(top)
 
     @final
-    def run_forward(self, bottom: Blobs, top: Blobs,
-                    kernel: Callable[[Blobs, Blobs], None] | None = None) -> torch.Tensor | float:
-        """Reshape, forward (or ``kernel``, deploy mode's version of it), and return the weighted
-        loss of this layer's tops."""
+    def run_forward(self, bottom: Blobs, top: Blobs, kernel: Callable[[Blobs, Blobs], None] | None = None,
+                    reshape: bool = True) -> torch.Tensor | float:
+        """Reshape (unless the caller knows the tops have their shapes already), forward (or
+        ``kernel``, deploy mode's version of it), and return the weighted loss of this layer's tops."""
         with torch.no_grad():
-            with self.shape_errors():
-                self.reshape(bottom, top)
+            if reshape:
+                with self.shape_errors():
+                    self.reshape(bottom, top)
             try:
                 (kernel or self.forward)(bottom, top)
             except errors.RecaffeError:

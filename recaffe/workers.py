@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TypeVar
 
 import torch
@@ -34,30 +34,58 @@ T = TypeVar("T")
 
 
 class _Job:
-    """One call's pieces, the next one to take, and how many are finished."""
+    """One call's pieces, which of them each must follow, the next one to take, and how many are
+    finished."""
 
-    __slots__ = ("pieces", "taken", "finished", "lock", "done", "error")
+    __slots__ = ("pieces", "taken", "finished", "lock", "done", "error", "needs", "ready")
 
-    def __init__(self, pieces: Sequence[Piece]) -> None:
+    def __init__(self, pieces: Sequence[Piece], needs: Sequence[Collection[int]] | None = None) -> None:
         self.pieces = pieces
         self.taken = itertools.count()  # next() is atomic: each index is handed out once
         self.finished = 0
-        self.lock = threading.Lock()
+        self.lock = threading.Condition(threading.Lock())
         self.done = threading.Event()
         self.error: BaseException | None = None
+        # per piece, with needs: the pieces it must follow, None once taken
+        self.needs: list[set[int] | None] | None = (
+            None if needs is None or not any(needs) else [set(n) for n in needs])
+        self.ready = [False] * len(pieces)  # (with needs) finished, or skipped after an error
 
     def work(self) -> None:
         """Run pieces until none is left to take."""
         count = len(self.pieces)
-        while (index := next(self.taken)) < count:
+        while (index := self._next(count)) < count:
             try:
-                self.pieces[index]()
+                if self.error is None or self.needs is None:
+                    self.pieces[index]()
             except BaseException as e:  # handed to the caller, which raises it
                 self.error = self.error or e
             with self.lock:
                 self.finished += 1
+                self.ready[index] = True
+                if self.needs is not None:
+                    self.lock.notify_all()
                 if self.finished == count:
                     self.done.set()
+
+    def _next(self, count: int) -> int:
+        """The next piece to run: the next in order, or, with needs, the first not taken whose
+        pieces to follow are finished (waiting until one is; ``count`` once all are taken)."""
+        if self.needs is None:
+            return next(self.taken)
+        needs = self.needs
+        with self.lock:
+            while True:
+                pending = False
+                for i, after in enumerate(needs):
+                    if after is not None:
+                        pending = True
+                        if all(self.ready[j] for j in after):
+                            needs[i] = None  # taken
+                            return i
+                if not pending:
+                    return count
+                self.lock.wait()
 
 
 class Workers:
@@ -78,16 +106,20 @@ class Workers:
         self._busy = threading.Lock()
         self._started = 0
 
-    def run(self, pieces: Sequence[Piece]) -> None:
+    def run(self, pieces: Sequence[Piece], needs: Sequence[Collection[int]] | None = None) -> None:
         """Run every piece once (in no set order, on any of the threads); return when all have run.
-        The first exception a piece raises is raised here, after the others have finished."""
+        ``needs[i]``: the pieces (each before ``i`` in order) that piece ``i`` must follow. The
+        first exception a piece raises is raised here, after the others have finished or, with
+        needs, been skipped."""
+        if needs is not None and any(j >= i for i, after in enumerate(needs) for j in after):
+            raise ValueError(f"a piece must follow only pieces before it, got needs {list(needs)}")
         if self.count == 1 or len(pieces) < 2 or not self._busy.acquire(blocking=False):
             for piece in pieces:
                 piece()
             return
         try:
             self._start()
-            job = _Job(pieces)
+            job = _Job(pieces, needs)
             with self._wake:
                 self._job = job
                 self._generation += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import pathlib
 
 import pytest
@@ -192,6 +193,84 @@ def test_winograd_convolutions_give_the_plain_outputs_and_follow_new_weights(
     assert used == [4, 4, 2]
     assert_close(plain.blob_by_name("ip").data, fused.blob_by_name("ip").data)
     assert_new_weights_are_followed(plain, fused, tmp_path / "new.caffemodel", 3, "ip")
+
+
+
+def test_fewer_images_than_threads_convolve_on_weights_packed_once(tmp_path: pathlib.Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three threads: at batch 1 and 2 each convolution runs on its weights packed once for the
+    input shape (``recaffe.math.onednn``), packed again for a new shape or new weights; at batch 3
+    on the plain weights. The plain net's outputs throughout."""
+    from recaffe import threads
+    from recaffe.math import onednn
+
+    packed: list[tuple[int, ...]] = []
+    real = onednn.pack
+    monkeypatch.setattr(onednn, "pack", lambda *args: packed.append(tuple(args[3])) or real(*args))
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    monkeypatch.setattr(threads, "_governor", threads._Governor())
+    try:
+        plain, fused = pair(FUSIONS)
+        for batch in (1, 1, 2, 3, 1):
+            for net in (plain, fused):
+                net.blob_by_name("data").reshape((batch, 3, 12, 12))
+                net.reshape()
+                net.blob_by_name("data").data.copy_(torch.linspace(-2, 2, batch * 432).view(batch, 3, 12, 12))
+            plain.forward()
+            fused.forward()
+            assert_close(plain.blob_by_name("prob").data, fused.blob_by_name("prob").data)
+        shapes = [(1, 3, 12, 12), (1, 8, 10, 10)]
+        assert packed == [*shapes, (2, 3, 12, 12), (2, 8, 10, 10), *shapes]
+        assert_new_weights_are_followed(plain, fused, tmp_path / "new.caffemodel", 6, "prob")
+        assert packed[6:] == shapes
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_packed_weights_stay_within_their_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fewest output pixels first (a tie: the earlier layer), while the packed bytes fit."""
+    from recaffe.math import onednn
+
+    packed: list[str] = []
+    real = onednn.pack
+    monkeypatch.setattr(onednn, "pack", lambda *args: packed.append(str(tuple(args[0].shape))) or real(*args))
+    monkeypatch.setattr(deploy, "PACKED_BYTES", 8 * 8 * 9 * 4 + 100)  # conv2's weights, not both
+    plain, fused = pair(FUSIONS)
+    plain.forward()
+    fused.forward()
+    assert packed == [str((8, 3, 3, 3))]  # conv1 (10×10 out, like conv2, and first), 864 bytes
+    assert_close(plain.blob_by_name("prob").data, fused.blob_by_name("prob").data)
+
+
+def test_a_layer_reshapes_again_only_when_its_blobs_change_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Passes on the same shapes skip Reshape; a new batch, or a blob reshaped from outside, brings
+    it back for the layers it reaches; the plain net's outputs throughout."""
+    plain, fused = pair(FUSIONS)
+    calls: collections.Counter[str] = collections.Counter()
+    for layer, name in zip(fused.layers, fused.layer_names):
+        real = layer.reshape
+        monkeypatch.setattr(layer, "reshape",
+                            lambda b, t, real=real, name=name: calls.update([name]) or real(b, t))
+    fused.forward()
+    first = dict(calls)
+    assert first["prob"] == 1 and first["ip"] == 1
+    fused.forward()
+    assert dict(calls) == first
+    fused.blob_by_name("ip").reshape((2, 3))  # from outside: ip's Reshape gives it back its shape
+    fused.forward()
+    assert calls["ip"] == 2 and calls["prob"] == 1 and calls["conv2"] == 1
+    plain.forward()
+    assert_close(plain.blob_by_name("prob").data, fused.blob_by_name("prob").data)
+    for net in (plain, fused):
+        net.blob_by_name("data").reshape((2, 3, 12, 12))
+        net.reshape()
+        net.blob_by_name("data").data.normal_(generator=torch.Generator().manual_seed(3))
+    calls.clear()
+    plain.forward()
+    fused.forward()
+    assert calls["conv2"] == 1 and calls["prob"] == 1
+    assert_close(plain.blob_by_name("prob").data, fused.blob_by_name("prob").data)
 
 
 BRANCHES = FIXTURES / "deploy_branches.prototxt"

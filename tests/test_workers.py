@@ -42,6 +42,41 @@ def test_the_first_error_is_raised_after_the_other_pieces_ran() -> None:
     assert ran[-2:] in ([99, 100], [100, 99])
 
 
+def test_a_piece_starts_after_the_pieces_it_needs_have_finished() -> None:
+    """A diamond and a chain on three threads, many times: each piece starts only after those it
+    follows ended. After a piece fails, those not started yet are skipped (its followers among
+    them), and its error is raised."""
+    pool = Workers(3)
+    needs = [set(), set(), {0}, {0, 1}, {2, 3}, set(), {5}]
+    events: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def piece(i: int) -> None:
+        with lock:
+            events.append(("start", i))
+        with lock:
+            events.append(("end", i))
+
+    for _ in range(50):
+        events.clear()
+        pool.run([lambda i=i: piece(i) for i in range(len(needs))], needs)
+        when = {event: position for position, event in enumerate(events)}
+        assert len(events) == 2 * len(needs)
+        assert all(when[("end", j)] < when[("start", i)] for i, after in enumerate(needs) for j in after)
+    ran: list[int] = []
+
+    def failing(i: int) -> None:
+        if i == 2:
+            raise ValueError("piece 2 failed")
+        ran.append(i)
+
+    with pytest.raises(ValueError, match="piece 2 failed"):
+        pool.run([lambda i=i: failing(i) for i in range(len(needs))], needs)
+    assert 4 not in ran and {0, 1}.issubset(ran)
+    with pytest.raises(ValueError, match="must follow only pieces before it"):
+        pool.run([lambda: None, lambda: None], [{1}, set()])
+
+
 def test_a_piece_may_run_pieces_and_callers_may_overlap() -> None:
     pool = Workers(2)
     done: list[str] = []

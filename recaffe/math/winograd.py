@@ -51,6 +51,7 @@ MIN_CHANNELS = 32
 MIN_CHANNEL_PAIRS = 64 * 128  # (64→64 at 56×56 gains nothing: the transforms cost what the products save)
 M2_MIN_CHANNELS = 128
 TILES_PER_PIECE = 96  # tiles a piece takes through all three stages (fewer when a row has more)
+KERNEL_BLOCK = 32  # output channels whose transformed kernels are computed at once
 
 
 @dataclass(frozen=True)
@@ -129,11 +130,17 @@ def tile_size(x_shape: torch.Size | tuple[int, ...], weight_shape: torch.Size | 
 
 
 def kernels(weight: torch.Tensor, m: int) -> torch.Tensor:
-    """U = G g Gᵀ for every (output, input) channel pair: (n², C, K) float32, computed in double."""
+    """U = G g Gᵀ for every (output, input) channel pair: (n², C, K) float32, computed in double
+    a block of ``KERNEL_BLOCK`` output channels at a time (the double copies of a whole layer's
+    weights would raise the peak memory of a net's first pass by several times them)."""
     g = transform(m).g
     out_channels, in_channels = weight.shape[:2]
-    u = torch.einsum("ik,ockl,jl->ijco", g, weight.double().cpu(), g)
-    return u.reshape(-1, in_channels, out_channels).to(weight.dtype).contiguous()
+    u = torch.empty((transform(m).n ** 2, in_channels, out_channels), dtype=weight.dtype)
+    for first in range(0, out_channels, KERNEL_BLOCK):
+        block = weight[first:first + KERNEL_BLOCK].double().cpu()
+        values = torch.einsum("ik,ockl,jl->ijco", g, block, g)
+        u[:, :, first:first + block.shape[0]] = values.reshape(-1, in_channels, block.shape[0])
+    return u
 
 
 def convolution(workers: Workers, x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None,
