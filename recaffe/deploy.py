@@ -103,6 +103,7 @@ class _Fused:
     saved_rows: dict[int, torch.Tensor] = field(default_factory=dict)  # rows a zero factor wiped
     winograd: dict[int, torch.Tensor] = field(default_factory=dict)  # m -> the folded weights' U
     packed: dict[torch.Size, torch.Tensor] = field(default_factory=dict)  # input shape -> oneDNN's weights
+    kernels: dict[tuple[torch.Size, int], str | int] = field(default_factory=dict)  # (shape, threads) -> kind
     # (a step is made anew once its weights are unfolded, so these never outlive the weights)
 
     @property
@@ -152,7 +153,7 @@ class DeployRunner:
             self._sized_for = inputs
         plan = self._plan(kept)
         loss: torch.Tensor | float = 0.0
-        with threads.inference() as shared:
+        with threads.inference() as shared, torch.no_grad():
             workers = shared if net.device.type == "cpu" else SERIAL  # CUDA kernels queue anyway
             self._threads = workers.count
             whole = start == 0 and end == len(net.layers) - 1
@@ -343,25 +344,42 @@ class DeployRunner:
             layout.store(top, y)
         elif isinstance(layer, BaseConvolutionLayer):
             bias = layer.blobs[1].data if len(layer.blobs) > 1 else step.bias
-            x, weight, g = bottoms[0].strided_data(), layer.blobs[0].strided_data(), layer.geometry
-            group = layer.param.convolution_param.group
-            m = winograd.tile_size(x.shape, weight.shape, g.stride, g.pad, g.dilation, group) \
-                if layer.type == "Convolution" and layout.use_channels_last(x) else None
-            transposed = layer.type == "Deconvolution"
-            if m is None and self._packs(step, x.shape[0]) and onednn.available(x, g, transposed):
-                if x.shape not in step.packed:  # (one input shape at a time)
-                    step.packed = {x.shape: onednn.pack(weight, g, group, x.shape)}
-                packed = step.packed[x.shape]
-                y = onednn.convolution(layout.to_channels_last(x), packed, bias, g, group, slope)
-            elif m is None:
-                y = pieces.convolution(workers, x, weight, bias, g, group, slope)
-            else:
-                if m not in step.winograd:
-                    step.winograd[m] = winograd.kernels(weight, m)
-                y = winograd.convolution(workers, x, step.winograd[m], bias, g.pad, m, slope)
-            layout.store(top, y)
+            layout.store(top, self._convolve(step, layer, workers, bottoms[0].strided_data(), bias, slope))
         elif isinstance(layer, InnerProductLayer):  # its bias blob holds the folded bias
             layer.forward(bottoms, tops, workers=workers, slope=slope)
+
+    def _convolve(self, step: _Fused, layer: BaseConvolutionLayer, workers: Workers, x: torch.Tensor,
+                  bias: torch.Tensor | None, slope: float | None) -> torch.Tensor:
+        """A fused step's convolution of ``x``, with the kernel chosen once for its shape and the
+        thread count (``_conv_kernel``)."""
+        weight, g, group = layer.blobs[0].strided_data(), layer.geometry, layer.param.convolution_param.group
+        key = (x.shape, self._threads)
+        kind = step.kernels.get(key)
+        if kind is None:
+            kind = step.kernels[key] = self._conv_kernel(step, layer, x, weight)
+        if kind == "packed":
+            if x.shape not in step.packed:  # (one input shape at a time)
+                step.packed = {x.shape: onednn.pack(weight, g, group, x.shape)}
+            return onednn.convolution(layout.to_channels_last(x), step.packed[x.shape], bias, g, group, slope)
+        if isinstance(kind, str):  # "direct"
+            return pieces.convolution(workers, x, weight, bias, g, group, slope)
+        if kind not in step.winograd:
+            step.winograd[kind] = winograd.kernels(weight, kind)
+        return winograd.convolution(workers, x, step.winograd[kind], bias, g.pad, kind, slope)
+
+    def _conv_kernel(self, step: _Fused, layer: BaseConvolutionLayer, x: torch.Tensor,
+                     weight: torch.Tensor) -> str | int:
+        """Winograd's F(m×m, 3×3) (its m) where ``winograd.tile_size`` gives one, else ``"packed"``
+        where the weights are packed (``_packs``) and oneDNN takes the convolution, else
+        ``"direct"``."""
+        g, group = layer.geometry, layer.param.convolution_param.group
+        if layer.type == "Convolution" and layout.use_channels_last(x):
+            m = winograd.tile_size(x.shape, weight.shape, g.stride, g.pad, g.dilation, group)
+            if m is not None:
+                return m
+        if self._packs(step, x.shape[0]) and onednn.available(x, g, layer.type == "Deconvolution"):
+            return "packed"
+        return "direct"
 
     # ------------------------------------------------------------------ planning
     def _plan(self, kept: frozenset[int]) -> _Plan:

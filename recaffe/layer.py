@@ -124,22 +124,25 @@ class Layer:
     def run_forward(self, bottom: Blobs, top: Blobs, kernel: Callable[[Blobs, Blobs], None] | None = None,
                     reshape: bool = True) -> torch.Tensor | float:
         """Reshape (unless the caller knows the tops have their shapes already), forward (or
-        ``kernel``, deploy mode's version of it), and return the weighted loss of this layer's tops."""
-        with torch.no_grad():
-            if reshape:
-                with self.shape_errors():
-                    self.reshape(bottom, top)
-            try:
-                (kernel or self.forward)(bottom, top)
-            except errors.RecaffeError:
-                raise
-            except (RuntimeError, ValueError, IndexError, MemoryError) as e:
-                raise self.error(self._forward_failure(bottom, e)) from e
-            loss: torch.Tensor | float = 0.0
-            for weight, blob in zip(self.loss_weights, top):
-                if weight:
-                    loss = loss + torch.dot(blob.data.reshape(-1), blob.diff.reshape(-1))
-            return loss
+        ``kernel``, deploy mode's version of it), and return the weighted loss of this layer's tops.
+        Runs with autograd off (a caller that has turned it off already saves entering it again)."""
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return self.run_forward(bottom, top, kernel, reshape)
+        if reshape:
+            with self.shape_errors():
+                self.reshape(bottom, top)
+        try:
+            (kernel or self.forward)(bottom, top)
+        except errors.RecaffeError:
+            raise
+        except (RuntimeError, ValueError, IndexError, MemoryError) as e:
+            raise self.error(self._forward_failure(bottom, e)) from e
+        loss: torch.Tensor | float = 0.0
+        for weight, blob in zip(self.loss_weights, top):
+            if weight:
+                loss = loss + torch.dot(blob.data.reshape(-1), blob.diff.reshape(-1))
+        return loss
 
     @final
     def run_backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:

@@ -143,6 +143,7 @@ class Workers:
     def _serve(self, ready: threading.Event) -> None:
         torch.set_num_threads(1)  # this thread's kernels (it also sets the default of new threads,
         seen = self._generation   # which the caller restores when its deploy-mode pass ends)
+        torch.set_grad_enabled(False)  # (its pieces are kernels: no autograd, and none to enter)
         ready.set()
         while True:
             with self._wake:
