@@ -311,10 +311,11 @@ class DeployRunner:
     def _chosen_for_packing(self) -> frozenset[int]:
         """The convolutions whose weights are packed: those with the fewest output pixels per image
         first (the reorder is the larger part of their time), as long as the packed copies add up
-        to at most ``PACKED_BYTES``."""
+        to at most ``PACKED_BYTES``; not those that run as Winograd convolutions."""
         net = self.net
-        ranked = sorted((top.count(2), layer_id) for layer_id, layer in enumerate(net.layers)
-                        if layer.type == "Convolution" and (top := net.top_vecs[layer_id][0]).num_axes == 4)
+        ranked = sorted((net.top_vecs[i][0].count(2), i) for i, layer in enumerate(net.layers)
+                        if isinstance(layer, BaseConvolutionLayer) and layer.type == "Convolution"
+                        and net.top_vecs[i][0].num_axes == 4 and not self._winograd(i, layer))
         chosen: set[int] = set()
         total = 0
         for _, layer_id in ranked:
@@ -324,6 +325,12 @@ class DeployRunner:
                 chosen.add(layer_id)
                 total += size
         return frozenset(chosen)
+
+    def _winograd(self, layer_id: int, layer: BaseConvolutionLayer) -> bool:
+        """Whether the convolution runs as Winograd's (``winograd.tile_size``) on its bottom's shape."""
+        g, shape = layer.geometry, self.net.bottom_vecs[layer_id][0].shape
+        return winograd.tile_size(shape, layer.blobs[0].shape, g.stride, g.pad, g.dilation,
+                                  layer.param.convolution_param.group) is not None
 
     def _run_fused(self, step: _Fused, workers: Workers) -> None:
         self._fold(step)

@@ -229,7 +229,8 @@ def test_fewer_images_than_threads_convolve_on_weights_packed_once(tmp_path: pat
 
 
 def test_packed_weights_stay_within_their_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The fewest output pixels first (a tie: the earlier layer), while the packed bytes fit."""
+    """The fewest output pixels first (a tie: the earlier layer), while the packed bytes fit; never a
+    layer that runs as a Winograd convolution."""
     from recaffe.math import onednn
 
     packed: list[str] = []
@@ -241,6 +242,12 @@ def test_packed_weights_stay_within_their_memory_budget(monkeypatch: pytest.Monk
     fused.forward()
     assert packed == [str((8, 3, 3, 3))]  # conv1 (10×10 out, like conv2, and first), 864 bytes
     assert_close(plain.blob_by_name("prob").data, fused.blob_by_name("prob").data)
+    packed.clear()
+    plain, fused = pair(FIXTURES / "deploy_winograd.prototxt")  # Winograd layers: nothing to pack
+    plain.forward()
+    fused.forward()
+    assert packed == [] and fused.deploy is not None and fused.deploy._chosen_for_packing() == frozenset()
+    assert_close(plain.blob_by_name("ip").data, fused.blob_by_name("ip").data)
 
 
 def test_a_layer_reshapes_again_only_when_its_blobs_change_shape(monkeypatch: pytest.MonkeyPatch) -> None:
