@@ -311,11 +311,12 @@ class DeployRunner:
     def _chosen_for_packing(self) -> frozenset[int]:
         """The convolutions whose weights are packed: those with the fewest output pixels per image
         first (the reorder is the larger part of their time), as long as the packed copies add up
-        to at most ``PACKED_BYTES``; not those that run as Winograd convolutions."""
+        to at most ``PACKED_BYTES``; only those oneDNN takes (``onednn.available``) and that do not
+        run as Winograd convolutions, so that a chosen layer always runs on its packed weights."""
         net = self.net
         ranked = sorted((net.top_vecs[i][0].count(2), i) for i, layer in enumerate(net.layers)
                         if isinstance(layer, BaseConvolutionLayer) and layer.type == "Convolution"
-                        and net.top_vecs[i][0].num_axes == 4 and not self._winograd(i, layer))
+                        and net.top_vecs[i][0].num_axes == 4 and self._packable(i, layer))
         chosen: set[int] = set()
         total = 0
         for _, layer_id in ranked:
@@ -326,11 +327,11 @@ class DeployRunner:
                 total += size
         return frozenset(chosen)
 
-    def _winograd(self, layer_id: int, layer: BaseConvolutionLayer) -> bool:
-        """Whether the convolution runs as Winograd's (``winograd.tile_size``) on its bottom's shape."""
-        g, shape = layer.geometry, self.net.bottom_vecs[layer_id][0].shape
-        return winograd.tile_size(shape, layer.blobs[0].shape, g.stride, g.pad, g.dilation,
-                                  layer.param.convolution_param.group) is not None
+    def _packable(self, layer_id: int, layer: BaseConvolutionLayer) -> bool:
+        """Whether oneDNN takes the convolution on its bottom's shape and it is not a Winograd one."""
+        bottom = self.net.bottom_vecs[layer_id][0]
+        return (onednn.available(bottom.shape, bottom.device, layer.geometry, transposed=False)
+                and _tile_size(layer, bottom.shape) is None)
 
     def _run_fused(self, step: _Fused, workers: Workers) -> None:
         self._fold(step)
@@ -363,7 +364,7 @@ class DeployRunner:
         key = (x.shape, self._threads)
         kind = step.kernels.get(key)
         if kind is None:
-            kind = step.kernels[key] = self._conv_kernel(step, layer, x, weight)
+            kind = step.kernels[key] = self._conv_kernel(step, layer, x)
         if kind == "packed":
             if x.shape not in step.packed:  # (one input shape at a time)
                 step.packed = {x.shape: onednn.pack(weight, g, group, x.shape)}
@@ -374,19 +375,14 @@ class DeployRunner:
             step.winograd[kind] = winograd.kernels(weight, kind)
         return winograd.convolution(workers, x, step.winograd[kind], bias, g.pad, kind, slope)
 
-    def _conv_kernel(self, step: _Fused, layer: BaseConvolutionLayer, x: torch.Tensor,
-                     weight: torch.Tensor) -> str | int:
+    def _conv_kernel(self, step: _Fused, layer: BaseConvolutionLayer, x: torch.Tensor) -> str | int:
         """Winograd's F(m×m, 3×3) (its m) where ``winograd.tile_size`` gives one, else ``"packed"``
-        where the weights are packed (``_packs``) and oneDNN takes the convolution, else
-        ``"direct"``."""
-        g, group = layer.geometry, layer.param.convolution_param.group
+        where the weights are packed (``_packs``), else ``"direct"``."""
         if layer.type == "Convolution" and layout.use_channels_last(x):
-            m = winograd.tile_size(x.shape, weight.shape, g.stride, g.pad, g.dilation, group)
+            m = _tile_size(layer, x.shape)
             if m is not None:
                 return m
-        if self._packs(step, x.shape[0]) and onednn.available(x, g, layer.type == "Deconvolution"):
-            return "packed"
-        return "direct"
+        return "packed" if self._packs(step, x.shape[0]) else "direct"
 
     # ------------------------------------------------------------------ planning
     def _plan(self, kept: frozenset[int]) -> _Plan:
@@ -584,6 +580,13 @@ class DeployRunner:
 def _layer_ids(step: int | _Fused) -> list[int]:
     """The layers a plan step runs."""
     return step.layer_ids if isinstance(step, _Fused) else [step]
+
+
+def _tile_size(layer: BaseConvolutionLayer, x_shape: tuple[int, ...]) -> int | None:
+    """``winograd.tile_size`` for the layer's convolution of inputs of ``x_shape``."""
+    g = layer.geometry
+    return winograd.tile_size(x_shape, layer.blobs[0].shape, g.stride, g.pad, g.dilation,
+                              layer.param.convolution_param.group)
 
 
 def _sharing(layer: Layer, workers: Workers) -> Callable[[Sequence[Blob], Sequence[Blob]], None]:

@@ -14,17 +14,20 @@ only where the reorder weighs most: passes with fewer images than threads.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from recaffe.math.im2col import Geometry
 from recaffe.math.pieces import relu_
 
 
-def available(x: torch.Tensor, g: Geometry, transposed: bool) -> bool:
-    """Whether ``convolution`` can run this convolution: a 2-D one on the CPU with oneDNN present,
-    a geometry torch's kernels accept (``Geometry.torch_compatible``), not transposed."""
-    return (not transposed and x.dim() == 4 and x.device.type == "cpu" and len(g.kernel) == 2
-            and g.torch_compatible(x.shape[2:]) and torch.backends.mkldnn.is_available())
+def available(x_shape: Sequence[int], device: torch.device, g: Geometry, transposed: bool) -> bool:
+    """Whether ``convolution`` can run this convolution of inputs of ``x_shape`` on ``device``: a
+    2-D one on the CPU with oneDNN present, a geometry torch's kernels accept
+    (``Geometry.torch_compatible``), not transposed."""
+    return (not transposed and len(x_shape) == 4 and device.type == "cpu" and len(g.kernel) == 2
+            and g.torch_compatible(x_shape[2:]) and torch.backends.mkldnn.is_available())
 
 
 def pack(weight: torch.Tensor, g: Geometry, groups: int, x_shape: torch.Size) -> torch.Tensor:

@@ -34,15 +34,16 @@ def test_values_match_the_convolution(images: int, channels: int, outputs: int, 
                                           g.pad, g.dilation, groups)
     if slope is not None:
         expected = torch.where(expected > 0, expected, expected * slope)
-    assert onednn.available(x, g, transposed=False)
+    assert onednn.available(x.shape, x.device, g, transposed=False)
     y = onednn.convolution(x, onednn.pack(w, g, groups, x.shape), b, g, groups, slope)
     assert y.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(y.double(), expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
 
 
 def test_what_it_does_not_run() -> None:
-    x = torch.zeros(1, 4, 6, 6)
-    assert not onednn.available(x, geometry(3), transposed=True)  # a Deconvolution
-    assert not onednn.available(torch.zeros(1, 4, 6), Geometry((3,), (1,), (0,), (1,)), transposed=False)
-    assert not onednn.available(x, geometry(9), transposed=False)  # a window past the padded input
-    assert not onednn.available(x, geometry(3, dilation=0), transposed=False)  # Caffe accepts it, torch not
+    shape, cpu = (1, 4, 6, 6), torch.device("cpu")
+    assert not onednn.available(shape, cpu, geometry(3), transposed=True)  # a Deconvolution
+    assert not onednn.available((1, 4, 6), cpu, Geometry((3,), (1,), (0,), (1,)), transposed=False)
+    assert not onednn.available(shape, cpu, geometry(9), transposed=False)  # a window past the padded input
+    # Caffe accepts it, torch not:
+    assert not onednn.available(shape, cpu, geometry(3, dilation=0), transposed=False)
