@@ -26,6 +26,10 @@
    ``DeployRunner._forward_by_stages`` and ``DeployRunner._forward``; weights are not packed in
    any of the three (``deploy.PACKED_BYTES = 0``), so the rows show these changes alone.
    Alternating in one process, each pass's time over the current pass's, median of ``--reps``.
+6. **Which steps run at once at batch 1**, on two threads: the small steps of each stage (before the
+   sixth pass) against every step of a stage wider than the threads, with small lone steps after
+   such steps going on in the same job (``DeployRunner._together``), alternating in one process,
+   the new pass's time over the old, median of ``--reps``.
 """
 
 from __future__ import annotations
@@ -239,6 +243,45 @@ def pass_rows(nets: list[str], reps: int) -> list[str]:
     return rows
 
 
+def _small_steps_together(runner: deploy.DeployRunner, plan: deploy._Plan, workers: Workers) -> set[int]:
+    """The steps that ran at once before the sixth pass: in each stage, those that do not share
+    their own work well, when there are more than one."""
+    together: set[int] = set()
+    for stage in plan.stages:
+        small = [k for k in stage.steps if not runner._shares_well(plan.steps[k], workers)]
+        if len(small) > 1:
+            together.update(small)
+    return together
+
+
+def together_rows(nets: list[str], reps: int) -> list[str]:
+    """A batch-1 pass with the small steps of each stage at once (the fifth pass) against one with
+    every step of a stage wider than the threads at once and small lone steps after them joined
+    (``DeployRunner._together``), alternating in one process."""
+    torch.set_num_threads(2)
+    current = deploy.DeployRunner._together
+    ways = {"small steps of a stage": _small_steps_together, "wide stages, lone steps joined": current}
+    rows = []
+    try:
+        for key in nets:
+            net = models.deploy_net(models.ALL_DEPLOY_NETS[key], models.require_caffe_models(), batch=1,
+                                    optimize=True)
+            times: dict[str, list[float]] = {name: [] for name in ways}
+            for _ in range(reps):
+                for name, together in ways.items():
+                    deploy.DeployRunner._together = together  # type: ignore[method-assign]
+                    net.forward()  # untimed: the other way's pass is over
+                    start = time.perf_counter()
+                    net.forward()
+                    times[name].append((time.perf_counter() - start) * 1000)
+            old, new = (statistics.median(values) for values in times.values())
+            ratio = statistics.median([b / a for a, b in zip(*times.values())])
+            rows.append(f"| {models.ALL_DEPLOY_NETS[key].name} | {old:.1f} | {new:.1f} | **{ratio:.2f}** |")
+    finally:
+        deploy.DeployRunner._together = current  # type: ignore[method-assign]
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -265,6 +308,10 @@ def main() -> None:
           "chained, Reshape skipped |")
     print("|---|---:|---:|---:|")
     print("\n".join(pass_rows(nets, args.reps)))
+    print("\n| net, batch 1, 2 threads | small steps of a stage at once ms | wide stages at once, "
+          "lone steps joined ms | ratio |")
+    print("|---|---:|---:|---:|")
+    print("\n".join(together_rows(nets, args.reps)))
 
 
 if __name__ == "__main__":

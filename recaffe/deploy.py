@@ -20,8 +20,9 @@ A TEST-phase net runs as a plan of steps instead of layer by layer:
   (``recaffe.workers``, ``recaffe.math.pieces``; see ``recaffe.threads``), by images when there
   are enough of them; with fewer images than threads, a step's kernels run on PyTorch's own threads
   (``workers.native``: oneDNN splits one image's convolution in native code), and small steps
-  that the DAG lets run at the same time do so, one per thread, those of consecutive stages in
-  one job (``_forward_by_stages``);
+  that the DAG lets run at the same time do so, one per thread (every step of a stage with more
+  steps than threads, such as an inception module's branches), those of consecutive stages in
+  one job (``_forward_by_stages``, ``_together``);
 * a layer is reshaped only when its blobs have changed shape since its last Reshape (``_forward``);
 * once the last step that reads a blob has run, the blob's memory is released (liveness over the
   DAG; blobs sharing storage, as Split and Flatten tops do, count as one), so the allocator hands it
@@ -87,6 +88,9 @@ _AFFINE = ("BatchNorm", "Scale", "Bias")
 # The most memory a net's packed convolution weights (``recaffe.math.onednn``) take: a second copy
 # of those weights, so that deploy mode stays leaner than OpenCV's dnn, which keeps one too.
 PACKED_BYTES = 10 << 20  # (all of CaffeNet's, 9.3 MB)
+# The most values a stage's lone small step may write and still go on in the job of the steps
+# before it (``_together``): GoogLeNet's Concat of 480 channels at 28×28 (376K) does.
+JOINED_VALUES = 1 << 19
 
 
 @dataclass
@@ -119,6 +123,7 @@ class _Stage:
     steps: list[int]
     released: list[int]
     needs: dict[int, set[int]] = field(default_factory=dict)  # step -> the steps it must follow
+    users: set[int] = field(default_factory=set)  # the steps that read or write a released blob
 
 
 @dataclass
@@ -193,10 +198,13 @@ class DeployRunner:
         until the job is done, unless a step of the job must follow them: a thread that finishes
         its step goes on to the next stage's instead of waiting for the others of its stage, and
         a worker is woken once for several stages (on a virtual machine a woken core runs slow for
-        a while)."""
+        a while). A stage's blobs are released inside the job, once the steps that use them have
+        run (unless one of those waits for the job's end), so that a job through a whole net holds
+        no more memory than a pass step by step."""
         losses: list[torch.Tensor | float] = [0.0] * len(plan.steps)
         together = self._together(plan, workers)
-        job: list[int] = []
+        job: list[int | list[int]] = []  # steps, and blob ids released once the steps using them have run
+        follows: list[set[int]] = []  # per entry of the job: the steps it must follow
         deferred: list[int] = []
         released: list[int] = []
 
@@ -204,15 +212,19 @@ class DeployRunner:
             losses[index] = self._run_step(plan.steps[index], SERIAL)
 
         def flush() -> None:
-            position = {k: i for i, k in enumerate(job)}
             if job:
-                workers.run([functools.partial(run, k) for k in job],
-                            [{position[j] for j in needs[k] if j in position} for k in job])
+                position: dict[int, int] = {}
+                pieces: list[Callable[[], object]] = []
+                for entry in job:
+                    if isinstance(entry, int):
+                        position[entry] = len(pieces)
+                    pieces.append(functools.partial(run, entry) if isinstance(entry, int)
+                                  else functools.partial(self._release, entry))
+                workers.run(pieces, [{position[j] for j in after if j in position} for after in follows])
             for k in deferred:
                 losses[k] = self._run_alone(plan.steps[k], workers)
-            for blob_id in released:
-                self.net.blob_list[blob_id].release_data()
-            for pending in (job, deferred, released):
+            self._release(released)
+            for pending in (job, follows, deferred, released):
                 pending.clear()
 
         needs: dict[int, set[int]] = {}
@@ -222,25 +234,56 @@ class DeployRunner:
             if deferred and any(j in deferred for k in at_once for j in needs[k]):
                 flush()
             job.extend(at_once)
+            follows.extend(needs[k] for k in at_once)
             deferred.extend(k for k in stage.steps if k not in together)
-            released.extend(stage.released)
+            if stage.released and job and not stage.users.intersection(deferred):
+                job.append(stage.released)  # in the job: a long job would hold every blob till its end
+                follows.append(stage.users)
+            else:
+                released.extend(stage.released)
             if not job:  # nothing to go on with: the memory is released now
                 flush()
         flush()
         return float(sum(losses, start=0.0))
 
     def _together(self, plan: _Plan, workers: Workers) -> set[int]:
-        """The steps that run at the same time as others of their stage, each on one thread: in a
-        stage with more than one step that does not share its own work well (``_shares_well``).
+        """The steps that run at the same time as others, each on one thread (``_forward_by_stages``
+        hands them to the threads in jobs):
+
+        * in a stage with more steps than threads (an inception module's branches), every step
+          without an image per thread: the stage's width keeps the threads busy, and its big steps
+          run there rather than on all threads, which would hand the threads over to PyTorch's and
+          back around each of them;
+        * in a narrower stage, the steps that do not share their own work well (``_shares_well``),
+          when there are more than one;
+        * a stage's lone step after steps that run at once, if it is small (it does not share its
+          work well and writes at most ``JOINED_VALUES`` values: a Concat or Pooling between two
+          modules): the job goes on through it instead of ending there.
+
         A pass step by step runs them on one thread too, one after another, so that every pass
         gives the same bits."""
         together: set[int] = set()
-        if workers.count > 1:
-            for stage in plan.stages:
-                small = [k for k in stage.steps if not self._shares_well(plan.steps[k], workers)]
-                if len(small) > 1:
-                    together.update(small)
+        if workers.count == 1:
+            return together
+        previous: list[int] = []
+        for stage in plan.stages:
+            steps = [k for k in stage.steps if not self._image_per_thread(plan.steps[k], workers)]
+            small = [k for k in steps if not self._shares_well(plan.steps[k], workers)]
+            if len(stage.steps) > workers.count:
+                chosen = steps
+            elif len(small) > 1 or (len(stage.steps) == 1 and previous and small
+                                    and self._writes(plan.steps[small[0]]) <= JOINED_VALUES):
+                chosen = small
+            else:
+                chosen = []
+            together.update(chosen)
+            previous = chosen
         return together
+
+    def _writes(self, step: int | _Fused) -> int:
+        """How many values the step's first top holds."""
+        tops = self.net.top_vecs[_layer_ids(step)[0]]
+        return tops[0].count() if tops else 0
 
     def _run_alone(self, step: int | _Fused, workers: Workers) -> torch.Tensor | float:
         """Run a step on all the threads. With an image per thread, its kernels cut the work into
@@ -262,6 +305,10 @@ class DeployRunner:
         layer = net.layers[step]
         kernel = _sharing(layer, workers) if layer.shares_work else None
         return self._forward(step, layer, net.bottom_vecs[step], net.top_vecs[step], kernel)
+
+    def _release(self, blob_ids: Sequence[int]) -> None:
+        for blob_id in blob_ids:
+            self.net.blob_list[blob_id].release_data()
 
     def _forward(self, layer_id: int, layer: Layer, bottom: Sequence[Blob], top: Sequence[Blob],
                  kernel: Callable[[Sequence[Blob], Sequence[Blob]], None] | None) -> torch.Tensor | float:
@@ -496,6 +543,7 @@ class DeployRunner:
         storage = [blob.data_storage_key() for blob in net.blob_list]
         level: list[int] = []
         needs: list[set[int]] = []
+        touching: dict[int, list[int]] = {}  # storage -> the steps that read or write it
         writer: dict[int, int] = {}  # storage -> the step that last wrote it
         readers: dict[int, list[int]] = {}  # storage -> the steps that read it since
         for index, step in enumerate(steps):
@@ -504,6 +552,8 @@ class DeployRunner:
                 return []
             reads = {storage[b] for i in ids for b in net.bottom_id_vecs[i]}
             writes = {storage[b] for i in ids for b in net.top_id_vecs[i]}
+            for s in reads | writes:
+                touching.setdefault(s, []).append(index)
             after = {writer[s] for s in reads | writes if s in writer}
             after.update(r for s in writes for r in readers.get(s, ()))
             level.append(1 + max((level[k] for k in after), default=-1))
@@ -516,6 +566,8 @@ class DeployRunner:
         for index, stage in enumerate(level):
             stages[stage].steps.append(index)
             stages[stage].needs[index] = needs[index]
+        for each in stages:
+            each.users = {k for b in each.released for k in touching.get(storage[b], ())}
         return stages
 
     # ------------------------------------------------------------------ folding

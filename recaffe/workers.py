@@ -21,6 +21,7 @@ a kernel in native code.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import os
 import threading
@@ -34,10 +35,11 @@ T = TypeVar("T")
 
 
 class _Job:
-    """One call's pieces, which of them each must follow, the next one to take, and how many are
-    finished."""
+    """One call's pieces, the next one to take, and how many are finished; with needs, which
+    pieces each must follow, how many of those are left, and the pieces free to take."""
 
-    __slots__ = ("pieces", "taken", "finished", "lock", "done", "error", "needs", "ready")
+    __slots__ = ("pieces", "taken", "finished", "lock", "done", "error", "waiting", "followers", "free",
+                 "left")
 
     def __init__(self, pieces: Sequence[Piece], needs: Sequence[Collection[int]] | None = None) -> None:
         self.pieces = pieces
@@ -46,46 +48,53 @@ class _Job:
         self.lock = threading.Condition(threading.Lock())
         self.done = threading.Event()
         self.error: BaseException | None = None
-        # per piece, with needs: the pieces it must follow, None once taken
-        self.needs: list[set[int] | None] | None = (
-            None if needs is None or not any(needs) else [set(n) for n in needs])
-        self.ready = [False] * len(pieces)  # (with needs) finished, or skipped after an error
+        # with needs: per piece, how many of the pieces it follows are not finished, and which
+        # pieces follow it; the pieces whose count is 0 and not taken yet, in a heap (the first in
+        # order is taken first)
+        self.waiting: list[int] | None = None
+        self.followers: list[list[int]] = []
+        self.free: list[int] = []
+        self.left = len(pieces)  # (with needs) not taken yet
+        if needs is not None and any(needs):
+            self.waiting = [len(set(after)) for after in needs]
+            self.followers = [[] for _ in pieces]
+            for i, after in enumerate(needs):
+                for j in set(after):
+                    self.followers[j].append(i)
+            self.free = [i for i, left in enumerate(self.waiting) if left == 0]
 
     def work(self) -> None:
         """Run pieces until none is left to take."""
         count = len(self.pieces)
         while (index := self._next(count)) < count:
             try:
-                if self.error is None or self.needs is None:
+                if self.error is None or self.waiting is None:
                     self.pieces[index]()
             except BaseException as e:  # handed to the caller, which raises it
                 self.error = self.error or e
             with self.lock:
                 self.finished += 1
-                self.ready[index] = True
-                if self.needs is not None:
+                if self.waiting is not None:
+                    for follower in self.followers[index]:
+                        self.waiting[follower] -= 1
+                        if self.waiting[follower] == 0:
+                            heapq.heappush(self.free, follower)
                     self.lock.notify_all()
                 if self.finished == count:
                     self.done.set()
 
     def _next(self, count: int) -> int:
-        """The next piece to run: the next in order, or, with needs, the first not taken whose
+        """The next piece to run: the next in order, or, with needs, the first in order whose
         pieces to follow are finished (waiting until one is; ``count`` once all are taken)."""
-        if self.needs is None:
+        if self.waiting is None:
             return next(self.taken)
-        needs = self.needs
         with self.lock:
-            while True:
-                pending = False
-                for i, after in enumerate(needs):
-                    if after is not None:
-                        pending = True
-                        if all(self.ready[j] for j in after):
-                            needs[i] = None  # taken
-                            return i
-                if not pending:
+            while not self.free:
+                if not self.left:
                     return count
                 self.lock.wait()
+            self.left -= 1
+            return heapq.heappop(self.free)
 
 
 class Workers:

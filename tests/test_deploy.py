@@ -281,6 +281,7 @@ def test_a_layer_reshapes_again_only_when_its_blobs_change_shape(monkeypatch: py
 
 
 BRANCHES = FIXTURES / "deploy_branches.prototxt"
+MODULES = FIXTURES / "deploy_modules.prototxt"  # a stem, then two inception-like modules
 
 
 def test_stages_follow_the_dag() -> None:
@@ -363,3 +364,96 @@ def test_at_batch_1_a_step_runs_on_pytorchs_threads_or_at_once_with_others_on_on
         torch.set_num_threads(before)
     assert all(seen[name] == {1} for name in ("a", "pool", "cat", "sig", "relu", "sum"))  # at once
     assert seen["b"] == seen["b2"] == seen["data_data_0_split"] == {3}  # alone in their stage
+
+
+def threads_per_step(monkeypatch: pytest.MonkeyPatch, path: pathlib.Path, count: int) -> dict[str, set[int]]:
+    """The thread counts each step's kernels ran on, in a deploy pass by stages and one step by
+    step, at batch 1 on ``count`` threads (a convolution of at least 80K multiply-adds per thread
+    shares its own work well)."""
+    from recaffe import threads
+    from recaffe.math import pieces
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    monkeypatch.setattr(threads, "_governor", threads._Governor())
+    monkeypatch.setattr(pieces, "MIN_PIECE_MACS", 80_000)
+    seen: dict[str, set[int]] = {}
+    real = deploy.DeployRunner._run_step
+
+    def spy(self: deploy.DeployRunner, step: int | deploy._Fused, workers: Workers) -> object:
+        name = self.net.layer_names[step.layer_id if isinstance(step, deploy._Fused) else step]
+        seen.setdefault(name, set()).add(torch.get_num_threads())
+        return real(self, step, workers)
+
+    monkeypatch.setattr(deploy.DeployRunner, "_run_step", spy)
+    try:
+        plain, fused = pair(path, small=False)
+        plain.forward()
+        fused.forward()
+        by_stages = fused.blob_list[fused.output_blob_indices[0]].data.clone()
+        fused.before_forward.append(lambda layer_id: None)  # a watched pass: step by step
+        fused.forward()
+        assert torch.equal(fused.blob_list[fused.output_blob_indices[0]].data, by_stages)
+        assert_close(plain.blob_list[plain.output_blob_indices[0]].data, by_stages)
+    finally:
+        torch.set_num_threads(before)
+    return seen
+
+
+def test_a_stage_wider_than_the_threads_runs_every_step_at_once_and_the_job_goes_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two threads, one image: a module's stages have more steps than threads, so all of them run
+    at once, each on one thread, the big 3×3 convolution too; the Concat and the Pooling after it,
+    small lone steps after steps at once, go on in the same job; the stem's convolution, alone in
+    its stage, runs on PyTorch's two threads. A pass step by step gives the same bits."""
+    seen = threads_per_step(monkeypatch, MODULES, 2)
+    modules = [name for name in seen if name.startswith(("m1/", "m2/"))]
+    assert "m1/3x3" in modules and len(modules) == 16  # 8 steps a module (its ReLU fused into m1/3x3)
+    assert all(seen[name] == {1} for name in [*modules, "mid"])
+    assert seen["stem"] == {2}
+
+
+def test_a_lone_step_too_big_to_join_runs_on_all_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lone step writing more than ``JOINED_VALUES`` values ends the job: it runs on PyTorch's
+    threads, and so does the small step after it, which follows no steps at once."""
+    monkeypatch.setattr(deploy, "JOINED_VALUES", 1500)  # m1/output holds 40 × 12 × 12, mid 40 × 6 × 6
+    seen = threads_per_step(monkeypatch, MODULES, 2)
+    assert seen["m1/output"] == seen["mid"] == {2}
+    assert seen["m1/3x3"] == seen["m2/output"] == {1}  # (m2/output: 40 × 6 × 6 values)
+
+
+def test_a_job_through_the_modules_releases_their_blobs_as_it_goes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first module's blobs are released inside the job that runs both modules, once the steps
+    using them have run, not at the job's end (a job's pieces run here in their order, on the
+    calling thread)."""
+    from recaffe import threads
+    from recaffe.blob import Blob
+
+    events: list[tuple[str, str]] = []
+    names: dict[int, str] = {}
+    release = Blob.release_data
+    run_step = deploy.DeployRunner._run_step
+
+    def released(blob: Blob) -> None:
+        events.append(("released", names.get(id(blob), "")))
+        release(blob)
+
+    def ran(self: deploy.DeployRunner, step: int | deploy._Fused, workers: Workers) -> object:
+        layer_id = step.layer_id if isinstance(step, deploy._Fused) else step
+        events.append(("ran", self.net.layer_names[layer_id]))
+        return run_step(self, step, workers)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    monkeypatch.setattr(threads, "_governor", threads._Governor())
+    monkeypatch.setattr(Workers, "run", lambda self, pieces, needs=None: [piece() for piece in pieces])
+    monkeypatch.setattr(Blob, "release_data", released)
+    monkeypatch.setattr(deploy.DeployRunner, "_run_step", ran)
+    try:
+        _, fused = pair(MODULES, small=False)
+        names.update((id(blob), name) for blob, name in zip(fused.blob_list, fused.blob_names))
+        fused.forward()
+    finally:
+        torch.set_num_threads(before)
+    assert ("ran", "m1/3x3") in events  # (at once with the others: in the job)
+    assert events.index(("released", "m1/3x3")) < events.index(("ran", "m2/1x1"))
