@@ -46,6 +46,7 @@ from benchmarks import models
 from recaffe import deploy
 from recaffe.math import onednn, pieces, winograd
 from recaffe.math.im2col import Geometry
+from recaffe.net import Net
 from recaffe.workers import SERIAL, Workers, native, pool
 
 # (images, in channels, out channels, size): GoogLeNet's conv2/3x3, inception 3b and 4e, ResNet-50's
@@ -207,6 +208,25 @@ def _stage_by_stage(runner: deploy.DeployRunner, plan: deploy._Plan, workers: Wo
     return 0.0
 
 
+def _alternating(net: Net, ways: dict[str, Callable[[], object]], reps: int) -> dict[str, list[float]]:
+    """Each way's pass times on ``net`` in ms, the ways taking turns pass by pass (``ways[name]()``
+    sets one up)."""
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(reps):
+        for name, set_up in ways.items():
+            set_up()
+            net.forward()  # untimed: the other way's pass is over
+            start = time.perf_counter()
+            net.forward()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def _passes_by(by_stages: Callable[..., float], forward: Callable[..., object]) -> None:
+    deploy.DeployRunner._forward_by_stages = by_stages  # type: ignore[method-assign]
+    deploy.DeployRunner._forward = forward  # type: ignore[method-assign,assignment]
+
+
 def pass_rows(nets: list[str], reps: int) -> list[str]:
     torch.set_num_threads(2)
     chained, lean = deploy.DeployRunner._forward_by_stages, deploy.DeployRunner._forward
@@ -215,30 +235,24 @@ def pass_rows(nets: list[str], reps: int) -> list[str]:
                   kernel: object) -> object:
         return layer.run_forward(bottom, top, kernel)  # type: ignore[attr-defined]
 
-    ways = {"stage by stage": (_stage_by_stage, reshaping), "chained": (chained, reshaping),
-            "chained, Reshape skipped": (chained, lean)}
+    ways: dict[str, Callable[[], object]] = {
+        "stage by stage": functools.partial(_passes_by, _stage_by_stage, reshaping),
+        "chained": functools.partial(_passes_by, chained, reshaping),
+        "chained, Reshape skipped": functools.partial(_passes_by, chained, lean)}
     rows = []
     packed_bytes, deploy.PACKED_BYTES = deploy.PACKED_BYTES, 0
     try:
         for key in nets:
             net = models.deploy_net(models.ALL_DEPLOY_NETS[key], models.require_caffe_models(), batch=1,
                                     optimize=True)
-            times: dict[str, list[float]] = {name: [] for name in ways}
-            for _ in range(reps):
-                for name, (by_stages, forward) in ways.items():
-                    deploy.DeployRunner._forward_by_stages = by_stages  # type: ignore[method-assign]
-                    deploy.DeployRunner._forward = forward  # type: ignore[method-assign,assignment]
-                    net.forward()  # untimed: the other way's pass is over
-                    start = time.perf_counter()
-                    net.forward()
-                    times[name].append((time.perf_counter() - start) * 1000)
+            times = _alternating(net, ways, reps)
             ms = {name: statistics.median(values) for name, values in times.items()}
             current = times["chained, Reshape skipped"]
             ratios = [statistics.median([a / b for a, b in zip(times[name], current)]) for name in ways]
             rows.append(f"| {models.ALL_DEPLOY_NETS[key].name} | " + " | ".join(
                 f"{ms[name]:.1f} ({ratio:.2f})" for name, ratio in zip(ways, ratios)) + " |")
     finally:
-        deploy.DeployRunner._forward_by_stages, deploy.DeployRunner._forward = chained, lean  # type: ignore[method-assign]
+        _passes_by(chained, lean)
         deploy.PACKED_BYTES = packed_bytes
     return rows
 
@@ -260,20 +274,16 @@ def together_rows(nets: list[str], reps: int) -> list[str]:
     (``DeployRunner._together``), alternating in one process."""
     torch.set_num_threads(2)
     current = deploy.DeployRunner._together
-    ways = {"small steps of a stage": _small_steps_together, "wide stages, lone steps joined": current}
+    ways: dict[str, Callable[[], object]] = {
+        name: functools.partial(setattr, deploy.DeployRunner, "_together", together)
+        for name, together in (("small steps of a stage", _small_steps_together),
+                               ("wide stages, lone steps joined", current))}
     rows = []
     try:
         for key in nets:
             net = models.deploy_net(models.ALL_DEPLOY_NETS[key], models.require_caffe_models(), batch=1,
                                     optimize=True)
-            times: dict[str, list[float]] = {name: [] for name in ways}
-            for _ in range(reps):
-                for name, together in ways.items():
-                    deploy.DeployRunner._together = together  # type: ignore[method-assign]
-                    net.forward()  # untimed: the other way's pass is over
-                    start = time.perf_counter()
-                    net.forward()
-                    times[name].append((time.perf_counter() - start) * 1000)
+            times = _alternating(net, ways, reps)
             old, new = (statistics.median(values) for values in times.values())
             ratio = statistics.median([b / a for a, b in zip(*times.values())])
             rows.append(f"| {models.ALL_DEPLOY_NETS[key].name} | {old:.1f} | {new:.1f} | **{ratio:.2f}** |")

@@ -335,48 +335,18 @@ def test_stages_on_three_threads_give_the_plain_outputs_bit_for_bit_every_run(
         torch.set_num_threads(before)
 
 
-def test_at_batch_1_a_step_runs_on_pytorchs_threads_or_at_once_with_others_on_one(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Three threads, one image: the small steps of a stage run at once, each on one thread; the
-    others on PyTorch's three threads (``workers.native``), in a pass by stages and step by step."""
-    from recaffe import threads
-    from recaffe.math import pieces
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(3)
-    monkeypatch.setattr(threads, "_governor", threads._Governor())
-    monkeypatch.setattr(pieces, "MIN_PIECE_MACS", 8 * 8 * 100 * 9 // 3)  # b and b2 share their work well
-    seen: dict[str, set[int]] = {}
-    real = deploy.DeployRunner._run_step
-
-    def spy(self: deploy.DeployRunner, step: int | deploy._Fused, workers: Workers) -> object:
-        name = self.net.layer_names[step.layer_id if isinstance(step, deploy._Fused) else step]
-        seen.setdefault(name, set()).add(torch.get_num_threads())
-        return real(self, step, workers)
-
-    monkeypatch.setattr(deploy.DeployRunner, "_run_step", spy)
-    try:
-        _, fused = pair(BRANCHES, small=False)
-        fused.forward()
-        fused.before_forward.append(lambda layer_id: None)  # a watched pass: step by step
-        fused.forward()
-    finally:
-        torch.set_num_threads(before)
-    assert all(seen[name] == {1} for name in ("a", "pool", "cat", "sig", "relu", "sum"))  # at once
-    assert seen["b"] == seen["b2"] == seen["data_data_0_split"] == {3}  # alone in their stage
-
-
-def threads_per_step(monkeypatch: pytest.MonkeyPatch, path: pathlib.Path, count: int) -> dict[str, set[int]]:
+def threads_per_step(monkeypatch: pytest.MonkeyPatch, path: pathlib.Path, count: int,
+                     min_macs: int = 80_000) -> dict[str, set[int]]:
     """The thread counts each step's kernels ran on, in a deploy pass by stages and one step by
-    step, at batch 1 on ``count`` threads (a convolution of at least 80K multiply-adds per thread
-    shares its own work well)."""
+    step (the same bits, and the plain net's values), at batch 1 on ``count`` threads, where a
+    convolution of at least ``min_macs`` multiply-adds per thread shares its own work well."""
     from recaffe import threads
     from recaffe.math import pieces
 
     before = torch.get_num_threads()
     torch.set_num_threads(count)
     monkeypatch.setattr(threads, "_governor", threads._Governor())
-    monkeypatch.setattr(pieces, "MIN_PIECE_MACS", 80_000)
+    monkeypatch.setattr(pieces, "MIN_PIECE_MACS", min_macs)
     seen: dict[str, set[int]] = {}
     real = deploy.DeployRunner._run_step
 
@@ -398,6 +368,15 @@ def threads_per_step(monkeypatch: pytest.MonkeyPatch, path: pathlib.Path, count:
     finally:
         torch.set_num_threads(before)
     return seen
+
+
+def test_at_batch_1_a_step_runs_on_pytorchs_threads_or_at_once_with_others_on_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three threads, one image: the small steps of a stage run at once, each on one thread; the
+    others on PyTorch's three threads (``workers.native``), in a pass by stages and step by step."""
+    seen = threads_per_step(monkeypatch, BRANCHES, 3, 8 * 8 * 100 * 9 // 3)  # b and b2 share their work well
+    assert all(seen[name] == {1} for name in ("a", "pool", "cat", "sig", "relu", "sum"))  # at once
+    assert seen["b"] == seen["b2"] == seen["data_data_0_split"] == {3}  # alone in their stage
 
 
 def test_a_stage_wider_than_the_threads_runs_every_step_at_once_and_the_job_goes_on(
