@@ -132,6 +132,8 @@ class _Plan:
     release_after: list[list[int]]  # per step: blob ids whose memory is released after it
     skipped: set[int]  # layers that do not run (in-place Dropout)
     stages: list[_Stage]  # the steps by stages of the DAG; empty where a step must keep its turn
+    # (thread count, input shapes) -> the steps that run at once (``DeployRunner._together``)
+    together: dict[tuple[int, object], set[int]] = field(default_factory=dict)
 
 
 class DeployRunner:
@@ -218,8 +220,9 @@ class DeployRunner:
                 for entry in job:
                     if isinstance(entry, int):
                         position[entry] = len(pieces)
-                    pieces.append(functools.partial(run, entry) if isinstance(entry, int)
-                                  else functools.partial(self._release, entry))
+                        pieces.append(functools.partial(run, entry))
+                    else:
+                        pieces.append(functools.partial(self._release, entry))
                 workers.run(pieces, [{position[j] for j in after if j in position} for after in follows])
             for k in deferred:
                 losses[k] = self._run_alone(plan.steps[k], workers)
@@ -261,7 +264,13 @@ class DeployRunner:
           modules): the job goes on through it instead of ending there.
 
         A pass step by step runs them on one thread too, one after another, so that every pass
-        gives the same bits."""
+        gives the same bits. Worked out once per thread count and input shapes (every pass asks)."""
+        key = (workers.count, self._sized_for)
+        if key not in plan.together:
+            plan.together[key] = self._find_together(plan, workers)
+        return plan.together[key]
+
+    def _find_together(self, plan: _Plan, workers: Workers) -> set[int]:
         together: set[int] = set()
         if workers.count == 1:
             return together
@@ -280,10 +289,14 @@ class DeployRunner:
             previous = chosen
         return together
 
+    def _first_top(self, step: int | _Fused) -> Blob | None:
+        tops = self.net.top_vecs[_layer_ids(step)[0]]
+        return tops[0] if tops else None
+
     def _writes(self, step: int | _Fused) -> int:
         """How many values the step's first top holds."""
-        tops = self.net.top_vecs[_layer_ids(step)[0]]
-        return tops[0].count() if tops else 0
+        top = self._first_top(step)
+        return top.count() if top is not None else 0
 
     def _run_alone(self, step: int | _Fused, workers: Workers) -> torch.Tensor | float:
         """Run a step on all the threads. With an image per thread, its kernels cut the work into
@@ -325,8 +338,8 @@ class DeployRunner:
     def _image_per_thread(self, step: int | _Fused, workers: Workers) -> bool:
         """Whether the step's first top holds at least one image per thread (its kernels then cut
         the work by images)."""
-        tops = self.net.top_vecs[_layer_ids(step)[0]]
-        return bool(tops) and tops[0].num_axes > 0 and tops[0].shape[0] >= workers.count
+        top = self._first_top(step)
+        return top is not None and top.num_axes > 0 and top.shape[0] >= workers.count
 
     def _shares_well(self, step: int | _Fused, workers: Workers) -> bool:
         """A step with an image per thread (the kernels cut by images), or a convolution or inner
@@ -340,7 +353,7 @@ class DeployRunner:
         if not isinstance(layer, BaseConvolutionLayer | InnerProductLayer):
             return False
         weights = layer.blobs[0].count()
-        rows = net.top_vecs[step.layer_id][0].count() // layer.blobs[0].shape[0]  # output values per channel
+        rows = self._writes(step) // layer.blobs[0].shape[0]  # output values per channel
         if isinstance(layer, InnerProductLayer):
             return pieces.linear_parts(workers, rows, weights) == workers.count
         return pieces.parts(workers, rows * weights, pieces.MIN_PIECE_MACS) == workers.count

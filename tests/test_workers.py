@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -26,15 +27,20 @@ def test_every_piece_runs_once() -> None:
     assert counts == {i: 20 for i in range(17)}
 
 
+def failing_at(failed: int, ran: list[int]) -> Callable[[int], None]:
+    """A piece that raises for index ``failed`` and notes every other index it runs in ``ran``."""
+    def piece(i: int) -> None:
+        if i == failed:
+            raise ValueError(f"piece {failed} failed")
+        ran.append(i)
+
+    return piece
+
+
 def test_the_first_error_is_raised_after_the_other_pieces_ran() -> None:
     pool = Workers(2)
     ran: list[int] = []
-
-    def piece(i: int) -> None:
-        if i == 3:
-            raise ValueError("piece 3 failed")
-        ran.append(i)
-
+    piece = failing_at(3, ran)
     with pytest.raises(ValueError, match="piece 3 failed"):
         pool.run([lambda i=i: piece(i) for i in range(8)])
     assert sorted(ran) == [0, 1, 2, 4, 5, 6, 7]
@@ -64,12 +70,7 @@ def test_a_piece_starts_after_the_pieces_it_needs_have_finished() -> None:
         assert len(events) == 2 * len(needs)
         assert all(when[("end", j)] < when[("start", i)] for i, after in enumerate(needs) for j in after)
     ran: list[int] = []
-
-    def failing(i: int) -> None:
-        if i == 2:
-            raise ValueError("piece 2 failed")
-        ran.append(i)
-
+    failing = failing_at(2, ran)
     with pytest.raises(ValueError, match="piece 2 failed"):
         pool.run([lambda i=i: failing(i) for i in range(len(needs))], needs)
     assert 4 not in ran and {0, 1}.issubset(ran)
