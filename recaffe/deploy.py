@@ -53,7 +53,9 @@ from recaffe.blob import Blob
 from recaffe.layer import Layer, LayerError
 from recaffe.layers.common.inner_product import InnerProductLayer
 from recaffe.layers.vision.base_conv import BaseConvolutionLayer
-from recaffe.math import layout, onednn, pieces, winograd
+from recaffe.layers.vision.lrn import LRNLayer
+from recaffe.layers.vision.pooling import PoolingLayer
+from recaffe.math import compiled, layout, onednn, pieces, winograd
 from recaffe.proto import caffe_pb2
 from recaffe.workers import SERIAL, Workers, native
 
@@ -77,6 +79,8 @@ class Net(Protocol):
     before_forward: list[Callable[[int], None]]
     after_forward: list[Callable[[int], None]]
 
+P = caffe_pb2.PoolingParameter
+Kernel = Callable[[Sequence[Blob], Sequence[Blob]], None]  # a layer's forward, as deploy mode runs it
 _FOLDABLE = ("Convolution", "InnerProduct")
 # Layers whose forward draws no random numbers and keeps no state between passes: their steps may
 # run in any order the DAG allows (``_stages``).
@@ -107,7 +111,8 @@ class _Fused:
     saved_rows: dict[int, torch.Tensor] = field(default_factory=dict)  # rows a zero factor wiped
     winograd: dict[int, torch.Tensor] = field(default_factory=dict)  # m -> the folded weights' U
     packed: dict[torch.Size, torch.Tensor] = field(default_factory=dict)  # input shape -> oneDNN's weights
-    kernels: dict[tuple[torch.Size, int], str | int] = field(default_factory=dict)  # (shape, threads) -> kind
+    # (input shape, threads) -> the convolution's kernel (``DeployRunner._conv_kind``)
+    kernels: dict[tuple[tuple[int, ...], int], str | int] = field(default_factory=dict)
     # (a step is made anew once its weights are unfolded, so these never outlive the weights)
 
     @property
@@ -305,7 +310,8 @@ class DeployRunner:
         kernels run on PyTorch's own threads (``workers.native``), which split one image's work in
         native code: at that size the hand-over of pieces between Python threads costs more."""
         if (workers.count == 1 or self._image_per_thread(step, workers)
-                or isinstance(self.net.layers[_layer_ids(step)[0]], InnerProductLayer)):
+                or isinstance(self.net.layers[_layer_ids(step)[0]], InnerProductLayer)
+                or self._compiled_kernel(step, workers) is not None or self._compiled_winograd(step)):
             return self._run_step(step, workers)
         return native(workers.count, functools.partial(self._run_step, step, SERIAL))
 
@@ -316,15 +322,46 @@ class DeployRunner:
             return 0.0
         net = self.net
         layer = net.layers[step]
-        kernel = _sharing(layer, workers) if layer.shares_work else None
+        kernel = self._compiled_kernel(step, workers)
+        if kernel is None and layer.shares_work:
+            kernel = _sharing(layer, workers)
         return self._forward(step, layer, net.bottom_vecs[step], net.top_vecs[step], kernel)
+
+    def _compiled_kernel(self, step: int | _Fused, workers: Workers) -> Kernel | None:
+        """The forward of a step that is an LRN across channels or a MAX or AVE pooling with one top,
+        keeping nothing for backward, on ``recaffe.math.compiled``'s kernels (on the layer's own
+        where those cannot take the bottom), which cut the work into pieces for ``workers`` (free of
+        the GIL, even at one image); None for other steps, or where the kernels are not built."""
+        if isinstance(step, _Fused) or compiled.load() is None:
+            return None
+        layer = self.net.layers[step]
+        if layer.need_backward:
+            return None
+        if isinstance(layer, LRNLayer) and layer.across:
+            return functools.partial(_compiled_lrn, layer, workers)
+        if (isinstance(layer, PoolingLayer) and len(self.net.top_vecs[step]) == 1
+                and layer.param.pooling_param.pool in (P.MAX, P.AVE)):
+            return functools.partial(_compiled_pool, layer, workers)
+        return None
+
+    def _compiled_winograd(self, step: int | _Fused) -> bool:
+        """Whether the step is a Winograd convolution with ``recaffe.math.compiled``'s transforms
+        whose tiles are enough for a piece per thread (``winograd.shares_well``): a piece is then two
+        calls free of the GIL and a product, which the threads share well even at one image."""
+        if not isinstance(step, _Fused) or compiled.load() is None:
+            return False
+        layer, bottom = self.net.layers[step.layer_id], self.net.bottom_vecs[step.layer_id][0]
+        if not isinstance(layer, BaseConvolutionLayer):
+            return False
+        m = self._conv_kind(step, layer, bottom.shape)
+        return isinstance(m, int) and winograd.shares_well(bottom.shape, m, self._threads)
 
     def _release(self, blob_ids: Sequence[int]) -> None:
         for blob_id in blob_ids:
             self.net.blob_list[blob_id].release_data()
 
     def _forward(self, layer_id: int, layer: Layer, bottom: Sequence[Blob], top: Sequence[Blob],
-                 kernel: Callable[[Sequence[Blob], Sequence[Blob]], None] | None) -> torch.Tensor | float:
+                 kernel: Kernel | None) -> torch.Tensor | float:
         """``layer.run_forward``, without its Reshape where the layer's blobs are those, and have the
         shapes, they had after its last one, and its type reshapes from the shapes alone
         (``_STAGED_TYPES``): in a net of many small steps, Reshape is a few percent of a pass."""
@@ -414,17 +451,13 @@ class DeployRunner:
             bias = layer.blobs[1].data if len(layer.blobs) > 1 else step.bias
             layout.store(top, self._convolve(step, layer, workers, bottoms[0].strided_data(), bias, slope))
         elif isinstance(layer, InnerProductLayer):  # its bias blob holds the folded bias
-            layer.forward(bottoms, tops, workers=workers, slope=slope)
+            layer.forward(bottoms, tops, workers=workers, slope=slope, matvec=compiled.matvec)
 
     def _convolve(self, step: _Fused, layer: BaseConvolutionLayer, workers: Workers, x: torch.Tensor,
                   bias: torch.Tensor | None, slope: float | None) -> torch.Tensor:
-        """A fused step's convolution of ``x``, with the kernel chosen once for its shape and the
-        thread count (``_conv_kernel``)."""
+        """A fused step's convolution of ``x``, with the kernel of ``_conv_kind``."""
         weight, g, group = layer.blobs[0].strided_data(), layer.geometry, layer.param.convolution_param.group
-        key = (x.shape, self._threads)
-        kind = step.kernels.get(key)
-        if kind is None:
-            kind = step.kernels[key] = self._conv_kernel(step, layer, x)
+        kind = self._conv_kind(step, layer, x.shape)
         if kind == "packed":
             if x.shape not in step.packed:  # (one input shape at a time)
                 step.packed = {x.shape: onednn.pack(weight, g, group, x.shape)}
@@ -435,14 +468,20 @@ class DeployRunner:
             step.winograd[kind] = winograd.kernels(weight, kind)
         return winograd.convolution(workers, x, step.winograd[kind], bias, g.pad, kind, slope)
 
-    def _conv_kernel(self, step: _Fused, layer: BaseConvolutionLayer, x: torch.Tensor) -> str | int:
-        """Winograd's F(m×m, 3×3) (its m) where ``winograd.tile_size`` gives one, else ``"packed"``
-        where the weights are packed (``_packs``), else ``"direct"``."""
-        if layer.type == "Convolution" and layout.use_channels_last(x):
-            m = _tile_size(layer, x.shape)
-            if m is not None:
-                return m
-        return "packed" if self._packs(step, x.shape[0]) else "direct"
+    def _conv_kind(self, step: _Fused, layer: BaseConvolutionLayer, x_shape: tuple[int, ...]) -> str | int:
+        """The kernel of the step's convolution of inputs of ``x_shape``, chosen once per shape and
+        thread count: Winograd's F(m×m, 3×3) (its m) where ``winograd.tile_size`` gives one, on the
+        CPU, else ``"packed"`` where the weights are packed (``_packs``), else ``"direct"``."""
+        key = (x_shape, self._threads)
+        kind = step.kernels.get(key)
+        if kind is None:
+            m = _tile_size(layer, x_shape) if layer.type == "Convolution" and len(x_shape) == 4 else None
+            if m is None or self.net.device.type != "cpu":
+                kind = "packed" if self._packs(step, x_shape[0]) else "direct"
+            else:
+                kind = m
+            step.kernels[key] = kind
+        return kind
 
     # ------------------------------------------------------------------ planning
     def _plan(self, kept: frozenset[int]) -> _Plan:
@@ -654,10 +693,32 @@ def _tile_size(layer: BaseConvolutionLayer, x_shape: tuple[int, ...]) -> int | N
                               layer.param.convolution_param.group)
 
 
-def _sharing(layer: Layer, workers: Workers) -> Callable[[Sequence[Blob], Sequence[Blob]], None]:
-    """The forward of a layer that ``shares_work``, on ``workers``."""
+def _sharing(layer: Layer, workers: Workers) -> Kernel:
+    """The forward of a layer that ``shares_work``, on ``workers`` (an inner product's one row of
+    input on ``recaffe.math.compiled``'s matrix-vector kernel)."""
     forward: Callable[..., None] = layer.forward  # it takes workers= (Layer.shares_work)
+    if isinstance(layer, InnerProductLayer):
+        return functools.partial(forward, workers=workers, matvec=compiled.matvec)
     return functools.partial(forward, workers=workers)
+
+
+def _compiled_lrn(layer: LRNLayer, workers: Workers, bottom: Sequence[Blob], top: Sequence[Blob]) -> None:
+    p = layer.param.lrn_param
+    y = compiled.lrn_across(workers, bottom[0].strided_data(), p.local_size, p.alpha, p.beta, p.k)
+    if y is None:
+        layer.forward(bottom, top, workers=workers)
+    else:
+        layout.store(top[0], y)
+
+
+def _compiled_pool(layer: PoolingLayer, workers: Workers, bottom: Sequence[Blob],
+                   top: Sequence[Blob]) -> None:
+    ave = layer.param.pooling_param.pool == P.AVE
+    y = compiled.pool(workers, bottom[0].strided_data(), layer.window, layer.out_hw, ave)
+    if y is None:
+        layer.forward(bottom, top, workers=workers)
+    else:
+        layout.store(top[0], y)
 
 
 def _transposed(layer: Layer) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import pathlib
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -352,7 +353,7 @@ def threads_per_step(monkeypatch: pytest.MonkeyPatch, path: pathlib.Path, count:
 
     def spy(self: deploy.DeployRunner, step: int | deploy._Fused, workers: Workers) -> object:
         name = self.net.layer_names[step.layer_id if isinstance(step, deploy._Fused) else step]
-        seen.setdefault(name, set()).add(torch.get_num_threads())
+        seen.setdefault(name, set()).add(max(torch.get_num_threads(), workers.count))  # PyTorch's or pieces
         return real(self, step, workers)
 
     monkeypatch.setattr(deploy.DeployRunner, "_run_step", spy)
@@ -436,3 +437,59 @@ def test_a_job_through_the_modules_releases_their_blobs_as_it_goes(monkeypatch: 
         torch.set_num_threads(before)
     assert ("ran", "m1/3x3") in events  # (at once with the others: in the job)
     assert events.index(("released", "m1/3x3")) < events.index(("ran", "m2/1x1"))
+
+
+COMPILED = FIXTURES / "deploy_compiled.prototxt"  # LRN, MAX and AVE pooling, Winograd, an inner product
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("built", [True, False])
+def test_lrn_pooling_winograd_and_inner_products_run_on_compiled_kernels_where_built(
+        monkeypatch: pytest.MonkeyPatch, built: bool, threads: int) -> None:
+    """Deploy mode runs LRN across channels, MAX and AVE pooling, Winograd's transforms and a
+    one-image inner product on ``recaffe.math.compiled``'s kernels; where they are not built (no
+    C compiler, ``RECAFFE_COMPILED=off``), on the layers' own: the plain net's outputs either way,
+    and the same bits in a pass by stages and one step by step."""
+    from recaffe import threads as recaffe_threads
+    from recaffe.math import compiled
+
+    if built and compiled.load() is None:
+        pytest.skip("the compiled kernels cannot be built here (no C compiler)")
+    if not built:
+        monkeypatch.setattr(compiled, "load", lambda: None)
+    from recaffe.layers.vision.lrn import LRNLayer
+    from recaffe.layers.vision.pooling import PoolingLayer
+
+    calls: collections.Counter[str] = collections.Counter()
+    for owner, name in ((compiled, "lrn_across"), (compiled, "pool"), (compiled, "matvec"),
+                        (compiled, "winograd_input"), (LRNLayer, "forward"), (PoolingLayer, "forward")):
+        real = getattr(owner, name)
+
+        def counted(*args: object, real: Callable[..., object] = real, name: str = f"{owner.__name__}.{name}",
+                    **kwargs: object) -> object:
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, counted)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    monkeypatch.setattr(recaffe_threads, "_governor", recaffe_threads._Governor())
+    try:
+        plain, fused = pair(COMPILED)
+        plain.forward()
+        calls.clear()  # (the plain net's layers ran their own)
+        fused.forward()
+        by_stages = fused.blob_list[fused.output_blob_indices[0]].data.clone()
+        fused.before_forward.append(lambda layer_id: None)  # a watched pass: step by step
+        fused.forward()
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(fused.blob_list[fused.output_blob_indices[0]].data, by_stages)
+    assert_close(plain.blob_list[plain.output_blob_indices[0]].data, by_stages)
+    kernels = ("lrn_across", "pool", "matvec", "winograd_input")
+    ran = {name: calls[f"recaffe.math.compiled.{name}"] for name in kernels}
+    own = (calls["LRNLayer.forward"], calls["PoolingLayer.forward"])
+    if built:  # two passes: each kernel once a step and pass, the layers' own never
+        assert ran == {"lrn_across": 2, "pool": 4, "matvec": 2, "winograd_input": 2} and own == (0, 0)
+    else:
+        assert ran["winograd_input"] == 0 and own == (2, 4)

@@ -31,6 +31,7 @@ from recaffe.workers import Workers, split
 MIN_PIECE_MACS = 1 << 24  # multiply-adds of a convolution or inner product (~0.4 ms on one core)
 MIN_PIECE_VALUES = 1 << 18  # elements of a memory-bound step (1 MB of float32)
 Linear = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]  # (x, w, bias) -> y
+MatVec = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor], bool]  # w, x, b, y
 
 # Output rows per piece of an inner product are a multiple of this (oneDNN's vector blocks).
 CHANNEL_BLOCK = 16
@@ -87,19 +88,23 @@ def _conv_piece(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 
 # -------------------------------------------------------------------------------- inner product
 def inner_product(workers: Workers, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                  y: torch.Tensor, linear: Linear | None = None, slope: float | None = None) -> None:
+                  y: torch.Tensor, linear: Linear | None = None, slope: float | None = None,
+                  matvec: MatVec | None = None) -> None:
     """``y = x · weightᵀ + bias`` for x (M, K), weight (N, K), y (M, N), then the ReLU of ``slope``;
-    ``linear(x, w, b)`` computes a piece where given (oneDNN's inner product), else a GEMM."""
+    ``linear(x, w, b)`` computes a piece where given (oneDNN's inner product), else a GEMM; for one
+    row, ``matvec(w, x, b, y)`` where given and it takes the piece, else PyTorch's."""
     rows = weight.shape[0]
     count = linear_parts(workers, x.shape[0], weight.numel()) if weight.is_contiguous() else 1
-    workers.run([functools.partial(_linear_piece, x, weight, bias, y, linear, slope, slice(a, b))
+    workers.run([functools.partial(_linear_piece, x, weight, bias, y, linear, matvec, slope, slice(a, b))
                  for a, b in split(rows, count, CHANNEL_BLOCK)])
 
 
 def _linear_piece(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, y: torch.Tensor,
-                  linear: Linear | None, slope: float | None, rows: slice) -> None:
+                  linear: Linear | None, matvec: MatVec | None, slope: float | None, rows: slice) -> None:
     w, b, out = weight[rows], None if bias is None else bias[rows], y[:, rows]
-    if x.shape[0] == 1:  # one row: a matrix-vector product, which streams the weights fastest
+    if x.shape[0] == 1 and matvec is not None and matvec(w, x[0], b, out[0]):
+        pass
+    elif x.shape[0] == 1:  # one row: a matrix-vector product, which streams the weights fastest
         if b is not None:
             torch.addmv(b, w, x[0], out=out[0])
         else:

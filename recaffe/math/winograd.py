@@ -35,6 +35,7 @@ from fractions import Fraction
 
 import torch
 
+from recaffe.math import compiled
 from recaffe.math.pieces import relu_
 from recaffe.workers import Workers
 
@@ -52,6 +53,9 @@ MIN_CHANNEL_PAIRS = 64 * 128  # (64→64 at 56×56 gains nothing: the transforms
 M2_MIN_CHANNELS = 128
 TILES_PER_PIECE = 96  # tiles a piece takes through all three stages (fewer when a row has more)
 KERNEL_BLOCK = 32  # output channels whose transformed kernels are computed at once
+# Tiles a piece needs for the threads to share one image's convolution as pieces (with compiled
+# transforms): with fewer, its products are too small and PyTorch's threads do better.
+SHARED_TILES = 48
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,16 @@ class Transform:
     @property
     def n(self) -> int:
         return self.m + KERNEL - 1
+
+    @functools.cached_property
+    def b_t32(self) -> torch.Tensor:
+        """Bᵀ in float32 (its entries are exact there)."""
+        return self.b_t.float().contiguous()
+
+    @functools.cached_property
+    def a_t32(self) -> torch.Tensor:
+        """Aᵀ in float32 (its entries are exact there)."""
+        return self.a_t.float().contiguous()
 
 
 def _polynomial(roots: list[Fraction]) -> list[Fraction]:
@@ -129,6 +143,13 @@ def tile_size(x_shape: torch.Size | tuple[int, ...], weight_shape: torch.Size | 
     return 2 if side >= M2_FROM and not few else None
 
 
+def shares_well(x_shape: tuple[int, ...], m: int, threads: int) -> bool:
+    """Whether one image of ``x_shape`` (a 3×3 convolution padded to keep its size, or less) has
+    ``SHARED_TILES`` tiles of F(m×m, 3×3) for each of ``threads`` pieces."""
+    tiles = -(-x_shape[2] // m) * -(-x_shape[3] // m)
+    return tiles >= SHARED_TILES * threads
+
+
 def kernels(weight: torch.Tensor, m: int) -> torch.Tensor:
     """U = G g Gᵀ for every (output, input) channel pair: (n², C, K) float32, computed in double
     a block of ``KERNEL_BLOCK`` output channels at a time (the double copies of a whole layer's
@@ -155,10 +176,19 @@ def convolution(workers: Workers, x: torch.Tensor, u: torch.Tensor, bias: torch.
     out_h, out_w = height + 2 * pad[0] - (KERNEL - 1), width + 2 * pad[1] - (KERNEL - 1)
     rows, cols = -(-out_h // m), -(-out_w // m)  # tiles down and across
     exact = out_h == rows * m and out_w == cols * m
+    pieces = -(-rows // max(1, TILES_PER_PIECE // cols))  # per image, for the cache's sake
+    if images < workers.count:  # as many for each thread
+        pieces = min(rows, -(-pieces // workers.count) * workers.count)
+    step = -(-rows // pieces)  # rows of tiles per piece
+    if compiled.load() is not None and x.dtype == torch.float32 and x.device.type == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = torch.empty((images, u.shape[2], out_h, out_w), dtype=x.dtype, memory_format=torch.channels_last)
+        workers.run([functools.partial(_compiled_piece, t, x[image], pad, u, bias, slope, y[image], first,
+                                       min(rows, first + step), cols)
+                     for image in range(images) for first in range(0, rows, step)])
+        return y
     y = torch.empty((images, u.shape[2], rows * m, cols * m), dtype=x.dtype,
                     memory_format=torch.channels_last)
-    pieces = -(-rows // max(1, TILES_PER_PIECE // cols))  # per image, for the cache's sake
-    step = -(-rows // pieces)  # rows of tiles per piece
     pixels = x.permute(0, 2, 3, 1)  # (N, H, W, C): a view of channels-last memory
     jobs = [functools.partial(_piece, t, pixels, pad, u, bias, slope, y, image, first,
                               min(rows, first + step))
@@ -167,6 +197,17 @@ def convolution(workers: Workers, x: torch.Tensor, u: torch.Tensor, bias: torch.
     if exact:
         return y
     return y[:, :, :out_h, :out_w].contiguous(memory_format=torch.channels_last)
+
+
+def _compiled_piece(t: Transform, x: torch.Tensor, pad: tuple[int, ...], u: torch.Tensor,
+                    bias: torch.Tensor | None, slope: float | None, y: torch.Tensor, first: int, last: int,
+                    cols: int) -> None:
+    """``_piece`` with both transforms in ``recaffe.math.compiled``'s kernels, which read the tiles
+    straight from ``x`` (C, H, W) and write the pixels straight into ``y`` (K, Ho, Wo), both in
+    channels-last memory: no padded copy, no output larger than ``y``."""
+    v = x.new_empty((t.n * t.n, (last - first) * cols, x.shape[0]))
+    compiled.winograd_input(x, v, t.b_t32, t.m, pad, first, last, cols)
+    compiled.winograd_output(torch.bmm(v, u), y, t.a_t32, bias, slope, first, last, cols)
 
 
 def _piece(t: Transform, pixels: torch.Tensor, pad: tuple[int, ...], u: torch.Tensor,

@@ -92,11 +92,13 @@ class InnerProductLayer(Layer):
         return w.t() if self.param.inner_product_param.transpose else w
 
     def forward(self, bottom: Blobs, top: Blobs, workers: Workers = SERIAL,
-                slope: float | None = None) -> None:
-        """(``slope``: a ReLU of that negative slope after it, deploy mode's fused step.)"""
+                slope: float | None = None, matvec: pieces.MatVec | None = None) -> None:
+        """(Deploy mode's: ``slope``, a ReLU of that negative slope after it, its fused step;
+        ``matvec``, its kernel for one row of input.)"""
         x = bottom[0].data.reshape(self.m, self.k)  # (M, K)
         w, bias = self.weight_rows(), self.blobs[1].data if len(self.blobs) > 1 else None
-        pieces.inner_product(workers, x, w, bias, top[0].data.view(self.m, -1), onednn_for(x, w), slope)
+        pieces.inner_product(workers, x, w, bias, top[0].data.view(self.m, -1), onednn_for(x, w), slope,
+                             matvec)
 
     def backward(self, top: Blobs, propagate_down: Sequence[bool], bottom: Blobs) -> None:
         dy = top[0].diff.reshape(self.m, -1)  # (M, N)

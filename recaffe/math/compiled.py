@@ -1,0 +1,191 @@
+"""Compiled kernels for deploy mode: LRN across channels and MAX/AVE pooling in one pass each.
+
+PyTorch computes an LRN as a dozen elementwise kernels, each a pass over the blob and, at one
+image, a few microseconds of dispatch: GoogLeNet's conv2/norm2 takes ~2 ms on one thread, and
+barely less on two. ``compiled.c`` computes each pixel's channels in one pass, in cache (~0.3 ms),
+and pools a channels-last image in one pass with Caffe's windows. The C file is compiled the first
+time it is needed, with the system's C compiler (``$CC``, else ``cc``) for this machine's CPU
+(``-march=native``), into ``$XDG_CACHE_HOME/recaffe/compiled`` (else ``~/.cache/recaffe/compiled``),
+named by the SHA-256 of the source, the flags and the CPU's model and features; later processes
+load that file. Python calls the kernels through ctypes, which releases the GIL for the call.
+
+Where no compiler works, or ``RECAFFE_COMPILED=off``, ``load`` gives None and deploy mode runs the
+layers' own PyTorch kernels: the same values within rounding (the compiled LRN sums in the same
+order; its power and the pooling's division may differ in the last bit), a little slower.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import pathlib
+import platform
+import secrets
+import shutil
+import subprocess
+from collections.abc import Callable
+from typing import cast
+
+import torch
+
+from recaffe.math.pooling import PoolWindow
+from recaffe.workers import Workers, split
+
+ENV = "RECAFFE_COMPILED"
+OFF = "off"
+SOURCE = pathlib.Path(__file__).with_name("compiled.c")
+FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-ffp-contract=off", "-shared", "-fPIC")
+_LONG, _FLOAT, _POINTER = ctypes.c_long, ctypes.c_float, ctypes.c_void_p
+# Values per piece of work when a kernel's work is shared among threads (1 MB of float32).
+PIECE_VALUES = 1 << 18
+MAX_CHANNELS, MAX_LRN_SIZE = 8192, 129  # as in compiled.c (MAX_CHANNELS, 2 * MAX_HALF + 1)
+
+
+def folder() -> pathlib.Path:
+    base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".cache")
+    return pathlib.Path(base) / "recaffe" / "compiled"
+
+
+def _cpu() -> bytes:
+    """The CPU's model and features (the code is built for them)."""
+    try:
+        lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    keep = [line for line in lines if line.startswith(("model name", "flags"))][:2]
+    return "\n".join([platform.machine(), platform.processor(), *keep]).encode()
+
+
+@functools.cache
+def load() -> ctypes.CDLL | None:
+    """The compiled kernels (compiled now if no process has yet), or None where they cannot be."""
+    if os.environ.get(ENV, "").strip().lower() == OFF:
+        return None
+    compiler = os.environ.get("CC", "").strip() or "cc"
+    source = SOURCE.read_bytes()
+    digest = hashlib.sha256(source + "\0".join((compiler, *FLAGS)).encode() + _cpu()).hexdigest()
+    path = folder() / f"kernels-{digest[:32]}.so"
+    try:
+        if not path.exists():
+            _compile(compiler, path)
+        lib = ctypes.CDLL(str(path))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lib.lrn_across.argtypes = [_POINTER, _POINTER, _LONG, _LONG, _LONG, _FLOAT, _FLOAT, _FLOAT]
+    lib.lrn_across.restype = ctypes.c_int
+    lib.pool.argtypes = [_POINTER, _POINTER, *[_LONG] * 11, ctypes.c_int, _LONG, _LONG]
+    lib.pool.restype = None
+    lib.matvec.argtypes = [_POINTER, _POINTER, _POINTER, _POINTER, _LONG, _LONG]
+    lib.matvec.restype = None
+    lib.winograd_input.argtypes = [_POINTER, _POINTER, _POINTER, *[_LONG] * 10, _POINTER]
+    lib.winograd_input.restype = None
+    lib.winograd_output.argtypes = [_POINTER, _POINTER, _POINTER, _POINTER, *[_LONG] * 8, ctypes.c_int,
+                                    _FLOAT, _POINTER]
+    lib.winograd_output.restype = None
+    return lib
+
+
+def _compile(compiler: str, path: pathlib.Path) -> None:
+    """Build ``SOURCE`` into ``path`` (through a file of its own, renamed: processes may race)."""
+    if shutil.which(compiler) is None:
+        raise FileNotFoundError(compiler)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        subprocess.run([compiler, *FLAGS, "-o", str(partial), str(SOURCE)], check=True, capture_output=True,
+                       timeout=120)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _takes(x: torch.Tensor) -> bool:
+    """Whether the kernels take ``x``: 4-D float32 on the CPU, in channels-last memory."""
+    return (x.dim() == 4 and x.dtype == torch.float32 and x.device.type == "cpu"
+            and x.is_contiguous(memory_format=torch.channels_last))
+
+
+def _run(workers: Workers, total: int, values: int, piece: Callable[[int, int], None]) -> None:
+    """``piece(first, last)`` over ``range(total)``, cut among the threads when the work (``values``)
+    is worth a hand-over (``PIECE_VALUES`` a piece)."""
+    parts = min(workers.count, max(1, values // PIECE_VALUES))
+    if parts == 1:
+        piece(0, total)
+        return
+    workers.run([functools.partial(piece, first, last) for first, last in split(total, parts)])
+
+
+def lrn_across(workers: Workers, x: torch.Tensor, size: int, alpha: float, beta: float,
+               k: float) -> torch.Tensor | None:
+    """LRN across channels of ``x`` (channels-last), or None where the kernels cannot take it."""
+    lib = load()
+    if lib is None or not _takes(x) or x.shape[1] > MAX_CHANNELS or size > MAX_LRN_SIZE:
+        return None
+    y = torch.empty_like(x, memory_format=torch.channels_last)
+    channels, item = x.shape[1], x.element_size()
+
+    def piece(first: int, last: int) -> None:
+        offset = first * channels * item
+        lib.lrn_across(x.data_ptr() + offset, y.data_ptr() + offset, last - first, channels, size,
+                       alpha, beta, k)
+
+    _run(workers, x.numel() // channels, x.numel(), piece)
+    return y
+
+
+def pool(workers: Workers, x: torch.Tensor, window: PoolWindow, out_hw: tuple[int, int],
+         ave: bool) -> torch.Tensor | None:
+    """Caffe's MAX (or AVE) pooling of ``x`` (channels-last) over ``window`` into ``out_hw``, or
+    None where the kernels cannot take it."""
+    lib = load()
+    if lib is None or not _takes(x):
+        return None
+    n, c, h, w = x.shape
+    y = torch.empty((n, c, *out_hw), dtype=x.dtype, memory_format=torch.channels_last)
+    geometry = (h, w, c, *out_hw, *window.kernel, *window.stride, *window.pad)
+
+    def piece(first: int, last: int) -> None:
+        lib.pool(x.data_ptr(), y.data_ptr(), *geometry, int(ave), first, last)
+
+    _run(workers, n * out_hw[0], x.numel(), piece)
+    return y
+
+
+def matvec(w: torch.Tensor, x: torch.Tensor, b: torch.Tensor | None, y: torch.Tensor) -> bool:
+    """``y = w x (+ b)`` for w (N, K) row-major, x (K,), b and y (N,), all float32 on the CPU,
+    on one thread; False (nothing done) where the kernels cannot take them."""
+    lib = load()
+    tensors = (w, x, y) if b is None else (w, x, y, b)
+    if lib is None or not all(t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous()
+                              for t in tensors):
+        return False
+    lib.matvec(w.data_ptr(), x.data_ptr(), None if b is None else b.data_ptr(), y.data_ptr(), w.shape[0],
+               w.shape[1])
+    return True
+
+
+def winograd_input(x: torch.Tensor, v: torch.Tensor, b_t: torch.Tensor, m: int, pad: tuple[int, ...],
+                   first: int, last: int, cols: int) -> None:
+    """Winograd's input transform (``recaffe.math.winograd``) of tile rows ``first..last`` of the
+    image ``x`` (C, H, W) in channels-last memory into ``v`` (n², tiles, C); ``b_t`` is Bᵀ (n, n)
+    in float32. Only where ``load()`` gives the kernels."""
+    lib = cast(ctypes.CDLL, load())
+    n, (c, height, width) = b_t.shape[0], x.shape
+    scratch = x.new_empty(n * n * c)
+    lib.winograd_input(x.data_ptr(), v.data_ptr(), b_t.data_ptr(), n, m, height, width, c, pad[0], pad[1],
+                       first, last, cols, scratch.data_ptr())
+
+
+def winograd_output(products: torch.Tensor, y: torch.Tensor, a_t: torch.Tensor, bias: torch.Tensor | None,
+                    slope: float | None, first: int, last: int, cols: int) -> None:
+    """Winograd's output transform of ``products`` (n², tiles, K) into the pixels of tile rows
+    ``first..last`` of the image ``y`` (K, H, W) in channels-last memory, plus ``bias``, then the
+    ReLU of ``slope`` unless None; ``a_t`` is Aᵀ (m, n) in float32."""
+    lib = cast(ctypes.CDLL, load())
+    (m, n), (k, height, width) = a_t.shape, y.shape
+    scratch = y.new_empty(m * n * k)
+    lib.winograd_output(products.data_ptr(), y.data_ptr(), a_t.data_ptr(),
+                        None if bias is None else bias.data_ptr(), n, m, height, width, k, first, last, cols,
+                        int(slope is not None), float(slope or 0.0), scratch.data_ptr())
