@@ -30,6 +30,11 @@
    sixth pass) against every step of a stage wider than the threads, with small lone steps after
    such steps going on in the same job (``DeployRunner._together``), alternating in one process,
    the new pass's time over the old, median of ``--reps``.
+7. **Compiled kernels** (``recaffe.math.compiled``) against PyTorch's, alternating in one process
+   (the compiled ones turned off by replacing ``compiled.load``): single kernels with cold caches
+   as above (LRN, pooling, Winograd on one thread; an inner product's matrix-vector product for one
+   image in two pieces on two threads, as deploy mode cuts it), then batch-1 passes on two
+   threads, median of ``--reps``.
 """
 
 from __future__ import annotations
@@ -44,9 +49,12 @@ import torch
 
 from benchmarks import models
 from recaffe import deploy
-from recaffe.math import onednn, pieces, winograd
+from recaffe.blob import Blob
+from recaffe.layers.vision.lrn import LRNLayer
+from recaffe.math import compiled, onednn, pieces, pooling, winograd
 from recaffe.math.im2col import Geometry
 from recaffe.net import Net
+from recaffe.proto import caffe_pb2
 from recaffe.workers import SERIAL, Workers, native, pool
 
 # (images, in channels, out channels, size): GoogLeNet's conv2/3x3, inception 3b and 4e, ResNet-50's
@@ -292,11 +300,100 @@ def together_rows(nets: list[str], reps: int) -> list[str]:
     return rows
 
 
+# a kernel: its row's name, PyTorch's way and the compiled way, each called with an input's index
+Ways = tuple[str, Callable[[int], object], Callable[[int], object]]
+
+
+def _lrn(channels: int, size: int) -> Ways:
+    param = caffe_pb2.LayerParameter(name="norm", type="LRN")
+    param.lrn_param.local_size, param.lrn_param.alpha, param.lrn_param.beta = 5, 1e-4, 0.75
+    layer = LRNLayer(param)
+    shape = (1, channels, size, size)
+    bottoms, tops = [Blob(shape) for _ in range(4)], [Blob(shape) for _ in range(4)]
+    layer.setup(bottoms[:1], tops[:1])
+    layer.need_backward = False
+    for i, blob in enumerate(bottoms):
+        blob.adopt_data(torch.randn(shape, generator=torch.Generator().manual_seed(i))
+                        .contiguous(memory_format=torch.channels_last))
+    return (f"LRN, {channels} channels at {size}×{size}",
+            lambda i: layer.forward([bottoms[i]], [tops[i]]),
+            lambda i: compiled.lrn_across(SERIAL, bottoms[i].strided_data(), 5, 1e-4, 0.75, 1.0))
+
+
+def _pool(channels: int, size: int, stride: int, pad: int) -> Ways:
+    window = pooling.PoolWindow((3, 3), (stride, stride), (pad, pad))
+    out_hw = window.output_shape((size, size))
+    xs = [torch.randn(1, channels, size, size, generator=torch.Generator().manual_seed(i))
+          .contiguous(memory_format=torch.channels_last) for i in range(4)]
+    return (f"MAX pooling 3×3/{stride}, {channels} channels at {size}×{size}",
+            lambda i: pooling.max_pool(xs[i], window, out_hw, with_index=False),
+            lambda i: compiled.pool(SERIAL, xs[i], window, out_hw, ave=False))
+
+
+def _matvec(rows: int, cols: int) -> Ways:
+    generator = torch.Generator().manual_seed(0)
+    ws = [torch.randn(rows, cols, generator=generator) for _ in range(2)]
+    x, bias = torch.randn(1, cols, generator=generator), torch.randn(rows, generator=generator)
+    y = torch.empty(1, rows)
+    two = pool(2)
+    return (f"inner product {cols}→{rows}, one image, 2 threads",
+            lambda i: pieces.inner_product(two, x, ws[i % 2], bias, y),
+            lambda i: pieces.inner_product(two, x, ws[i % 2], bias, y, matvec=compiled.matvec))
+
+
+def _winograd_layer(c: int, k: int, size: int) -> Ways:
+    m = winograd.tile_size((1, c, size, size), (k, c, 3, 3), (1, 1), (1, 1), (1, 1), 1) or 4
+    generator = torch.Generator().manual_seed(0)
+    xs = [torch.randn(1, c, size, size, generator=generator).contiguous(memory_format=torch.channels_last)
+          for _ in range(4)]
+    us = [winograd.kernels(torch.randn(k, c, 3, 3, generator=generator), m) for _ in range(4)]
+    bias = torch.randn(k, generator=generator)
+    run = functools.partial(_winograd, xs, us, bias, m, SERIAL)  # (compiled or not: compiled.load says)
+    return f"Winograd F({m}×{m}, 3×3) {c}→{k} at {size}×{size}", run, run
+
+
+def compiled_rows(nets: list[str], reps: int) -> list[str]:
+    """Section 7: each kernel PyTorch's way and compiled, then whole passes, alternating."""
+    if compiled.load() is None:
+        return ["| (the compiled kernels could not be built here: no C compiler) | | | |"]
+    flush = torch.empty(8 << 20)
+    built = compiled.load
+    torch.set_num_threads(1)
+    kernels = [_lrn(192, 56), _lrn(96, 27), _pool(192, 56, 2, 0), _pool(480, 14, 1, 1),
+               _winograd_layer(64, 192, 56), _winograd_layer(160, 320, 14), _matvec(4096, 9216)]
+    rows = []
+    for name, plain, fast in kernels:
+        times: dict[str, list[float]] = {"torch": [], "compiled": []}
+        for _ in range(reps):
+            for way, load, call in (("torch", lambda: None, plain), ("compiled", built, fast)):
+                compiled.load = load  # type: ignore[assignment]
+                times[way].append(median_ms(call, 1, flush))
+        compiled.load = built
+        a, b = (statistics.median(values) for values in times.values())
+        rows.append(f"| {name} | {a:.3f} | {b:.3f} | **{b / a:.2f}** |")
+    torch.set_num_threads(2)
+    ways: dict[str, Callable[[], object]] = {
+        "torch": functools.partial(setattr, compiled, "load", lambda: None),
+        "compiled": functools.partial(setattr, compiled, "load", built)}
+    try:
+        for key in nets:
+            net = models.deploy_net(models.ALL_DEPLOY_NETS[key], models.require_caffe_models(), batch=1,
+                                    optimize=True)
+            times = _alternating(net, ways, reps)
+            old, new = (statistics.median(values) for values in times.values())
+            ratio = statistics.median([b / a for a, b in zip(*times.values())])
+            rows.append(f"| {models.ALL_DEPLOY_NETS[key].name}: a pass, batch 1, 2 threads | {old:.1f} | "
+                        f"{new:.1f} | **{ratio:.2f}** |")
+    finally:
+        compiled.load = built
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=9)
-    parser.add_argument("--nets", default="googlenet,resnet50")
+    parser.add_argument("--nets", default="caffenet,googlenet,resnet50")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print("| layer | tiles | 1 thread: direct ms | Winograd ms | ratio | "
@@ -322,6 +419,9 @@ def main() -> None:
           "lone steps joined ms | ratio |")
     print("|---|---:|---:|---:|")
     print("\n".join(together_rows(nets, args.reps)))
+    print("\n| kernel (one thread, cold caches) or pass | PyTorch's ms | compiled ms | ratio |")
+    print("|---|---:|---:|---:|")
+    print("\n".join(compiled_rows(nets, args.reps)))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ A TEST-phase net runs as a plan of steps instead of layer by layer:
 * a 3×3 convolution of stride 1 on a large enough image runs as Winograd's F(4×4, 3×3) or
   F(2×2, 3×3) (``recaffe.math.winograd``: 1/4 or 4/9 of the multiply-adds, rounding like the direct
   kernel's); its transformed weights are computed when the net first runs, like the folding;
+* LRN across channels, MAX and AVE pooling, Winograd's transforms and a one-image inner product
+  run on small C kernels built for this machine (``recaffe.math.compiled``), where a C compiler
+  is found; PyTorch's kernels otherwise;
 * with fewer images than threads, other convolutions run on weights packed once into oneDNN's
   layout, with the ReLU inside oneDNN's kernel (``recaffe.math.onednn``), within a memory budget
   (``PACKED_BYTES``);
