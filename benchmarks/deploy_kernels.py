@@ -1,6 +1,6 @@
 """Deploy mode's kernels and batch-1 passes, measured piece by piece.
 
-    python -m benchmarks.deploy_kernels [--reps 9] [--nets googlenet,resnet50]
+    python -m benchmarks.deploy_kernels [--reps 9] [--nets caffenet,googlenet,resnet50] [--sections 1,...,7]
 
 1. **Winograd against the direct kernel**, for 3×3 layers of GoogLeNet, ResNet-50 and CaffeNet
    (with the tiles ``recaffe.math.winograd.tile_size`` gives them; F(4×4, 3×3) on those it leaves
@@ -394,35 +394,33 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=9)
     parser.add_argument("--nets", default="caffenet,googlenet,resnet50")
+    parser.add_argument("--sections", default="1,2,3,4,5,6,7", help="which of the sections above to run")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    print("| layer | tiles | 1 thread: direct ms | Winograd ms | ratio | "
-          "2 threads: direct ms | Winograd ms | ratio |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    print("\n".join(winograd_rows(args.reps)))
-    print("\n| one image's convolution | 1 thread ms | 2 halves handed over ms | 2 native threads ms |")
-    print("|---|---:|---:|---:|")
-    flush = torch.empty(8 << 20)
-    print("\n".join(hand_over_row(*layer, args.reps, flush) for layer in HAND_OVER))
-    print("\n| net, batch 1, 2 threads | step by step ms | stages ms | ratio |")
-    print("|---|---:|---:|---:|")
-    nets = [n for n in args.nets.split(",") if n]
-    print("\n".join(stage_rows(nets, args.reps)))
-    print("\n| one image's convolution + ReLU, 2 threads | plain weights ms | packed ms | ratio |")
-    print("|---|---:|---:|---:|")
-    print("\n".join(packed_row(*layer, args.reps, flush) for layer in PACKED))
-    print("\n| net, batch 1, 2 threads: ms (over the current pass) | stage by stage | chained | "
-          "chained, Reshape skipped |")
-    print("|---|---:|---:|---:|")
-    print("\n".join(pass_rows(nets, args.reps)))
-    print("\n| net, batch 1, 2 threads | small steps of a stage at once ms | wide stages at once, "
-          "lone steps joined ms | ratio |")
-    print("|---|---:|---:|---:|")
-    print("\n".join(together_rows(nets, args.reps)))
-    print("\n| kernel (one thread, cold caches) or pass | PyTorch's ms | compiled ms | ratio |")
-    print("|---|---:|---:|---:|")
-    print("\n".join(compiled_rows(nets, args.reps)))
-
+    nets, flush = [n for n in args.nets.split(",") if n], torch.empty(8 << 20)
+    sections: dict[str, tuple[str, Callable[[], list[str]]]] = {
+        "1": ("| layer | tiles | 1 thread: direct ms | Winograd ms | ratio | 2 threads: direct ms "
+              "| Winograd ms | ratio |\n|---|---|---:|---:|---:|---:|---:|---:|",
+              lambda: winograd_rows(args.reps)),
+        "2": ("| one image's convolution | 1 thread ms | 2 halves handed over ms | 2 native threads ms |\n"
+              "|---|---:|---:|---:|",
+              lambda: [hand_over_row(*layer, args.reps, flush) for layer in HAND_OVER]),
+        "3": ("| net, batch 1, 2 threads | step by step ms | stages ms | ratio |\n|---|---:|---:|---:|",
+              lambda: stage_rows(nets, args.reps)),
+        "4": ("| one image's convolution + ReLU, 2 threads | plain weights ms | packed ms | ratio |\n"
+              "|---|---:|---:|---:|", lambda: [packed_row(*layer, args.reps, flush) for layer in PACKED]),
+        "5": ("| net, batch 1, 2 threads: ms (over the current pass) | stage by stage | chained | "
+              "chained, Reshape skipped |\n|---|---:|---:|---:|", lambda: pass_rows(nets, args.reps)),
+        "6": ("| net, batch 1, 2 threads | small steps of a stage at once ms | wide stages at once, "
+              "lone steps joined ms | ratio |\n|---|---:|---:|---:|", lambda: together_rows(nets, args.reps)),
+        "7": ("| kernel (one thread, cold caches) or pass | PyTorch's ms | compiled ms | ratio |\n"
+              "|---|---:|---:|---:|", lambda: compiled_rows(nets, args.reps)),
+    }
+    for number in args.sections.split(","):
+        if number not in sections:
+            parser.error(f"--sections: no section {number!r} (1 to {len(sections)})")
+        torch.set_num_threads(1)
+        header, rows = sections[number]
+        print(f"{header}\n" + "\n".join(rows()) + "\n")
 
 if __name__ == "__main__":
     main()

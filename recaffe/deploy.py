@@ -13,9 +13,9 @@ A TEST-phase net runs as a plan of steps instead of layer by layer:
 * a 3×3 convolution of stride 1 on a large enough image runs as Winograd's F(4×4, 3×3) or
   F(2×2, 3×3) (``recaffe.math.winograd``: 1/4 or 4/9 of the multiply-adds, rounding like the direct
   kernel's); its transformed weights are computed when the net first runs, like the folding;
-* LRN across channels, MAX and AVE pooling, Winograd's transforms and a one-image inner product
-  run on small C kernels built for this machine (``recaffe.math.compiled``), where a C compiler
-  is found; PyTorch's kernels otherwise;
+* LRN across channels, MAX and AVE pooling, Winograd's transforms, a one-image inner product and
+  a classifier's Softmax run on small C kernels built for this machine (``recaffe.math.compiled``),
+  where a C compiler is found; PyTorch's kernels otherwise;
 * with fewer images than threads, other convolutions run on weights packed once into oneDNN's
   layout, with the ReLU inside oneDNN's kernel (``recaffe.math.onednn``), within a memory budget
   (``PACKED_BYTES``);
@@ -55,6 +55,7 @@ from recaffe import memory_plan, threads
 from recaffe.blob import Blob
 from recaffe.layer import Layer, LayerError
 from recaffe.layers.common.inner_product import InnerProductLayer
+from recaffe.layers.utility.softmax import SoftmaxLayer
 from recaffe.layers.vision.base_conv import BaseConvolutionLayer
 from recaffe.layers.vision.lrn import LRNLayer
 from recaffe.layers.vision.pooling import PoolingLayer
@@ -345,6 +346,8 @@ class DeployRunner:
         if (isinstance(layer, PoolingLayer) and len(self.net.top_vecs[step]) == 1
                 and layer.param.pooling_param.pool in (P.MAX, P.AVE)):
             return functools.partial(_compiled_pool, layer, workers)
+        if isinstance(layer, SoftmaxLayer):
+            return functools.partial(_compiled_softmax, layer)
         return None
 
     def _compiled_winograd(self, step: int | _Fused) -> bool:
@@ -712,6 +715,11 @@ def _compiled_lrn(layer: LRNLayer, workers: Workers, bottom: Sequence[Blob], top
         layer.forward(bottom, top, workers=workers)
     else:
         layout.store(top[0], y)
+
+
+def _compiled_softmax(layer: SoftmaxLayer, bottom: Sequence[Blob], top: Sequence[Blob]) -> None:
+    if not compiled.softmax(bottom[0].data, top[0].data, layer.dims):
+        layer.forward(bottom, top)
 
 
 def _compiled_pool(layer: PoolingLayer, workers: Workers, bottom: Sequence[Blob],

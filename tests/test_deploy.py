@@ -446,10 +446,10 @@ COMPILED = FIXTURES / "deploy_compiled.prototxt"  # LRN, MAX and AVE pooling, Wi
 @pytest.mark.parametrize("built", [True, False])
 def test_lrn_pooling_winograd_and_inner_products_run_on_compiled_kernels_where_built(
         monkeypatch: pytest.MonkeyPatch, built: bool, threads: int) -> None:
-    """Deploy mode runs LRN across channels, MAX and AVE pooling, Winograd's transforms and a
-    one-image inner product on ``recaffe.math.compiled``'s kernels; where they are not built (no
-    C compiler, ``RECAFFE_COMPILED=off``), on the layers' own: the plain net's outputs either way,
-    and the same bits in a pass by stages and one step by step."""
+    """Deploy mode runs LRN across channels, MAX and AVE pooling, Winograd's transforms, a
+    one-image inner product and a small Softmax on ``recaffe.math.compiled``'s kernels; where they
+    are not built (no C compiler, ``RECAFFE_COMPILED=off``), on the layers' own: the plain net's
+    outputs either way, and the same bits in a pass by stages and one step by step."""
     from recaffe import threads as recaffe_threads
     from recaffe.math import compiled
 
@@ -462,7 +462,8 @@ def test_lrn_pooling_winograd_and_inner_products_run_on_compiled_kernels_where_b
 
     calls: collections.Counter[str] = collections.Counter()
     for owner, name in ((compiled, "lrn_across"), (compiled, "pool"), (compiled, "matvec"),
-                        (compiled, "winograd_input"), (LRNLayer, "forward"), (PoolingLayer, "forward")):
+                        (compiled, "winograd_input"), (compiled, "softmax"), (LRNLayer, "forward"),
+                        (PoolingLayer, "forward")):
         real = getattr(owner, name)
 
         def counted(*args: object, real: Callable[..., object] = real, name: str = f"{owner.__name__}.{name}",
@@ -486,10 +487,11 @@ def test_lrn_pooling_winograd_and_inner_products_run_on_compiled_kernels_where_b
         torch.set_num_threads(before)
     assert torch.equal(fused.blob_list[fused.output_blob_indices[0]].data, by_stages)
     assert_close(plain.blob_list[plain.output_blob_indices[0]].data, by_stages)
-    kernels = ("lrn_across", "pool", "matvec", "winograd_input")
+    kernels = ("lrn_across", "pool", "matvec", "winograd_input", "softmax")
     ran = {name: calls[f"recaffe.math.compiled.{name}"] for name in kernels}
     own = (calls["LRNLayer.forward"], calls["PoolingLayer.forward"])
     if built:  # two passes: each kernel once a step and pass, the layers' own never
-        assert ran == {"lrn_across": 2, "pool": 4, "matvec": 2, "winograd_input": 2} and own == (0, 0)
+        assert ran == {"lrn_across": 2, "pool": 4, "matvec": 2, "winograd_input": 2, "softmax": 2}
+        assert own == (0, 0)
     else:
         assert ran["winograd_input"] == 0 and own == (2, 4)

@@ -276,3 +276,34 @@ void winograd_output(const float *restrict p, float *restrict y, const float *re
         }
     }
 }
+
+/* Caffe's softmax of x (outer, channels, inner) along the channels into y (may be x): per
+ * position, y = exp(x - max) / sum exp(x - max), the sum taken in channel order. `scratch` holds
+ * 2 * inner floats. */
+void softmax(const float *x, float *y, long outer, long channels, long inner, float *restrict scratch) {
+    float *restrict top = scratch, *restrict sum = scratch + inner;
+    for (long o = 0; o < outer; ++o) {
+        const float *xo = x + o * channels * inner;
+        float *yo = y + o * channels * inner;
+        for (long i = 0; i < inner; ++i) {
+            top[i] = xo[i];
+            sum[i] = 0.0f;
+        }
+        for (long c = 1; c < channels; ++c) {
+            for (long i = 0; i < inner; ++i) {
+                top[i] = xo[c * inner + i] > top[i] ? xo[c * inner + i] : top[i];
+            }
+        }
+        for (long c = 0; c < channels; ++c) {
+            for (long i = 0; i < inner; ++i) {
+                yo[c * inner + i] = expf(xo[c * inner + i] - top[i]);
+                sum[i] += yo[c * inner + i];
+            }
+        }
+        for (long c = 0; c < channels; ++c) {
+            for (long i = 0; i < inner; ++i) {
+                yo[c * inner + i] /= sum[i];
+            }
+        }
+    }
+}

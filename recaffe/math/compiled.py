@@ -1,17 +1,26 @@
-"""Compiled kernels for deploy mode: LRN across channels and MAX/AVE pooling in one pass each.
+"""Compiled kernels for deploy mode (``compiled.c``), each one pass where PyTorch needs several.
 
-PyTorch computes an LRN as a dozen elementwise kernels, each a pass over the blob and, at one
-image, a few microseconds of dispatch: GoogLeNet's conv2/norm2 takes ~2 ms on one thread, and
-barely less on two. ``compiled.c`` computes each pixel's channels in one pass, in cache (~0.3 ms),
-and pools a channels-last image in one pass with Caffe's windows. The C file is compiled the first
-time it is needed, with the system's C compiler (``$CC``, else ``cc``) for this machine's CPU
-(``-march=native``), into ``$XDG_CACHE_HOME/recaffe/compiled`` (else ``~/.cache/recaffe/compiled``),
+* LRN across channels: PyTorch computes it as a dozen elementwise kernels, each a pass over the
+  blob and a few microseconds of dispatch (GoogLeNet's conv2/norm2: ~2 ms on one thread, barely
+  less on two); the C kernel takes each pixel's channels in cache (~0.55 ms).
+* MAX and AVE pooling of a channels-last image with Caffe's windows (MAX: the same bits).
+* Winograd's input and output transforms (``recaffe.math.winograd``), read from and written to
+  channels-last memory directly: no padded copy of the input, no output larger than the image,
+  the bias and ReLU in the same pass.
+* A matrix-vector product (an inner product of one image), four rows at a time, reading ahead.
+* Softmax of at most ``SOFTMAX_VALUES`` values (a classifier's scores), whose five PyTorch kernels
+  cost more to dispatch than to run.
+
+The C file is compiled the first time it is needed, with the system's C compiler (``$CC``, else
+``cc``) for this machine's CPU (``-march=native``, ``-ffp-contract=off``: sums and products are
+rounded as written), into ``$XDG_CACHE_HOME/recaffe/compiled`` (else ``~/.cache/recaffe/compiled``),
 named by the SHA-256 of the source, the flags and the CPU's model and features; later processes
-load that file. Python calls the kernels through ctypes, which releases the GIL for the call.
+load that file. Python calls the kernels through ctypes, which releases the GIL for the call, so
+two threads run them at once.
 
 Where no compiler works, or ``RECAFFE_COMPILED=off``, ``load`` gives None and deploy mode runs the
-layers' own PyTorch kernels: the same values within rounding (the compiled LRN sums in the same
-order; its power and the pooling's division may differ in the last bit), a little slower.
+layers' own PyTorch kernels: the same values within rounding (the compiled MAX pooling gives the
+same bits; the LRN sums in the same order; the rest may differ in the last bits), a little slower.
 """
 
 from __future__ import annotations
@@ -40,6 +49,9 @@ FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-ffp-contract=off", "-share
 _LONG, _FLOAT, _POINTER = ctypes.c_long, ctypes.c_float, ctypes.c_void_p
 # Values per piece of work when a kernel's work is shared among threads (1 MB of float32).
 PIECE_VALUES = 1 << 18
+# The most values ``softmax`` takes: its exp is C's scalar one, which PyTorch's vectorised kernel
+# beats once the kernels' dispatch no longer dominates (a classifier's 1000 scores: 10 against 150 µs).
+SOFTMAX_VALUES = 1 << 16
 MAX_CHANNELS, MAX_LRN_SIZE = 8192, 129  # as in compiled.c (MAX_CHANNELS, 2 * MAX_HALF + 1)
 
 
@@ -84,6 +96,8 @@ def load() -> ctypes.CDLL | None:
     lib.winograd_output.argtypes = [_POINTER, _POINTER, _POINTER, _POINTER, *[_LONG] * 8, ctypes.c_int,
                                     _FLOAT, _POINTER]
     lib.winograd_output.restype = None
+    lib.softmax.argtypes = [_POINTER, _POINTER, _LONG, _LONG, _LONG, _POINTER]
+    lib.softmax.restype = None
     return lib
 
 
@@ -105,6 +119,11 @@ def _takes(x: torch.Tensor) -> bool:
     """Whether the kernels take ``x``: 4-D float32 on the CPU, in channels-last memory."""
     return (x.dim() == 4 and x.dtype == torch.float32 and x.device.type == "cpu"
             and x.is_contiguous(memory_format=torch.channels_last))
+
+
+def _row_major(*tensors: torch.Tensor) -> bool:
+    """Whether the kernels take the tensors as flat row-major float32 on the CPU."""
+    return all(t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous() for t in tensors)
 
 
 def _run(workers: Workers, total: int, values: int, piece: Callable[[int, int], None]) -> None:
@@ -157,9 +176,7 @@ def matvec(w: torch.Tensor, x: torch.Tensor, b: torch.Tensor | None, y: torch.Te
     """``y = w x (+ b)`` for w (N, K) row-major, x (K,), b and y (N,), all float32 on the CPU,
     on one thread; False (nothing done) where the kernels cannot take them."""
     lib = load()
-    tensors = (w, x, y) if b is None else (w, x, y, b)
-    if lib is None or not all(t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous()
-                              for t in tensors):
+    if lib is None or not _row_major(w, x, y, *([] if b is None else [b])):
         return False
     lib.matvec(w.data_ptr(), x.data_ptr(), None if b is None else b.data_ptr(), y.data_ptr(), w.shape[0],
                w.shape[1])
@@ -189,3 +206,15 @@ def winograd_output(products: torch.Tensor, y: torch.Tensor, a_t: torch.Tensor, 
     lib.winograd_output(products.data_ptr(), y.data_ptr(), a_t.data_ptr(),
                         None if bias is None else bias.data_ptr(), n, m, height, width, k, first, last, cols,
                         int(slope is not None), float(slope or 0.0), scratch.data_ptr())
+
+
+def softmax(x: torch.Tensor, y: torch.Tensor, dims: tuple[int, int, int]) -> bool:
+    """Caffe's softmax of ``x`` viewed as ``dims`` (outer, channels, inner) along the channels into
+    ``y`` (may be ``x``), both row-major float32 on the CPU, on one thread; False (nothing done)
+    where the kernels cannot take them or ``x`` has more than ``SOFTMAX_VALUES`` values."""
+    lib = load()
+    if lib is None or x.numel() > SOFTMAX_VALUES or not _row_major(x, y):
+        return False
+    scratch = x.new_empty(2 * dims[2])
+    lib.softmax(x.data_ptr(), y.data_ptr(), *dims, scratch.data_ptr())
+    return True

@@ -160,3 +160,17 @@ def test_winograd_transforms_give_the_same_convolution(monkeypatch: pytest.Monke
     expected = winograd.convolution(SERIAL, x, u, b, pad, m, slope)
     assert y.shape == expected.shape and y.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(y, expected, rtol=0, atol=4e-6 * float(expected.abs().max()))
+
+
+@pytest.mark.parametrize("dims", [(1, 1000, 1), (3, 21, 10), (2, 1, 5)])
+def test_softmax_gives_the_layers_values(dims: tuple[int, int, int]) -> None:
+    from recaffe.math.softmax import softmax
+
+    x = randn(*dims) * 20
+    y = torch.empty_like(x)
+    assert compiled.softmax(x, y, dims)
+    torch.testing.assert_close(y, softmax(x, 1, torch.empty_like(x)), rtol=2e-6, atol=1e-7)
+    in_place = x.clone()
+    assert compiled.softmax(in_place, in_place, dims) and torch.equal(in_place, y)
+    big = compiled.SOFTMAX_VALUES + 1
+    assert not compiled.softmax(randn(1, big, 1), torch.empty(big), (1, big, 1))  # PyTorch's vectorised exp
