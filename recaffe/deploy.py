@@ -309,10 +309,12 @@ class DeployRunner:
 
     def _run_alone(self, step: int | _Fused, workers: Workers) -> torch.Tensor | float:
         """Run a step on all the threads. With an image per thread, its kernels cut the work into
-        pieces that the threads share (``recaffe.math.pieces``), as does an inner product (a
-        matrix-vector product for one image, which PyTorch runs on one thread); otherwise its
-        kernels run on PyTorch's own threads (``workers.native``), which split one image's work in
-        native code: at that size the hand-over of pieces between Python threads costs more."""
+        pieces that the threads share (``recaffe.math.pieces``), as do an inner product (a
+        matrix-vector product for one image, which PyTorch runs on one thread), a step on compiled
+        kernels and a Winograd convolution with enough tiles (``_compiled_winograd``): their
+        pieces run free of the GIL. Otherwise its kernels run on PyTorch's own threads
+        (``workers.native``), which split one image's work in native code: at that size the
+        hand-over of pieces between Python threads costs more."""
         if (workers.count == 1 or self._image_per_thread(step, workers)
                 or isinstance(self.net.layers[_layer_ids(step)[0]], InnerProductLayer)
                 or self._compiled_kernel(step, workers) is not None or self._compiled_winograd(step)):

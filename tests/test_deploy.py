@@ -338,9 +338,10 @@ def test_stages_on_three_threads_give_the_plain_outputs_bit_for_bit_every_run(
 
 def threads_per_step(monkeypatch: pytest.MonkeyPatch, path: pathlib.Path, count: int,
                      min_macs: int = 80_000) -> dict[str, set[int]]:
-    """The thread counts each step's kernels ran on, in a deploy pass by stages and one step by
-    step (the same bits, and the plain net's values), at batch 1 on ``count`` threads, where a
-    convolution of at least ``min_macs`` multiply-adds per thread shares its own work well."""
+    """The thread counts each step's kernels ran on (PyTorch's threads, or the workers taking its
+    pieces), in a deploy pass by stages and one step by step (the same bits, and the plain net's
+    values), at batch 1 on ``count`` threads, where a convolution of at least ``min_macs``
+    multiply-adds per thread shares its own work well."""
     from recaffe import threads
     from recaffe.math import pieces
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import logging
 import os
 import pathlib
 import platform
@@ -83,7 +84,8 @@ def load() -> ctypes.CDLL | None:
         if not path.exists():
             _compile(compiler, path)
         lib = ctypes.CDLL(str(path))
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError) as e:
+        logging.getLogger(__name__).info("recaffe's compiled kernels are not built (%s): PyTorch's run", e)
         return None
     lib.lrn_across.argtypes = [_POINTER, _POINTER, _LONG, _LONG, _LONG, _FLOAT, _FLOAT, _FLOAT]
     lib.lrn_across.restype = ctypes.c_int
