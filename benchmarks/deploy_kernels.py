@@ -286,17 +286,25 @@ def together_rows(nets: list[str], reps: int) -> list[str]:
         name: functools.partial(setattr, deploy.DeployRunner, "_together", together)
         for name, together in (("small steps of a stage", _small_steps_together),
                                ("wide stages, lone steps joined", current))}
-    rows = []
     try:
-        for key in nets:
-            net = models.deploy_net(models.ALL_DEPLOY_NETS[key], models.require_caffe_models(), batch=1,
-                                    optimize=True)
-            times = _alternating(net, ways, reps)
-            old, new = (statistics.median(values) for values in times.values())
-            ratio = statistics.median([b / a for a, b in zip(*times.values())])
-            rows.append(f"| {models.ALL_DEPLOY_NETS[key].name} | {old:.1f} | {new:.1f} | **{ratio:.2f}** |")
+        return _old_and_new_rows(nets, ways, reps, "")
     finally:
         deploy.DeployRunner._together = current  # type: ignore[method-assign]
+
+
+def _old_and_new_rows(nets: list[str], ways: dict[str, Callable[[], object]], reps: int,
+                      label: str) -> list[str]:
+    """Per net, a batch-1 pass the old way and the new (``ways``, in that order) taking turns:
+    ``| net{label} | old ms | new ms | new / old |``."""
+    rows = []
+    for key in nets:
+        net = models.deploy_net(models.ALL_DEPLOY_NETS[key], models.require_caffe_models(), batch=1,
+                                optimize=True)
+        times = _alternating(net, ways, reps)
+        old, new = (statistics.median(values) for values in times.values())
+        ratio = statistics.median([b / a for a, b in zip(*times.values())])
+        name = models.ALL_DEPLOY_NETS[key].name
+        rows.append(f"| {name}{label} | {old:.1f} | {new:.1f} | **{ratio:.2f}** |")
     return rows
 
 
@@ -376,17 +384,9 @@ def compiled_rows(nets: list[str], reps: int) -> list[str]:
         "torch": functools.partial(setattr, compiled, "load", lambda: None),
         "compiled": functools.partial(setattr, compiled, "load", built)}
     try:
-        for key in nets:
-            net = models.deploy_net(models.ALL_DEPLOY_NETS[key], models.require_caffe_models(), batch=1,
-                                    optimize=True)
-            times = _alternating(net, ways, reps)
-            old, new = (statistics.median(values) for values in times.values())
-            ratio = statistics.median([b / a for a, b in zip(*times.values())])
-            rows.append(f"| {models.ALL_DEPLOY_NETS[key].name}: a pass, batch 1, 2 threads | {old:.1f} | "
-                        f"{new:.1f} | **{ratio:.2f}** |")
+        return rows + _old_and_new_rows(nets, ways, reps, ": a pass, batch 1, 2 threads")
     finally:
         compiled.load = built
-    return rows
 
 
 def main() -> None:
