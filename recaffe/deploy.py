@@ -94,8 +94,9 @@ _STAGED_TYPES = frozenset({
     "Flatten", "Reshape", "Softmax", "BatchNorm", "Scale", "Bias", "Crop"})
 _AFFINE = ("BatchNorm", "Scale", "Bias")
 # The most memory a net's packed convolution weights (``recaffe.math.onednn``) take: a second copy
-# of those weights, so that deploy mode stays leaner than OpenCV's dnn, which keeps one too.
-PACKED_BYTES = 10 << 20  # (all of CaffeNet's, 9.3 MB)
+# of those weights, so that deploy mode stays leaner than OpenCV's dnn, which keeps one too. (All
+# of CaffeNet's and GoogLeNet's packable layers, 5.8 and 17.6 MB; ResNet-50's at 7×7 and 14×14.)
+PACKED_BYTES = 64 << 20
 # The most values a stage's lone small step may write and still go on in the job of the steps
 # before it (``_together``): GoogLeNet's Concat of 480 channels at 28×28 (376K) does.
 JOINED_VALUES = 1 << 19
