@@ -77,16 +77,34 @@ def load() -> ctypes.CDLL | None:
     if os.environ.get(ENV, "").strip().lower() == OFF:
         return None
     compiler = os.environ.get("CC", "").strip() or "cc"
-    source = SOURCE.read_bytes()
-    digest = hashlib.sha256(source + "\0".join((compiler, *FLAGS)).encode() + _cpu()).hexdigest()
-    path = folder() / f"kernels-{digest[:32]}.so"
     try:
-        if not path.exists():
-            _compile(compiler, path)
-        lib = ctypes.CDLL(str(path))
-    except (OSError, subprocess.SubprocessError) as e:
+        lib = _open(compiler, library(compiler))
+        _declare(lib)
+    except (OSError, AttributeError, subprocess.SubprocessError) as e:
         logging.getLogger(__name__).info("recaffe's compiled kernels are not built (%s): PyTorch's run", e)
         return None
+    return lib
+
+
+def library(compiler: str) -> pathlib.Path:
+    """Where the library built by ``compiler`` for this CPU is kept."""
+    digest = hashlib.sha256(SOURCE.read_bytes() + "\0".join((compiler, *FLAGS)).encode() + _cpu()).hexdigest()
+    return folder() / f"kernels-{digest[:32]}.so"
+
+
+def _open(compiler: str, path: pathlib.Path) -> ctypes.CDLL:
+    """The library at ``path``, built first where there is none or it cannot be loaded (damaged)."""
+    if path.exists():
+        try:
+            return ctypes.CDLL(str(path))
+        except OSError:
+            path.unlink(missing_ok=True)
+    _compile(compiler, path)
+    return ctypes.CDLL(str(path))
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    """The kernels' argument and result types (a library without one of them raises AttributeError)."""
     lib.lrn_across.argtypes = [_POINTER, _POINTER, _LONG, _LONG, _LONG, _FLOAT, _FLOAT, _FLOAT]
     lib.lrn_across.restype = ctypes.c_int
     lib.pool.argtypes = [_POINTER, _POINTER, *[_LONG] * 11, ctypes.c_int, _LONG, _LONG]
@@ -100,7 +118,6 @@ def load() -> ctypes.CDLL | None:
     lib.winograd_output.restype = None
     lib.softmax.argtypes = [_POINTER, _POINTER, _LONG, _LONG, _LONG, _POINTER]
     lib.softmax.restype = None
-    return lib
 
 
 def _compile(compiler: str, path: pathlib.Path) -> None:

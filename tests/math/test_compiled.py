@@ -45,6 +45,15 @@ def test_the_kernels_are_built_once_into_the_cache_folder(fresh_build: None, tmp
     assert compiled.load() is not None and built[0].stat().st_mtime_ns == stamp  # loaded, not built again
 
 
+def test_a_damaged_library_is_built_again(fresh_build: None) -> None:
+    path = compiled.library("cc")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a shared library")  # (a disk error, a foreign file)
+    assert compiled.load() is not None and path.read_bytes() != b"not a shared library"
+    y = torch.empty(2)
+    assert compiled.matvec(torch.eye(2), torch.tensor([3.0, 4.0]), None, y) and y.tolist() == [3.0, 4.0]
+
+
 @pytest.mark.parametrize("setting", ["off", "compiler"])
 def test_without_the_kernels_the_callers_get_none(fresh_build: None, monkeypatch: pytest.MonkeyPatch,
                                                   setting: str) -> None:
