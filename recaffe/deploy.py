@@ -335,22 +335,27 @@ class DeployRunner:
         return self._forward(step, layer, net.bottom_vecs[step], net.top_vecs[step], kernel)
 
     def _compiled_kernel(self, step: int | _Fused, workers: Workers) -> Kernel | None:
-        """The forward of a step that is an LRN across channels or a MAX or AVE pooling with one top,
-        keeping nothing for backward, on ``recaffe.math.compiled``'s kernels (on the layer's own
-        where those cannot take the bottom), which cut the work into pieces for ``workers`` (free of
-        the GIL, even at one image); None for other steps, or where the kernels are not built."""
+        """The forward of a step on ``recaffe.math.compiled``'s kernels where they take its bottom:
+        an LRN across channels or a MAX or AVE pooling with one top (cut into pieces for
+        ``workers``, free of the GIL even at one image), or a Softmax of at most
+        ``compiled.SOFTMAX_VALUES`` values, keeping nothing for backward; None for other steps, or
+        where the kernels are not built."""
         if isinstance(step, _Fused) or compiled.load() is None:
             return None
         layer = self.net.layers[step]
-        if layer.need_backward:
+        if layer.need_backward or not isinstance(layer, LRNLayer | PoolingLayer | SoftmaxLayer):
             return None
-        if isinstance(layer, LRNLayer) and layer.across:
-            return functools.partial(_compiled_lrn, layer, workers)
-        if (isinstance(layer, PoolingLayer) and len(self.net.top_vecs[step]) == 1
-                and layer.param.pooling_param.pool in (P.MAX, P.AVE)):
-            return functools.partial(_compiled_pool, layer, workers)
+        bottom = self.net.bottom_vecs[step][0]
         if isinstance(layer, SoftmaxLayer):
-            return functools.partial(_compiled_softmax, layer)
+            small = bottom.count() <= compiled.SOFTMAX_VALUES
+            return functools.partial(_compiled_softmax, layer) if small else None
+        x = bottom.strided_data()
+        if isinstance(layer, LRNLayer):
+            return (functools.partial(_compiled_lrn, layer, workers)
+                    if layer.across and compiled.takes_lrn(x, layer.param.lrn_param.local_size) else None)
+        if (len(self.net.top_vecs[step]) == 1 and layer.param.pooling_param.pool in (P.MAX, P.AVE)
+                and compiled.takes(x)):
+            return functools.partial(_compiled_pool, layer, workers)
         return None
 
     def _compiled_winograd(self, step: int | _Fused) -> bool:

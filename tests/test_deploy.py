@@ -15,7 +15,7 @@ from recaffe import deploy
 from recaffe.io import prototxt
 from recaffe.layer import LayerError
 from recaffe.proto import caffe_pb2
-from recaffe.workers import Workers
+from recaffe.workers import SERIAL, Workers
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
 FUSIONS = FIXTURES / "deploy_fusions.prototxt"
@@ -496,3 +496,18 @@ def test_lrn_pooling_winograd_and_inner_products_run_on_compiled_kernels_where_b
         assert own == (0, 0)
     else:
         assert ran["winograd_input"] == 0 and own == (2, 4)
+
+
+def test_a_softmax_too_large_for_the_compiled_kernel_keeps_pytorchs_threads(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Softmax of more than ``compiled.SOFTMAX_VALUES`` values (a segmentation net's) runs as
+    before, on PyTorch's threads, not on the compiled kernel's one thread."""
+    from recaffe.math import compiled
+
+    if compiled.load() is None:
+        pytest.skip("the compiled kernels cannot be built here (no C compiler)")
+    monkeypatch.setattr(compiled, "SOFTMAX_VALUES", 5)  # the fixture's 10 scores are more
+    seen = threads_per_step(monkeypatch, COMPILED, 2)
+    assert seen["prob"] == {2} and seen["fc"] == {2}
+    _, fused = pair(COMPILED)
+    assert fused.deploy._compiled_kernel(fused.layer_names.index("prob"), SERIAL) is None

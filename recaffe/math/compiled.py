@@ -134,10 +134,16 @@ def _compile(compiler: str, path: pathlib.Path) -> None:
         partial.unlink(missing_ok=True)
 
 
-def _takes(x: torch.Tensor) -> bool:
-    """Whether the kernels take ``x``: 4-D float32 on the CPU, in channels-last memory."""
+def takes(x: torch.Tensor) -> bool:
+    """Whether the pooling and LRN kernels take ``x``: 4-D float32 on the CPU, in channels-last
+    memory."""
     return (x.dim() == 4 and x.dtype == torch.float32 and x.device.type == "cpu"
             and x.is_contiguous(memory_format=torch.channels_last))
+
+
+def takes_lrn(x: torch.Tensor, size: int) -> bool:
+    """Whether ``lrn_across`` takes ``x`` and a window of ``size`` channels."""
+    return takes(x) and x.shape[1] <= MAX_CHANNELS and size <= MAX_LRN_SIZE
 
 
 def _row_major(*tensors: torch.Tensor) -> bool:
@@ -159,7 +165,7 @@ def lrn_across(workers: Workers, x: torch.Tensor, size: int, alpha: float, beta:
                k: float) -> torch.Tensor | None:
     """LRN across channels of ``x`` (channels-last), or None where the kernels cannot take it."""
     lib = load()
-    if lib is None or not _takes(x) or x.shape[1] > MAX_CHANNELS or size > MAX_LRN_SIZE:
+    if lib is None or not takes_lrn(x, size):
         return None
     y = torch.empty_like(x, memory_format=torch.channels_last)
     channels, item = x.shape[1], x.element_size()
@@ -178,7 +184,7 @@ def pool(workers: Workers, x: torch.Tensor, window: PoolWindow, out_hw: tuple[in
     """Caffe's MAX (or AVE) pooling of ``x`` (channels-last) over ``window`` into ``out_hw``, or
     None where the kernels cannot take it."""
     lib = load()
-    if lib is None or not _takes(x):
+    if lib is None or not takes(x):
         return None
     n, c, h, w = x.shape
     y = torch.empty((n, c, *out_hw), dtype=x.dtype, memory_format=torch.channels_last)
