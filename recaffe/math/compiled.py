@@ -57,6 +57,8 @@ MAX_CHANNELS, MAX_LRN_SIZE = 8192, 129  # as in compiled.c (MAX_CHANNELS, 2 * MA
 
 
 def folder() -> pathlib.Path:
+    """Where the built libraries are kept: ``$XDG_CACHE_HOME/recaffe/compiled``, else
+    ``~/.cache/recaffe/compiled``."""
     base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".cache")
     return pathlib.Path(base) / "recaffe" / "compiled"
 
@@ -127,8 +129,8 @@ def _compile(compiler: str, path: pathlib.Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        subprocess.run([compiler, *FLAGS, "-o", str(partial), str(SOURCE)], check=True, capture_output=True,
-                       timeout=120)
+        subprocess.run([compiler, *FLAGS, "-o", str(partial), str(SOURCE), "-lm"], check=True,
+                       capture_output=True, timeout=120)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)

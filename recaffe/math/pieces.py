@@ -102,10 +102,10 @@ def inner_product(workers: Workers, x: torch.Tensor, weight: torch.Tensor, bias:
 def _linear_piece(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, y: torch.Tensor,
                   linear: Linear | None, matvec: MatVec | None, slope: float | None, rows: slice) -> None:
     w, b, out = weight[rows], None if bias is None else bias[rows], y[:, rows]
-    if x.shape[0] == 1 and matvec is not None and matvec(w, x[0], b, out[0]):
-        pass
-    elif x.shape[0] == 1:  # one row: a matrix-vector product, which streams the weights fastest
-        if b is not None:
+    if x.shape[0] == 1:  # one row: a matrix-vector product, which streams the weights fastest
+        if matvec is not None and matvec(w, x[0], b, out[0]):
+            pass
+        elif b is not None:
             torch.addmv(b, w, x[0], out=out[0])
         else:
             torch.mv(w, x[0], out=out[0])

@@ -23,8 +23,11 @@ Toom-Cook construction and checked to give the convolution exactly before use.
 
 Which m a layer uses (``tile_size``) depends only on its shapes, so the outputs are the same from
 run to run. The work is cut into pieces of a few rows of tiles, each taken through the three
-stages at once, that the threads share (``recaffe.workers``); deploy mode runs a single image's
-pieces one after another, each stage's kernels on PyTorch's own threads (``workers.native``).
+stages at once, that the threads share (``recaffe.workers``). Where ``recaffe.math.compiled``'s
+kernels are built, the two transforms run there, reading the tiles from the input and writing the
+pixels into the output directly; deploy mode then hands a single image's pieces to the threads
+when each gets ``SHARED_TILES`` tiles, else it runs them one after another, the products on
+PyTorch's own threads (``workers.native``), as it does without the compiled kernels.
 """
 
 from __future__ import annotations
@@ -175,7 +178,6 @@ def convolution(workers: Workers, x: torch.Tensor, u: torch.Tensor, bias: torch.
     images, channels, height, width = x.shape
     out_h, out_w = height + 2 * pad[0] - (KERNEL - 1), width + 2 * pad[1] - (KERNEL - 1)
     rows, cols = -(-out_h // m), -(-out_w // m)  # tiles down and across
-    exact = out_h == rows * m and out_w == cols * m
     pieces = -(-rows // max(1, TILES_PER_PIECE // cols))  # per image, for the cache's sake
     if images < workers.count:  # as many for each thread
         pieces = min(rows, -(-pieces // workers.count) * workers.count)
@@ -194,7 +196,7 @@ def convolution(workers: Workers, x: torch.Tensor, u: torch.Tensor, bias: torch.
                               min(rows, first + step))
             for image in range(images) for first in range(0, rows, step)]
     workers.run(jobs)
-    if exact:
+    if out_h == rows * m and out_w == cols * m:  # exact: no tile past the edge
         return y
     return y[:, :, :out_h, :out_w].contiguous(memory_format=torch.channels_last)
 
