@@ -40,6 +40,7 @@ from typing import cast
 
 import torch
 
+from recaffe.math import pieces
 from recaffe.math.pooling import PoolWindow
 from recaffe.workers import Workers, split
 
@@ -48,8 +49,6 @@ OFF = "off"
 SOURCE = pathlib.Path(__file__).with_name("compiled.c")
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-ffp-contract=off", "-shared", "-fPIC")
 _LONG, _FLOAT, _POINTER = ctypes.c_long, ctypes.c_float, ctypes.c_void_p
-# Values per piece of work when a kernel's work is shared among threads (1 MB of float32).
-PIECE_VALUES = 1 << 18
 # The most values ``softmax`` takes: its exp is C's scalar one, which PyTorch's vectorised kernel
 # beats once the kernels' dispatch no longer dominates (a classifier's 1000 scores: 10 against 150 µs).
 SOFTMAX_VALUES = 1 << 16
@@ -155,8 +154,8 @@ def _row_major(*tensors: torch.Tensor) -> bool:
 
 def _run(workers: Workers, total: int, values: int, piece: Callable[[int, int], None]) -> None:
     """``piece(first, last)`` over ``range(total)``, cut among the threads when the work (``values``)
-    is worth a hand-over (``PIECE_VALUES`` a piece)."""
-    parts = min(workers.count, max(1, values // PIECE_VALUES))
+    is worth a hand-over (``pieces.parts``: ``MIN_PIECE_VALUES`` a piece)."""
+    parts = pieces.parts(workers, values, pieces.MIN_PIECE_VALUES)
     if parts == 1:
         piece(0, total)
         return
